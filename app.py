@@ -1,0 +1,33 @@
+"""Start the app: read settings, build the engine and the UI, and serve them (http://127.0.0.1:7860)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def main() -> int:
+    """Wire settings, engine and UI together and launch the web server."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    from rag.config import Settings
+    from rag.engine import Engine
+    from rag.errors import RagError
+    from ui.app import build, launch_options
+
+    try:
+        settings = Settings.from_env()
+        engine = Engine(settings)
+    except RagError as exc:
+        sys.stderr.write(f"Can't start: {exc}\n")
+        return 1
+    demo = build(engine)
+    demo.launch(**launch_options(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Settings: every model id, size and limit, read once from environment variables.
+
+Nothing else in the project reads the environment. Each field maps to one variable (``RAG_<FIELD>`` unless
+``env`` says otherwise); an invalid value fails at start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from rag.errors import ConfigError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _setting(default: Any, env: str | None = None, *, min: float | None = None, max: float | None = None,
+             choices: tuple[str, ...] | None = None, doc: str = "") -> Any:
+    """Declare one setting: its default, optional variable name, bounds or choices, and a line of help."""
+    meta = {"env": env, "min": min, "max": max, "choices": choices, "doc": doc}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All knobs of the app, with defaults that work on a laptop running Ollama."""
+
+    # --- models -----------------------------------------------------------------------------------------------
+    ollama_host: str = _setting("http://127.0.0.1:11434", env="OLLAMA_HOST",
+                                doc="Ollama server URL (scheme and port optional).")
+    embed_backend: str = _setting("ollama", choices=("ollama", "sentence-transformers"),
+                                  doc="Where embeddings are computed.")
+    embed_model: str = _setting("qwen3-embedding:0.6b",
+                                doc="Ollama tag, or a sentence-transformers model id / local path.")
+    embed_dimensions: int | None = _setting(None, min=32, max=8192,
+                                            doc="Matryoshka output size (empty = the model's full size).")
+    embed_batch_size: int = _setting(32, min=1, max=1024, doc="Texts per embedding request.")
+    embed_num_ctx: int | None = _setting(None, min=512, max=131072,
+                                         doc="Context window for embedding calls (empty = sized from the chunk size).")
+    keep_alive: str = _setting("10m", doc="How long Ollama keeps a model loaded after a call.")
+    query_instruction: str = _setting(
+        "Given a question about a set of documents, retrieve the passages that answer it",
+        doc="Qwen3-Embedding task text put before each query.")
+    chat_model: str = _setting("qwen3:8b", doc="Ollama chat model.")
+    rerank_model: str = _setting("Qwen/Qwen3-Reranker-0.6B", doc="Reranker model id or local path.")
+    rerank: bool = _setting(True, doc="Rerank retrieved passages with the reranker.")
+
+    # --- storage ----------------------------------------------------------------------------------------------
+    data_dir: Path = _setting(Path("data"), doc="Where the index, registry and uploaded PDFs live.")
+    chroma_host: str | None = _setting(None, doc="Chroma server host (empty = embedded Chroma under data_dir).")
+    chroma_port: int = _setting(8000, min=1, max=65535, doc="Chroma server port.")
+
+    # --- ingestion --------------------------------------------------------------------------------------------
+    chunk_tokens: int = _setting(400, min=32, max=8192, doc="Chunk size in tokens.")
+    chunk_overlap: int = _setting(60, min=0, max=4096, doc="Tokens shared by consecutive chunks of a page.")
+    tokenizer: str | None = _setting(None, doc="Tokenizer id/path used to count tokens (empty = built-in estimate).")
+    parse_workers: int = _setting(0, min=0, max=64, doc="Processes that parse PDFs (0 = one per core, at most 4).")
+    parse_timeout: float = _setting(120.0, min=1, max=3600, doc="Seconds one PDF may take to parse.")
+    parse_memory_mb: int = _setting(2048, min=0, max=65536,
+                                    doc="Memory cap of a parser process in MB (0 = no cap).")
+    max_upload_mb: float = _setting(100.0, min=0.01, max=10240, doc="Largest PDF accepted, in MB.")
+    max_pages: int = _setting(2000, min=1, max=100000, doc="Most pages accepted in one PDF.")
+    stale_ingest_seconds: int = _setting(300, min=5, max=86400,
+                                         doc="An unfinished ingest idle this long is treated as crashed.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``); ``overrides`` win over the environment."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            var = env_name(f.name)
+            if f.name in overrides:
+                raw: Any = overrides.pop(f.name)
+            elif var in environ and environ[var].strip() != "":
+                raw = environ[var]
+            else:
+                continue
+            values[f.name] = _parse(f, var, raw)
+        if overrides:
+            raise ConfigError(f"Unknown setting(s): {', '.join(sorted(overrides))}")
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (validated)."""
+        settings = replace(self, **changes)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check relations between settings; raise ConfigError naming the variable."""
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ConfigError(f"{env_name('chunk_overlap')}={self.chunk_overlap} must be smaller than "
+                              f"{env_name('chunk_tokens')}={self.chunk_tokens}")
+        if not self.ollama_host.strip():
+            raise ConfigError("OLLAMA_HOST is empty: set it to the Ollama URL, e.g. http://127.0.0.1:11434")
+
+    # --- derived values ---------------------------------------------------------------------------------------
+    @property
+    def max_upload_bytes(self) -> int:
+        """Upload limit in bytes."""
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def effective_parse_workers(self) -> int:
+        """Parser processes to start."""
+        return self.parse_workers or max(1, min(4, os.cpu_count() or 1))
+
+    @property
+    def effective_embed_num_ctx(self) -> int:
+        """Context for embedding calls: room for a chunk, its header and a generous token-estimate error."""
+        return self.embed_num_ctx or max(2048, 4 * self.chunk_tokens)
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable behind a settings field."""
+    for f in fields(Settings):
+        if f.name == field_name:
+            return f.metadata.get("env") or "RAG_" + field_name.upper()
+    raise KeyError(field_name)
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, help) for every setting, for docs and ``python -m rag settings``."""
+    rows = []
+    for f in fields(Settings):
+        default = f.default if f.default is not MISSING else ""
+        rows.append((env_name(f.name), "" if default is None else str(default), f.metadata.get("doc", "")))
+    return rows
+
+
+def _parse(f: Any, var: str, raw: Any) -> Any:
+    """Convert one raw value to the field's type, checking bounds and choices."""
+    kind = str(f.type)
+    meta = f.metadata
+    if raw is None or (isinstance(raw, str) and raw.strip() == "" and "None" in kind):
+        return None
+    try:
+        if kind.startswith("bool"):
+            if isinstance(raw, bool):
+                value: Any = raw
+            elif str(raw).strip().lower() in _TRUE:
+                value = True
+            elif str(raw).strip().lower() in _FALSE:
+                value = False
+            else:
+                raise ValueError("expected true/false")
+        elif kind.startswith("int"):
+            value = int(str(raw).strip())
+        elif kind.startswith("float"):
+            value = float(str(raw).strip())
+        elif kind.startswith("Path"):
+            value = Path(str(raw)).expanduser()
+        else:
+            value = str(raw).strip()
+    except ValueError as exc:
+        raise ConfigError(f"{var}={raw!r} is not valid: {exc}") from None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if meta.get("min") is not None and value < meta["min"]:
+            raise ConfigError(f"{var}={raw!r} is too small: the minimum is {meta['min']:g}")
+        if meta.get("max") is not None and value > meta["max"]:
+            raise ConfigError(f"{var}={raw!r} is too large: the maximum is {meta['max']:g}")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{var}={raw!r} is not valid: choose one of {', '.join(meta['choices'])}")
+    return value

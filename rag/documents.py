@@ -1,0 +1,190 @@
+"""PDF → pages of clean text, with one specific, actionable error for each kind of bad input."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import unicodedata
+from pathlib import Path
+
+from rag.errors import (
+    CorruptPdfError,
+    DocumentError,
+    EmptyFileError,
+    MissingDependency,
+    NotAPdfError,
+    NoTextError,
+    PasswordRequiredError,
+    TooLargeError,
+)
+from rag.models import Page, ParsedDocument
+
+log = logging.getLogger(__name__)
+
+# Leading bytes of formats people mistake for PDFs, to say what a file really is.
+_SIGNATURES: list[tuple[bytes, str]] = [
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"PK\x03\x04", "a ZIP archive (or a Word/Excel/PowerPoint file)"),
+    (b"\xd0\xcf\x11\xe0", "an old Microsoft Office document"),
+    (b"{\\rtf", "an RTF document"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+]
+
+
+def sniff(data: bytes, file_name: str) -> None:
+    """Raise if ``data`` is empty or not a PDF (judged by its bytes, never by its name)."""
+    if not data:
+        raise EmptyFileError(f"{file_name} is empty (0 bytes). Check that the file finished downloading.")
+    # The PDF header may be preceded by junk, but must appear within the first 1024 bytes.
+    if b"%PDF-" in data[:1024]:
+        return
+    what = next((name for sig, name in _SIGNATURES if data.startswith(sig)), None)
+    if what is None:
+        head = data[:512].lstrip().lower()
+        if head.startswith((b"<!doctype html", b"<html")):
+            what = "a web page (HTML)"
+        else:
+            what = "not a PDF"
+    described = what if what == "not a PDF" else f"not a PDF but {what}"
+    raise NotAPdfError(f"{file_name} is {described}. Export or print it to PDF, then upload the PDF.")
+
+
+def clean_text(text: str) -> str:
+    """Repair common extraction noise: ligatures, soft hyphens, words hyphenated at line ends, runs of spaces."""
+    text = unicodedata.normalize("NFKC", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00ad", "")
+    text = _CONTROL.sub("", text)
+    # "infor-\nmation" → "information" (only when the next line goes on in lower case).
+    text = _HYPHEN_BREAK.sub(r"\1\2", text)
+    text = _SPACES.sub(" ", text)
+    text = _SPACE_AROUND_NEWLINE.sub("\n", text)
+    text = _MANY_NEWLINES.sub("\n\n", text)
+    return text.strip()
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_HYPHEN_BREAK = re.compile(r"(\w)-\n(?=[a-z])(\w)")
+_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+_SPACE_AROUND_NEWLINE = re.compile(r" *\n *")
+_MANY_NEWLINES = re.compile(r"\n{3,}")
+
+
+def title_from_file_name(file_name: str) -> str:
+    """A readable title from a file name: "3M_2018_10K.pdf" → "3M 2018 10K"."""
+    stem = Path(file_name).stem
+    return re.sub(r"[_\s]+", " ", stem).strip() or file_name
+
+
+def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: int | None = None,
+             max_pages: int | None = None) -> ParsedDocument:
+    """Read a PDF (a path or its bytes) into 1-based pages of cleaned text.
+
+    Raises a ``DocumentError`` subclass whose message says what is wrong and what to do. A document where some
+    pages have no text layer is returned with those pages listed in ``pages_without_text``; one where no page has
+    text raises ``NoTextError``.
+    """
+    if isinstance(source, Path):
+        file_name = file_name or source.name
+        size = source.stat().st_size
+        _check_size(size, file_name, max_bytes)
+        data = source.read_bytes()
+    else:
+        data = source
+        file_name = file_name or "document.pdf"
+        _check_size(len(data), file_name, max_bytes)
+    sniff(data, file_name)
+    reader = _open(data, file_name)
+
+    try:
+        page_count = len(reader.pages)
+    except Exception as exc:  # noqa: BLE001 - pypdf raises many types on a broken page tree
+        raise CorruptPdfError(f"{file_name} is damaged: its page list can't be read ({_short(exc)}). "
+                              "Try re-saving it with a PDF viewer's \"Save as\" or \"Print to PDF\".") from exc
+    if page_count == 0:
+        raise CorruptPdfError(f"{file_name} has no pages.")
+    if max_pages is not None and page_count > max_pages:
+        raise TooLargeError(f"{file_name} has {page_count} pages; the limit is {max_pages} "
+                            "(setting RAG_MAX_PAGES). Split the PDF or raise the limit.")
+
+    pages: list[Page] = []
+    failed_pages = 0
+    for number in range(1, page_count + 1):
+        try:
+            raw = reader.pages[number - 1].extract_text() or ""
+        except Exception as exc:  # noqa: BLE001 - one broken page must not lose the rest
+            log.warning("%s: page %d could not be read: %s", file_name, number, _short(exc))
+            failed_pages += 1
+            raw = ""
+        pages.append(Page(number, clean_text(raw)))
+
+    without_text = [p.number for p in pages if not p.text]
+    if len(without_text) == page_count:
+        if failed_pages == page_count:
+            raise CorruptPdfError(f"{file_name} is damaged: none of its {page_count} pages could be read.")
+        raise NoTextError(f"{file_name} has no text layer (it looks scanned or image-only), so there is "
+                          "nothing to search. Run OCR on it first (for example `ocrmypdf in.pdf out.pdf`) "
+                          "and upload the result.")
+    return ParsedDocument(file_name=file_name, title=_title(reader, file_name), pages=pages,
+                          page_count=page_count, pages_without_text=without_text)
+
+
+def _check_size(size: int, file_name: str, max_bytes: int | None) -> None:
+    if max_bytes is not None and size > max_bytes:
+        raise TooLargeError(f"{file_name} is {size / 1048576:.1f} MB; the limit is {max_bytes / 1048576:.0f} MB "
+                            "(setting RAG_MAX_UPLOAD_MB).")
+
+
+def _open(data: bytes, file_name: str):  # noqa: ANN202 - returns pypdf.PdfReader, imported lazily
+    """Open the bytes with pypdf, decrypting "protected" files that have an empty user password."""
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, WrongPasswordError
+
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+    except (PdfReadError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError,
+            OSError) as exc:
+        raise CorruptPdfError(f"{file_name} is damaged and can't be read ({_short(exc)}). "
+                              "Try re-saving it with a PDF viewer's \"Save as\" or \"Print to PDF\".") from exc
+    if reader.is_encrypted:
+        try:
+            ok = reader.decrypt("")
+        except DependencyError as exc:
+            raise MissingDependency(f"{file_name} is encrypted with AES; reading it needs the 'cryptography' "
+                                    "package: pip install 'pypdf[crypto]'") from exc
+        except (WrongPasswordError, FileNotDecryptedError, PdfReadError, NotImplementedError) as exc:
+            raise PasswordRequiredError(_password_message(file_name)) from exc
+        if not ok:
+            raise PasswordRequiredError(_password_message(file_name))
+    return reader
+
+
+def _password_message(file_name: str) -> str:
+    return (f"{file_name} is protected by a password. Open it with the password and save an unprotected copy "
+            "(for example `qpdf --decrypt --password=... in.pdf out.pdf`), then upload that.")
+
+
+def _title(reader, file_name: str) -> str:  # noqa: ANN001 - pypdf.PdfReader
+    """The document's title: a plausible metadata title, else one made from the file name."""
+    fallback = title_from_file_name(file_name)
+    try:
+        meta = reader.metadata
+        title = (meta.title or "").strip() if meta else ""
+    except Exception:  # noqa: BLE001 - broken metadata is common and harmless
+        return fallback
+    # Metadata titles are often junk ("untitled", "Microsoft Word - x.docx", a temp file name).
+    if len(title) < 4 or len(title) > 200 or title.lower() in {"untitled", "title", "document"} or \
+            re.search(r"\.(docx?|indd|tmp|pdf)$|^microsoft word", title, re.I):
+        return fallback
+    return f"{fallback} — {title}" if fallback.lower() not in title.lower() else title
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 160 else text[:157] + "..."
+
+
+__all__ = ["DocumentError", "clean_text", "load_pdf", "sniff", "title_from_file_name"]

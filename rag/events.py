@@ -1,0 +1,73 @@
+"""Typed events the engine yields while it works; the CLI and the UI render them and do no engine work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+# --- ingestion --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileStarted:
+    """A file entered the pipeline."""
+
+    file_name: str
+    index: int
+    total: int
+
+
+@dataclass(frozen=True)
+class PagesParsed:
+    """The file was read: how many pages, and which had no text layer."""
+
+    file_name: str
+    pages: int
+    pages_without_text: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChunksMade:
+    """The pages were split into chunks."""
+
+    file_name: str
+    chunks: int
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Embedding progress for a file: ``done`` of ``total`` chunks."""
+
+    file_name: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class FileIndexed:
+    """The file is searchable (``status`` "indexed", "replaced" or "already indexed")."""
+
+    file_name: str
+    doc_id: str
+    status: str
+    pages: int
+    chunks: int
+    pages_without_text: list[int] = field(default_factory=list)
+    replaced_doc_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FileFailed:
+    """The file was not indexed; ``reason`` says why in words a user can act on."""
+
+    file_name: str
+    reason: str
+    kind: str = "error"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The whole run stopped (e.g. the embedding server is down); nothing partial was kept."""
+
+    message: str
+
+
+IngestEvent = FileStarted | PagesParsed | ChunksMade | Embedded | FileIndexed | FileFailed | Failure

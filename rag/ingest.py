@@ -1,0 +1,195 @@
+"""Ingestion: files → parsed and chunked in worker processes → embedded → written to the store, as events.
+
+Each file is indexed whole or not at all. Files already indexed (same bytes) are recognised by content hash and
+skipped; a file whose name is indexed with other bytes is a new version that replaces the old one once it is
+fully written. One bad file never stops the others; a model server that fails stops the run, since every later
+file would fail the same way, and leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generator, Iterator, Sequence
+
+from rag.config import Settings
+from rag.embeddings import Embedder
+from rag.errors import ModelError, StoreError
+from rag.events import (
+    ChunksMade,
+    Embedded,
+    Failure,
+    FileFailed,
+    FileIndexed,
+    FileStarted,
+    IngestEvent,
+    PagesParsed,
+)
+from rag.models import DocumentInfo
+from rag.store import Store
+from rag.workers import ParseJob, ParseResult, ParserPool
+
+log = logging.getLogger(__name__)
+
+PDF_SUFFIXES = {".pdf"}
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file to ingest: where its bytes are and the name the user knows it by (uploads live in temp files)."""
+
+    path: Path
+    name: str
+
+    @classmethod
+    def of(cls, item: Path | str | SourceFile) -> SourceFile:
+        """Accept a path or a SourceFile."""
+        if isinstance(item, SourceFile):
+            return item
+        path = Path(item)
+        return cls(path, path.name)
+
+
+def expand_paths(paths: Sequence[Path | str]) -> list[Path]:
+    """Files as given, and the PDFs inside folders (recursively, sorted)."""
+    out: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            out.extend(sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in PDF_SUFFIXES))
+        else:
+            out.append(item)
+    return out
+
+
+def content_id(path: Path) -> str:
+    """A document's id: the SHA-256 of its bytes (first 32 hex digits)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:32]
+
+
+class Ingestor:
+    """Runs ingestion for an engine's store and embedder, reusing one pool of parser processes."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, store: Store) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.store = store
+        self.pool = ParserPool(settings.effective_parse_workers, settings.parse_timeout, settings.parse_memory_mb)
+
+    def ingest(self, items: Sequence[Path | str | SourceFile], replace: bool = True) -> Iterator[IngestEvent]:
+        """Index the files; yield progress events. With ``replace``, a new version replaces the old one."""
+        files = [SourceFile.of(i) for i in items]
+        plan: list[tuple[SourceFile, str | None, str | None]] = []  # (file, doc_id, reason it is skipped)
+        jobs: list[ParseJob] = []
+        seen: set[str] = set()
+        for f in files:
+            doc_id, problem = self._precheck(f)
+            if doc_id and doc_id in seen:
+                problem = "duplicate"
+            if doc_id and not problem:
+                seen.add(doc_id)
+                jobs.append(self._job(f))
+            plan.append((f, doc_id, problem))
+
+        results = self.pool.parse(jobs)
+        try:
+            for number, (f, doc_id, problem) in enumerate(plan, 1):
+                yield FileStarted(f.name, number, len(plan))
+                if problem == "duplicate" or problem == "indexed":
+                    yield self._already(f, doc_id)
+                elif problem:
+                    yield FileFailed(f.name, problem)
+                else:
+                    failure = yield from self._index(f, str(doc_id), next(results), replace)
+                    if failure:
+                        yield Failure(failure)
+                        return
+        finally:
+            results.close()
+
+    def close(self) -> None:
+        """Stop the parser processes."""
+        self.pool.close()
+
+    # --- steps --------------------------------------------------------------------------------------------------
+    def _precheck(self, f: SourceFile) -> tuple[str | None, str | None]:
+        """(doc_id, problem): problems found without parsing (missing, too large, already indexed)."""
+        try:
+            size = f.path.stat().st_size
+        except OSError:
+            return None, f"{f.name} was not found or can't be read."
+        if size > self.settings.max_upload_bytes:
+            return None, (f"{f.name} is {size / 1048576:.1f} MB; the limit is {self.settings.max_upload_mb:g} MB "
+                          "(setting RAG_MAX_UPLOAD_MB).")
+        doc_id = content_id(f.path)
+        existing = self.store.get(doc_id)
+        if existing and existing.status == "ready":
+            return doc_id, "indexed"
+        return doc_id, None
+
+    def _job(self, f: SourceFile) -> ParseJob:
+        s = self.settings
+        return ParseJob(path=str(f.path), file_name=f.name, max_bytes=s.max_upload_bytes, max_pages=s.max_pages,
+                        chunk_tokens=s.chunk_tokens, chunk_overlap=s.chunk_overlap, tokenizer=s.tokenizer)
+
+    def _already(self, f: SourceFile, doc_id: str | None) -> FileIndexed:
+        info = self.store.get(doc_id) if doc_id else None
+        return FileIndexed(f.name, doc_id or "", "already indexed", info.pages if info else 0,
+                           info.chunks if info else 0)
+
+    def _index(self, f: SourceFile, doc_id: str, result: ParseResult,
+               replace: bool) -> Generator[IngestEvent, None, str | None]:
+        """Embed and store one parsed file. Returns a message when the whole run must stop."""
+        if result.error or result.document is None:
+            yield FileFailed(f.name, result.error or "unreadable", result.error_kind or "error")
+            return None
+        doc, chunks = result.document, result.chunks
+        yield PagesParsed(f.name, doc.page_count, doc.pages_without_text)
+        yield ChunksMade(f.name, len(chunks))
+
+        # Embed everything before writing anything: a model failure then leaves no trace.
+        vectors: list[list[float]] = []
+        texts = [c.embed_text for c in chunks]
+        step = self.embedder.batch_size
+        try:
+            for i in range(0, len(texts), step):
+                vectors.extend(self.embedder.embed_documents(texts[i:i + step]))
+                yield Embedded(f.name, len(vectors), len(texts))
+        except ModelError as exc:
+            yield FileFailed(f.name, f"{exc} Nothing from {f.name} was indexed.", "model")
+            return str(exc)
+
+        info = DocumentInfo(doc_id=doc_id, file_name=f.name, title=doc.title, pages=doc.page_count,
+                            chunks=len(chunks), status="indexing", added_at=time.time(),
+                            size_bytes=f.path.stat().st_size, pages_without_text=doc.pages_without_text)
+        older = [d for d in self.store.documents() if d.file_name == f.name and d.doc_id != doc_id]
+        try:
+            self.store.begin(info)
+            self.store.add_chunks(doc_id, f.name, doc.title, chunks, vectors)
+            self.store.save_file(doc_id, f.path)
+            self.store.commit(info)
+        except (StoreError, OSError, ValueError, RuntimeError) as exc:
+            log.exception("Writing %s failed", f.name)
+            self._discard(doc_id)
+            yield FileFailed(f.name, f"{f.name} could not be written to the index: {exc}", "store")
+            return None
+        replaced = None
+        if replace and older:
+            for old in older:
+                self.store.delete(old.doc_id)
+            replaced = older[-1].doc_id
+        yield FileIndexed(f.name, doc_id, "replaced" if replaced else "indexed", doc.page_count, len(chunks),
+                          doc.pages_without_text, replaced)
+        return None
+
+    def _discard(self, doc_id: str) -> None:
+        try:
+            self.store.delete(doc_id)
+        except (StoreError, OSError, ValueError, RuntimeError):
+            log.exception("Could not clean up %s; it will be removed at the next start", doc_id)

@@ -1,0 +1,78 @@
+"""Records that flow through the engine: pages, chunks, documents and passages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a PDF: its 1-based number and its cleaned text (may be empty for image-only pages)."""
+
+    number: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    """A PDF turned into pages, with what a user should know about it."""
+
+    file_name: str
+    title: str
+    pages: list[Page]
+    page_count: int
+    pages_without_text: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document to embed and retrieve.
+
+    ``char_start``/``char_end`` are offsets into the document's text as ``document_text`` joins it (pages in
+    order, separated by a form feed); ``page_start``/``page_end`` are the 1-based pages the chunk covers.
+    ``context`` is a short header (document title, pages) embedded and indexed with the text but not shown.
+    """
+
+    index: int
+    text: str
+    page_start: int
+    page_end: int
+    char_start: int
+    char_end: int
+    context: str = ""
+
+    @property
+    def embed_text(self) -> str:
+        """What the embedder and the lexical index see: the header, then the text."""
+        return f"{self.context}\n{self.text}" if self.context else self.text
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """A document as the registry knows it."""
+
+    doc_id: str
+    file_name: str
+    title: str
+    pages: int
+    chunks: int
+    status: str  # "ready" | "indexing"
+    added_at: float
+    size_bytes: int = 0
+    pages_without_text: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with where it came from and how it scored."""
+
+    chunk_id: str
+    doc_id: str
+    file_name: str
+    text: str
+    page_start: int
+    page_end: int
+    char_start: int
+    char_end: int
+    score: float = 0.0
+    title: str = ""

@@ -1,0 +1,208 @@
+"""Chroma: the chunk vectors, and a registry of documents that makes each one indexed whole or not at all.
+
+Two collections per embedding model and output size: ``chunks-<index>`` holds the chunks (cosine space) and
+``docs-<index>`` holds one record per document (id = content hash, status, counts, the process writing it). An
+ingest marks its document ``indexing``, writes the chunks, then flips it to ``ready``; searches only see ready
+documents. A document left ``indexing`` by a process that died (``kill -9``, power loss) is removed by
+``recover()``, which the engine runs at start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from rag.config import Settings
+from rag.errors import StoreError
+from rag.models import Chunk, DocumentInfo, Passage
+
+log = logging.getLogger(__name__)
+
+READY = "ready"
+INDEXING = "indexing"
+_OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def open_client(settings: Settings) -> Any:
+    """A Chroma client: embedded on disk under the data dir, or a Chroma server when one is configured."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    try:
+        if settings.chroma_host:
+            return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
+                                       settings=chroma_settings)
+        path = settings.data_dir / "chroma"
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+    except (OSError, ValueError, RuntimeError) as exc:
+        where = (f"the Chroma server at {settings.chroma_host}:{settings.chroma_port} (is `chroma run` up?)"
+                 if settings.chroma_host else f"the data folder {settings.data_dir} (RAG_DATA_DIR); check that it "
+                 "exists, is writable and has free space")
+        raise StoreError(f"Can't open the index in {where}: {exc}") from exc
+
+
+class Store:
+    """Chunks and the document registry for one embedding index, plus the stored PDF files."""
+
+    def __init__(self, settings: Settings, index_name: str, client: Any | None = None) -> None:
+        self.settings = settings
+        self.index_name = index_name
+        self.client = client if client is not None else open_client(settings)
+        self.files_dir = settings.data_dir / "files"
+        self._max_batch = max(1, int(self.client.get_max_batch_size()))
+        self.registry = self.client.get_or_create_collection(f"docs-{index_name}", embedding_function=None)
+        self.chunks = self.client.get_or_create_collection(
+            f"chunks-{index_name}", embedding_function=None, configuration={"hnsw": {"space": "cosine"}})
+
+    # --- the registry ---------------------------------------------------------------------------------------------
+    def documents(self, include_pending: bool = False) -> list[DocumentInfo]:
+        """Indexed documents, oldest first (with ``include_pending``, also those being written)."""
+        got = self.registry.get(include=["metadatas"])
+        docs = [_info(i, m) for i, m in zip(got["ids"], got["metadatas"] or [], strict=False)]
+        if not include_pending:
+            docs = [d for d in docs if d.status == READY]
+        return sorted(docs, key=lambda d: (d.added_at, d.file_name))
+
+    def get(self, doc_id: str) -> DocumentInfo | None:
+        """The registry record of one document, if any."""
+        got = self.registry.get(ids=[doc_id], include=["metadatas"])
+        return _info(got["ids"][0], got["metadatas"][0]) if got["ids"] else None
+
+    def ready_ids(self) -> list[str]:
+        """Ids of the searchable documents."""
+        return [d.doc_id for d in self.documents()]
+
+    def begin(self, info: DocumentInfo) -> None:
+        """Record that ``info`` is being written (not searchable until ``commit``)."""
+        self.registry.upsert(ids=[info.doc_id], embeddings=[[1.0]],
+                             metadatas=[_meta(info, status=INDEXING)])
+
+    def add_chunks(self, doc_id: str, file_name: str, title: str, chunks: Sequence[Chunk],
+                   vectors: Sequence[Sequence[float]]) -> None:
+        """Write a document's chunks in batches Chroma accepts, refreshing the ingest's heartbeat."""
+        for i in range(0, len(chunks), self._max_batch):
+            batch = chunks[i:i + self._max_batch]
+            self.chunks.upsert(
+                ids=[chunk_id(doc_id, c.index) for c in batch],
+                embeddings=[list(v) for v in vectors[i:i + self._max_batch]],
+                documents=[c.text for c in batch],
+                metadatas=[{"doc_id": doc_id, "file_name": file_name, "title": title, "index": c.index,
+                            "page_start": c.page_start, "page_end": c.page_end, "char_start": c.char_start,
+                            "char_end": c.char_end, "context": c.context} for c in batch],
+            )
+            self._heartbeat(doc_id)
+
+    def commit(self, info: DocumentInfo) -> None:
+        """Make a fully written document searchable."""
+        self.registry.upsert(ids=[info.doc_id], embeddings=[[1.0]], metadatas=[_meta(info, status=READY)])
+
+    def delete(self, doc_id: str) -> None:
+        """Remove a document: its chunks, its registry record and its stored file."""
+        self.chunks.delete(where={"doc_id": doc_id})
+        self.registry.delete(ids=[doc_id])
+        self.file_path(doc_id).unlink(missing_ok=True)
+
+    def recover(self) -> list[str]:
+        """Remove documents whose ingest died half-way; return their file names."""
+        removed = []
+        now = time.time()
+        got = self.registry.get(where={"status": INDEXING}, include=["metadatas"])
+        for doc_id, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
+            idle = now - float(meta.get("heartbeat", 0))
+            if _owner_dead(str(meta.get("owner", ""))) or idle > self.settings.stale_ingest_seconds:
+                log.warning("Removing %s (%s): its indexing never finished", meta.get("file_name"), doc_id)
+                self.delete(doc_id)
+                removed.append(str(meta.get("file_name", doc_id)))
+        return removed
+
+    # --- files ------------------------------------------------------------------------------------------------
+    def file_path(self, doc_id: str) -> Path:
+        """Where the original PDF of a document is kept (named by its content hash)."""
+        return self.files_dir / f"{doc_id}.pdf"
+
+    def save_file(self, doc_id: str, source: Path) -> Path:
+        """Keep a copy of the original PDF for the viewer (written atomically)."""
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        target = self.file_path(doc_id)
+        if not target.exists():
+            tmp = target.with_suffix(f".{os.getpid()}.tmp")
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        return target
+
+    # --- search -----------------------------------------------------------------------------------------------
+    def query(self, vector: Sequence[float], k: int, doc_ids: Sequence[str] | None = None) -> list[Passage]:
+        """The ``k`` chunks nearest to ``vector`` among ready documents (or the given subset of them)."""
+        ready = set(self.ready_ids())
+        scope = [d for d in (doc_ids if doc_ids is not None else ready) if d in ready]
+        if not scope or k <= 0:
+            return []
+        where: dict[str, Any] = {"doc_id": scope[0]} if len(scope) == 1 else {"doc_id": {"$in": scope}}
+        got = self.chunks.query(query_embeddings=[list(vector)], n_results=k, where=where,
+                                include=["documents", "metadatas", "distances"])
+        return [passage(cid, text, meta, 1.0 - float(dist)) for cid, text, meta, dist in
+                zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=False)]
+
+    def count_chunks(self, doc_id: str | None = None) -> int:
+        """Number of stored chunks (of one document, or all)."""
+        if doc_id is None:
+            return int(self.chunks.count())
+        return len(self.chunks.get(where={"doc_id": doc_id}, include=[])["ids"])
+
+    def _heartbeat(self, doc_id: str) -> None:
+        got = self.registry.get(ids=[doc_id], include=["metadatas"])
+        if got["ids"]:
+            meta = dict(got["metadatas"][0])
+            meta["heartbeat"] = time.time()
+            self.registry.update(ids=[doc_id], metadatas=[meta])
+
+
+def chunk_id(doc_id: str, index: int) -> str:
+    """The id of a chunk in the vector store."""
+    return f"{doc_id}:{index}"
+
+
+def passage(cid: str, text: str, meta: dict[str, Any], score: float) -> Passage:
+    """A Passage from a stored chunk."""
+    return Passage(chunk_id=cid, doc_id=str(meta["doc_id"]), file_name=str(meta["file_name"]), text=text,
+                   page_start=int(meta["page_start"]), page_end=int(meta["page_end"]),
+                   char_start=int(meta["char_start"]), char_end=int(meta["char_end"]), score=score,
+                   title=str(meta.get("title", "")))
+
+
+def _meta(info: DocumentInfo, status: str) -> dict[str, Any]:
+    return {"file_name": info.file_name, "title": info.title, "pages": info.pages, "chunks": info.chunks,
+            "status": status, "added_at": info.added_at, "size_bytes": info.size_bytes,
+            "pages_without_text": json.dumps(info.pages_without_text), "owner": _OWNER, "heartbeat": time.time()}
+
+
+def _info(doc_id: str, meta: dict[str, Any]) -> DocumentInfo:
+    return DocumentInfo(doc_id=doc_id, file_name=str(meta["file_name"]), title=str(meta.get("title", "")),
+                        pages=int(meta.get("pages", 0)), chunks=int(meta.get("chunks", 0)),
+                        status=str(meta.get("status", INDEXING)), added_at=float(meta.get("added_at", 0)),
+                        size_bytes=int(meta.get("size_bytes", 0)),
+                        pages_without_text=json.loads(str(meta.get("pages_without_text", "[]"))))
+
+
+def _owner_dead(owner: str) -> bool:
+    """True when the ingest's owner was a process on this machine that no longer runs."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -1,0 +1,321 @@
+"""Builds the test suite's own PDF fixtures (and look-alike non-PDFs), so no test needs an external file.
+
+Every factory writes one file and returns its ``Path``. Text is drawn with reportlab using the Vera TrueType font
+that ships inside reportlab, so non-ASCII Latin text (see ``UNICODE_SAMPLE``) survives extraction with pypdf.
+Encryption is done with pypdf. Nothing here needs PIL, network access or files outside the test's ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import reportlab
+from pypdf import PdfReader, PdfWriter
+from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject, NumberObject
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfgen.canvas import Canvas
+
+PAGE_WIDTH, PAGE_HEIGHT = A4
+MARGIN = 72.0
+FONT_NAME = "Vera"
+FONT_SIZE = 11.0
+LEADING = 14.0
+COLUMN_GAP = 24.0
+
+# Non-ASCII text that the bundled Vera font covers and that pypdf extracts back verbatim.
+UNICODE_SAMPLE = "Zürich naïve café façade Straße œuvre São Paulo Ærø €5 – Ω π µ"
+
+ENCRYPTION_ALGORITHMS = ("RC4-40", "RC4-128", "AES-128", "AES-256", "AES-256-R5")
+NOT_A_PDF_KINDS = ("png", "zip", "html", "text", "jpeg")
+
+_font_registered = False
+
+
+def _register_font() -> str:
+    """Register reportlab's bundled Vera TTF once and return its font name."""
+    global _font_registered
+    if not _font_registered:
+        font_file = Path(reportlab.__file__).parent / "fonts" / "Vera.ttf"
+        pdfmetrics.registerFont(TTFont(FONT_NAME, str(font_file)))
+        _font_registered = True
+    return FONT_NAME
+
+
+def _write(path: Path | str, data: bytes) -> Path:
+    """Write ``data`` to ``path`` (creating parent folders) and return it as a Path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def wrap_text(text: str, width: float, font: str = FONT_NAME, size: float = FONT_SIZE) -> list[str]:
+    """Word-wrap ``text`` into lines no wider than ``width``; "\\n\\n" gives a blank line, "\\n" a line break."""
+    _register_font()
+    lines: list[str] = []
+    paragraphs = re.split(r"\n[ \t]*\n", text.strip("\n"))
+    for index, paragraph in enumerate(paragraphs):
+        if index:
+            lines.append("")
+        for hard_line in paragraph.split("\n"):
+            current = ""
+            for word in hard_line.split():
+                candidate = f"{current} {word}" if current else word
+                if pdfmetrics.stringWidth(candidate, font, size) <= width:
+                    current = candidate
+                    continue
+                if current:
+                    lines.append(current)
+                # A single word wider than the line is split by characters.
+                while pdfmetrics.stringWidth(word, font, size) > width:
+                    cut = len(word) - 1
+                    while cut > 1 and pdfmetrics.stringWidth(word[:cut], font, size) > width:
+                        cut -= 1
+                    lines.append(word[:cut])
+                    word = word[cut:]
+                current = word
+            lines.append(current)
+    return lines
+
+
+def _draw_lines(canvas: Canvas, lines: list[str], x: float, top: float, bottom: float) -> None:
+    """Draw ``lines`` downwards from ``top``; raise ValueError if they would go below ``bottom``."""
+    y = top
+    for line in lines:
+        if y < bottom:
+            raise ValueError(f"text does not fit on one page ({len(lines)} lines); shorten it or split it")
+        if line:
+            canvas.drawString(x, y, line)
+        y -= LEADING
+
+
+def _text_pdf_bytes(pages: list[str], title: str | None = None) -> bytes:
+    """A PDF (as bytes) with one Vera-font text page per string; an empty string gives a blank page."""
+    font = _register_font()
+    buffer = io.BytesIO()
+    canvas = Canvas(buffer, pagesize=A4, invariant=1)
+    if title is not None:
+        canvas.setTitle(title)
+    width = PAGE_WIDTH - 2 * MARGIN
+    for text in pages:
+        canvas.setFont(font, FONT_SIZE)
+        _draw_lines(canvas, wrap_text(text, width), MARGIN, PAGE_HEIGHT - MARGIN - FONT_SIZE, MARGIN)
+        canvas.showPage()
+    canvas.save()
+    return buffer.getvalue()
+
+
+def text_pdf(path: Path | str, pages: list[str], title: str | None = None) -> Path:
+    """Write a text PDF with one page per string (word-wrapped; must fit on the page) and an optional title."""
+    if not pages:
+        raise ValueError("a PDF needs at least one page")
+    return _write(path, _text_pdf_bytes(pages, title))
+
+
+def two_column_pdf(path: Path | str, left: str, right: str, *, interleaved: bool = False) -> Path:
+    """Write a one-page PDF with two columns of wrapped text side by side.
+
+    By default each column is drawn whole (left, then right), as most layout tools do; ``interleaved=True`` draws
+    the page row by row, so naive extraction mixes the two columns line by line.
+    """
+    font = _register_font()
+    column_width = (PAGE_WIDTH - 2 * MARGIN - COLUMN_GAP) / 2
+    xs = (MARGIN, MARGIN + column_width + COLUMN_GAP)
+    columns = [wrap_text(left, column_width), wrap_text(right, column_width)]
+    top = PAGE_HEIGHT - MARGIN - FONT_SIZE
+    buffer = io.BytesIO()
+    canvas = Canvas(buffer, pagesize=A4, invariant=1)
+    canvas.setFont(font, FONT_SIZE)
+    if interleaved:
+        rows = max(len(c) for c in columns)
+        padded = [c + [""] * (rows - len(c)) for c in columns]
+        for row in range(rows):
+            y = top - row * LEADING
+            if y < MARGIN:
+                raise ValueError("columns do not fit on one page; shorten them")
+            for x, column in zip(xs, padded):
+                if column[row]:
+                    canvas.drawString(x, y, column[row])
+    else:
+        for x, column in zip(xs, columns):
+            _draw_lines(canvas, column, x, top, MARGIN)
+    canvas.showPage()
+    canvas.save()
+    return _write(path, buffer.getvalue())
+
+
+def _encrypted(data: bytes, user_password: str, owner_password: str, algorithm: str) -> bytes:
+    """Re-save the PDF ``data`` encrypted with pypdf."""
+    if algorithm not in ENCRYPTION_ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; use one of {ENCRYPTION_ALGORITHMS}")
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+    writer.encrypt(user_password=user_password, owner_password=owner_password, algorithm=algorithm)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def password_pdf(path: Path | str, pages: list[str], user_password: str = "secret",
+                 algorithm: str = "AES-256") -> Path:
+    """Write a text PDF that needs ``user_password`` to open (AES-256 unless ``algorithm`` says otherwise)."""
+    return _write(path, _encrypted(_text_pdf_bytes(pages), user_password, "owner-" + user_password, algorithm))
+
+
+def empty_password_pdf(path: Path | str, pages: list[str], algorithm: str = "AES-256") -> Path:
+    """Write a text PDF "protected" by an owner password but with an empty user password (opens with "")."""
+    return _write(path, _encrypted(_text_pdf_bytes(pages), "", "owner-secret", algorithm))
+
+
+def corrupt_pdf(path: Path | str) -> Path:
+    """Write a file with a PDF header but a garbage body that pypdf cannot open."""
+    garbage = bytes((i * 37 + 11) % 256 for i in range(2048)).replace(b"%", b"#")
+    return _write(path, b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + garbage + b"\nthis is not a PDF body\n")
+
+
+def truncated_pdf(path: Path | str, pages: list[str] | None = None, keep: float = 0.5) -> Path:
+    """Write a valid text PDF cut off after the first ``keep`` fraction of its bytes (a broken download)."""
+    data = _text_pdf_bytes(pages or ["This PDF was cut off in the middle of its transfer."])
+    return _write(path, data[: max(16, int(len(data) * keep))])
+
+
+def _scan_pixels(width: int, height: int, seed: int) -> bytes:
+    """Greyscale pixels of a fake scanned page: light noisy paper with dark bars where text lines would be."""
+    rows = []
+    state = seed * 2654435761 % 2**32 or 1
+    for y in range(height):
+        in_line = 8 <= y < height - 8 and (y % 12) < 6
+        row = bytearray(width)
+        for x in range(width):
+            state = (state * 1103515245 + 12345) % 2**31  # tiny LCG: deterministic noise without numpy/PIL
+            noise = state >> 27  # 0..15
+            ink = in_line and 10 <= x < width - 10 - (y * 7 % 40) and (x // 5 + y // 12) % 7 != 0
+            row[x] = (40 if ink else 235) + noise
+        rows.append(bytes(row))
+    return b"".join(rows)
+
+
+def _add_image_page(writer: PdfWriter, seed: int, pixels: tuple[int, int] = (120, 170)) -> None:
+    """Append an A4 page whose only content is one greyscale raster image XObject (no text operators)."""
+    width, height = pixels
+    page = writer.add_blank_page(PAGE_WIDTH, PAGE_HEIGHT)
+    image = DecodedStreamObject()
+    image.set_data(_scan_pixels(width, height, seed))
+    image.update({
+        NameObject("/Type"): NameObject("/XObject"),
+        NameObject("/Subtype"): NameObject("/Image"),
+        NameObject("/Width"): NumberObject(width),
+        NameObject("/Height"): NumberObject(height),
+        NameObject("/ColorSpace"): NameObject("/DeviceGray"),
+        NameObject("/BitsPerComponent"): NumberObject(8),
+    })
+    image_ref = writer._add_object(image.flate_encode())
+    page[NameObject("/Resources")] = DictionaryObject({
+        NameObject("/XObject"): DictionaryObject({NameObject("/Im0"): image_ref}),
+    })
+    draw_w, draw_h = PAGE_WIDTH - 2 * 36, PAGE_HEIGHT - 2 * 36
+    contents = DecodedStreamObject()
+    contents.set_data(f"q {draw_w:.2f} 0 0 {draw_h:.2f} 36 36 cm /Im0 Do Q".encode("ascii"))
+    page[NameObject("/Contents")] = writer._add_object(contents)
+
+
+def mixed_scan_pdf(path: Path | str, pages: list[str | None]) -> Path:
+    """Write a PDF with a page per item: None gives an image-only (scanned) page, a string a text page."""
+    if not pages:
+        raise ValueError("a PDF needs at least one page")
+    texts = [text for text in pages if text is not None]
+    text_pages = iter(PdfReader(io.BytesIO(_text_pdf_bytes(texts))).pages) if texts else iter(())
+    writer = PdfWriter()
+    for number, text in enumerate(pages, start=1):
+        if text is None:
+            _add_image_page(writer, seed=number)
+        else:
+            writer.add_page(next(text_pages))
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return _write(path, buffer.getvalue())
+
+
+def image_only_pdf(path: Path | str, n_pages: int = 2) -> Path:
+    """Write a PDF whose pages hold only a raster image and no text layer, like an un-OCRed scan."""
+    if n_pages < 1:
+        raise ValueError("a PDF needs at least one page")
+    return mixed_scan_pdf(path, [None] * n_pages)
+
+
+def _png_bytes(width: int = 4, height: int = 4) -> bytes:
+    """A small valid RGB PNG image, built with zlib alone."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + b"".join(bytes((x * 60 % 256, y * 60 % 256, 128)) for x in range(width))
+                   for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def not_a_pdf(path: Path | str, kind: str = "png") -> Path:
+    """Write the bytes of another format (png, zip, html, text or jpeg) under whatever name ``path`` has."""
+    if kind == "png":
+        data = _png_bytes()
+    elif kind == "zip":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("[Content_Types].xml", "<Types/>")
+            archive.writestr("word/document.xml", "<document>not a pdf</document>")
+        data = buffer.getvalue()
+    elif kind == "html":
+        data = (b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head>"
+                b"<body><p>Please sign in to download report.pdf</p></body></html>\n")
+    elif kind == "text":
+        data = "Plain notes, saved as .pdf by mistake. Zürich café.\n".encode()
+    elif kind == "jpeg":
+        # A JPEG signature and header only: enough for content sniffing, not a decodable image.
+        data = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"
+    else:
+        raise ValueError(f"unknown kind {kind!r}; use one of {NOT_A_PDF_KINDS}")
+    return _write(path, data)
+
+
+def empty_file(path: Path | str) -> Path:
+    """Write a zero-byte file."""
+    return _write(path, b"")
+
+
+def many_pages_pdf(path: Path | str, n: int) -> Path:
+    """Write an ``n``-page PDF whose page k says "This is page k." (fast, for page-limit tests)."""
+    if n < 1:
+        raise ValueError("a PDF needs at least one page")
+    buffer = io.BytesIO()
+    canvas = Canvas(buffer, pagesize=A4, invariant=1, pageCompression=0)
+    for k in range(1, n + 1):
+        canvas.setFont("Helvetica", FONT_SIZE)
+        canvas.drawString(MARGIN, PAGE_HEIGHT - MARGIN, f"This is page {k}.")
+        canvas.showPage()
+    canvas.save()
+    return _write(path, buffer.getvalue())
+
+
+__all__ = [
+    "ENCRYPTION_ALGORITHMS",
+    "NOT_A_PDF_KINDS",
+    "UNICODE_SAMPLE",
+    "corrupt_pdf",
+    "empty_file",
+    "empty_password_pdf",
+    "image_only_pdf",
+    "many_pages_pdf",
+    "mixed_scan_pdf",
+    "not_a_pdf",
+    "password_pdf",
+    "text_pdf",
+    "truncated_pdf",
+    "two_column_pdf",
+    "wrap_text",
+]
