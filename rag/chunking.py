@@ -1,14 +1,14 @@
-"""Pages → chunks sized in tokens, each knowing its pages and its character offsets in the document.
+"""Pages → chunks sized in tokens, each knowing its page and its character offsets in the document.
 
-Page breaks. The pages are joined into one text with a form feed between them, and the form feed is the
-splitter's first separator. So a page longer than a chunk is split on its own paragraphs, lines and sentences
-and never shares a chunk with its neighbour, which keeps citations to one page; consecutive short pages (a cover,
-a table of contents, a page with one table) are merged into one chunk that records ``page_start``/``page_end``.
-A sentence cut by a page break is therefore split at the break; overlap between chunks of the same page keeps
-local context.
+Page breaks. A chunk never crosses a page break: each page is split on its own paragraphs, lines and sentences,
+so every chunk, and so every citation, points at exactly one page (``page_start == page_end``), which also keeps
+slides and short pages distinct. The cost is that a sentence running over a page break is split in two at the
+break; each half stays searchable, carries the document title and page in its header, and is cited to the page
+it is printed on. Overlap between consecutive chunks of a page keeps local context.
 
-Offsets. ``char_start``/``char_end`` index the joined document text (see ``document_text``); they are computed
-by locating each chunk in that text, never taken from the splitter, which is unreliable with a token length.
+Offsets. ``char_start``/``char_end`` index the joined document text (see ``document_text``: pages in order,
+separated by a form feed); they are computed by locating each chunk in its page, never taken from the splitter,
+which is unreliable with a token length function.
 
 Tokens. Sizes are counted with the tokenizer named by ``RAG_TOKENIZER`` when set, otherwise with an estimate
 tuned to Qwen3's tokenizer: every digit is one token (Qwen splits numbers into digits), runs of letters count one
@@ -17,7 +17,6 @@ token per six characters, and every other visible character counts one.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import re
 from functools import lru_cache
@@ -64,34 +63,29 @@ def chunk_document(doc: ParsedDocument, chunk_tokens: int, overlap_tokens: int,
     """Split a parsed document into chunks of at most ``chunk_tokens`` tokens (see module notes)."""
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    text, starts = document_text(doc.pages)
+    _, starts = document_text(doc.pages)
     splitter = RecursiveCharacterTextSplitter(
         chunk_size=chunk_tokens,
         chunk_overlap=overlap_tokens,
         length_function=token_counter(tokenizer),
-        separators=[PAGE_BREAK, "\n\n", "\n", ". ", "; ", ", ", " ", ""],
+        separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""],
         keep_separator="end",
         strip_whitespace=True,
     )
-    numbers = [p.number for p in doc.pages]
     chunks: list[Chunk] = []
-    cursor = 0
-    for piece in splitter.split_text(text):
-        start = text.find(piece, cursor)
-        if start < 0:  # the splitter changed the text; fall back to a search from the top
-            log.warning("%s: chunk %d not found after offset %d", doc.file_name, len(chunks), cursor)
-            start = max(text.find(piece), 0)
-        end = start + len(piece)
-        cursor = start + 1
-        page_start = numbers[bisect.bisect_right(starts, start) - 1]
-        page_end = numbers[bisect.bisect_right(starts, end - 1) - 1]
-        # A form feed inside a merged chunk becomes a newline: same length, so offsets still hold.
-        body = piece.replace(PAGE_BREAK, "\n")
-        chunks.append(Chunk(index=len(chunks), text=body, page_start=page_start, page_end=page_end,
-                            char_start=start, char_end=end, context=_context(doc.title, page_start, page_end)))
+    for page, page_offset in zip(doc.pages, starts, strict=True):
+        cursor = 0
+        for piece in splitter.split_text(page.text):
+            start = page.text.find(piece, cursor)
+            if start < 0:  # the splitter changed the text; fall back to a search from the top of the page
+                log.warning("%s: a chunk of page %d not found after offset %d", doc.file_name, page.number, cursor)
+                start = max(page.text.find(piece), 0)
+            cursor = start + 1
+            chunks.append(Chunk(index=len(chunks), text=piece, page_start=page.number, page_end=page.number,
+                                char_start=page_offset + start, char_end=page_offset + start + len(piece),
+                                context=_context(doc.title, page.number)))
     return chunks
 
 
-def _context(title: str, page_start: int, page_end: int) -> str:
-    pages = f"p. {page_start}" if page_start == page_end else f"pp. {page_start}-{page_end}"
-    return f"{title} ({pages})"
+def _context(title: str, page: int) -> str:
+    return f"{title} (p. {page})"

@@ -29,8 +29,9 @@ FONT_SIZE = 11.0
 LEADING = 14.0
 COLUMN_GAP = 24.0
 
-# Non-ASCII text that the bundled Vera font covers and that pypdf extracts back verbatim.
-UNICODE_SAMPLE = "Zürich naïve café façade Straße œuvre São Paulo Ærø €5 – Ω π µ"
+# Non-ASCII text that the bundled Vera font covers, that pypdf extracts back verbatim and that NFKC leaves as is
+# (so no "µ": NFKC turns the micro sign into Greek mu).
+UNICODE_SAMPLE = "Zürich naïve café façade Straße œuvre São Paulo Ærø €5 – Ω π"
 
 ENCRYPTION_ALGORITHMS = ("RC4-40", "RC4-128", "AES-128", "AES-256", "AES-256-R5")
 NOT_A_PDF_KINDS = ("png", "zip", "html", "text", "jpeg")
@@ -96,11 +97,20 @@ def _draw_lines(canvas: Canvas, lines: list[str], x: float, top: float, bottom: 
         y -= LEADING
 
 
+def _blank_metadata(canvas: Canvas) -> None:
+    """Replace reportlab's placeholder metadata ("untitled", "anonymous", "unspecified") with empty strings."""
+    canvas.setTitle("")
+    canvas.setAuthor("")
+    canvas.setSubject("")
+    canvas.setCreator("")
+
+
 def _text_pdf_bytes(pages: list[str], title: str | None = None) -> bytes:
     """A PDF (as bytes) with one Vera-font text page per string; an empty string gives a blank page."""
     font = _register_font()
     buffer = io.BytesIO()
     canvas = Canvas(buffer, pagesize=A4, invariant=1)
+    _blank_metadata(canvas)
     if title is not None:
         canvas.setTitle(title)
     width = PAGE_WIDTH - 2 * MARGIN
@@ -132,6 +142,7 @@ def two_column_pdf(path: Path | str, left: str, right: str, *, interleaved: bool
     top = PAGE_HEIGHT - MARGIN - FONT_SIZE
     buffer = io.BytesIO()
     canvas = Canvas(buffer, pagesize=A4, invariant=1)
+    _blank_metadata(canvas)
     canvas.setFont(font, FONT_SIZE)
     if interleaved:
         rows = max(len(c) for c in columns)
@@ -140,11 +151,11 @@ def two_column_pdf(path: Path | str, left: str, right: str, *, interleaved: bool
             y = top - row * LEADING
             if y < MARGIN:
                 raise ValueError("columns do not fit on one page; shorten them")
-            for x, column in zip(xs, padded):
+            for x, column in zip(xs, padded, strict=True):
                 if column[row]:
                     canvas.drawString(x, y, column[row])
     else:
-        for x, column in zip(xs, columns):
+        for x, column in zip(xs, columns, strict=True):
             _draw_lines(canvas, column, x, top, MARGIN)
     canvas.showPage()
     canvas.save()
@@ -183,6 +194,25 @@ def truncated_pdf(path: Path | str, pages: list[str] | None = None, keep: float 
     """Write a valid text PDF cut off after the first ``keep`` fraction of its bytes (a broken download)."""
     data = _text_pdf_bytes(pages or ["This PDF was cut off in the middle of its transfer."])
     return _write(path, data[: max(16, int(len(data) * keep))])
+
+
+def broken_page_pdf(path: Path | str, pages: list[str], broken: set[int] | frozenset[int] = frozenset({2})) -> Path:
+    """Write a text PDF whose 1-based pages in ``broken`` have an undecodable content stream.
+
+    The file opens and lists all its pages; ``extract_text()`` on a broken page raises (pypdf 7:
+    ``NotImplementedError: Unsupported filter``) while the other pages read normally.
+    """
+    if not broken or min(broken) < 1 or max(broken) > len(pages):
+        raise ValueError(f"broken pages {sorted(broken)} must be page numbers between 1 and {len(pages)}")
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(_text_pdf_bytes(pages))))
+    for number in broken:
+        stream = DecodedStreamObject()
+        stream.set_data(b"\x8b\x1f damaged bytes \x00\xff")
+        stream[NameObject("/Filter")] = NameObject("/NoSuchDecode")
+        writer.pages[number - 1][NameObject("/Contents")] = writer._add_object(stream)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return _write(path, buffer.getvalue())
 
 
 def _scan_pixels(width: int, height: int, seed: int) -> bytes:
@@ -294,6 +324,7 @@ def many_pages_pdf(path: Path | str, n: int) -> Path:
         raise ValueError("a PDF needs at least one page")
     buffer = io.BytesIO()
     canvas = Canvas(buffer, pagesize=A4, invariant=1, pageCompression=0)
+    _blank_metadata(canvas)
     for k in range(1, n + 1):
         canvas.setFont("Helvetica", FONT_SIZE)
         canvas.drawString(MARGIN, PAGE_HEIGHT - MARGIN, f"This is page {k}.")
@@ -303,6 +334,7 @@ def many_pages_pdf(path: Path | str, n: int) -> Path:
 
 
 __all__ = [
+    "broken_page_pdf",
     "ENCRYPTION_ALGORITHMS",
     "NOT_A_PDF_KINDS",
     "UNICODE_SAMPLE",

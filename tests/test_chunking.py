@@ -1,0 +1,73 @@
+"""Chunks are sized in tokens and know their pages and exact character offsets."""
+
+import random
+
+from rag.chunking import PAGE_BREAK, chunk_document, document_text, estimate_tokens
+from rag.models import Page, ParsedDocument
+
+WORDS = ("revenue margin segment dividend liquidity 2022 1,204.5 operating capital expenditure acquisitions "
+         "guidance inventory goodwill").split()
+
+
+def _doc(pages: list[str]) -> ParsedDocument:
+    return ParsedDocument("report.pdf", "Report 2022", [Page(i + 1, t) for i, t in enumerate(pages)], len(pages))
+
+
+def _long_page(seed: int, paragraphs: int = 6) -> str:
+    rnd = random.Random(seed)
+    return "\n\n".join(" ".join(rnd.choice(WORDS) for _ in range(45)) + "." for _ in range(paragraphs))
+
+
+def test_offsets_point_at_the_chunk_text() -> None:
+    doc = _doc([_long_page(1), "Short page.", _long_page(2)])
+    text, _ = document_text(doc.pages)
+    chunks = chunk_document(doc, chunk_tokens=80, overlap_tokens=15)
+    assert len(chunks) > 6
+    for c in chunks:
+        assert text[c.char_start:c.char_end].replace(PAGE_BREAK, "\n") == c.text
+
+
+def test_chunks_respect_the_token_budget_and_overlap() -> None:
+    doc = _doc([_long_page(3, paragraphs=12)])
+    chunks = chunk_document(doc, chunk_tokens=80, overlap_tokens=20)
+    assert max(estimate_tokens(c.text) for c in chunks) <= 80
+    overlapping = sum(1 for a, b in zip(chunks, chunks[1:], strict=False) if b.char_start < a.char_end)
+    assert overlapping >= len(chunks) // 3
+
+
+def test_pages_are_right_and_never_share_a_chunk() -> None:
+    pages = [_long_page(4), _long_page(5), _long_page(6)]
+    doc = _doc(pages)
+    _, starts = document_text(doc.pages)
+    for c in chunk_document(doc, chunk_tokens=80, overlap_tokens=10):
+        assert c.page_start == c.page_end
+        page_text = pages[c.page_start - 1]
+        local = c.char_start - starts[c.page_start - 1]
+        assert page_text[local:local + len(c.text)] == c.text
+
+
+def test_short_pages_stay_apart_so_citations_name_one_page() -> None:
+    doc = _doc(["Cover: Annual Report", "Contents: 1 Overview 2 Results", _long_page(7)])
+    chunks = chunk_document(doc, chunk_tokens=80, overlap_tokens=10)
+    assert [(c.page_start, c.page_end, c.text) for c in chunks[:2]] == [
+        (1, 1, "Cover: Annual Report"), (2, 2, "Contents: 1 Overview 2 Results")]
+    assert all(c.page_start == c.page_end == 3 for c in chunks[2:])
+
+
+def test_empty_pages_keep_page_numbers_right() -> None:
+    doc = _doc(["", "Second page has the answer about goodwill impairment.", ""])
+    (chunk,) = chunk_document(doc, chunk_tokens=80, overlap_tokens=10)
+    assert chunk.page_start == 2 and chunk.page_end == 2
+
+
+def test_chunks_carry_title_and_page_into_the_embedding() -> None:
+    doc = _doc(["x", _long_page(8)])
+    chunk = chunk_document(doc, chunk_tokens=80, overlap_tokens=10)[-1]
+    assert chunk.context == f"Report 2022 (p. {chunk.page_start})"
+    assert chunk.embed_text.startswith("Report 2022 (p. 2)\n")
+
+
+def test_token_estimate_counts_digits_like_qwen() -> None:
+    assert estimate_tokens("2022") == 4
+    assert estimate_tokens("The revenue grew") == 4  # "The", "revenu", "e", "grew"
+    assert estimate_tokens("$1.5") == 4
