@@ -78,7 +78,7 @@ def _ingest(engine: Any, args: argparse.Namespace) -> int:
             prefix = f"[{event.index}/{event.total}] {event.file_name}"
         elif isinstance(event, PagesParsed):
             note = f", no text on page(s) {_pages(event.pages_without_text)}" if event.pages_without_text else ""
-            _out(f"{prefix}: {event.pages} pages parsed{note}", dim=True)
+            _out(f"{prefix}: {_n(event.pages, 'page')} parsed{note}", dim=True)
         elif isinstance(event, ChunksMade):
             bar = tqdm(total=event.chunks, desc="  embedding", unit="chunk", leave=False, file=sys.stderr)
         elif isinstance(event, Embedded) and bar is not None:
@@ -87,7 +87,7 @@ def _ingest(engine: Any, args: argparse.Namespace) -> int:
             bar = _close(bar)
             counts[event.status] += 1
             pages += event.pages if event.status != "already indexed" else 0
-            detail = f"{event.pages} pages, {event.chunks} chunks"
+            detail = f"{_n(event.pages, 'page')}, {_n(event.chunks, 'chunk')}"
             _out(f"{prefix}: \u2713 {event.status} ({detail})")
         elif isinstance(event, FileFailed):
             bar = _close(bar)
@@ -131,6 +131,10 @@ def _settings() -> int:
     for var, default, doc in describe():
         _out(f"{var:28} {default or '(empty)':40} {doc}")
     return 0
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _pages(numbers: Sequence[int]) -> str:

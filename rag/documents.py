@@ -125,9 +125,9 @@ def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: i
     if len(without_text) == page_count:
         if failed_pages == page_count:
             raise CorruptPdfError(f"{file_name} is damaged: none of its {page_count} pages could be read.")
-        raise NoTextError(f"{file_name} has no text layer (it looks scanned or image-only), so there is "
-                          "nothing to search. Run OCR on it first (for example `ocrmypdf in.pdf out.pdf`) "
-                          "and upload the result.")
+        raise NoTextError(f"{file_name} has no text layer: its pages are images or blank (a scanned "
+                          "document?), so there is nothing to search. Run OCR on it first (for example "
+                          "`ocrmypdf in.pdf out.pdf`) and upload the result.")
     return ParsedDocument(file_name=file_name, title=_title(reader, file_name), pages=pages,
                           page_count=page_count, pages_without_text=without_text)
 

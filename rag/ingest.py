@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generator, Iterator, Sequence
@@ -81,6 +82,7 @@ class Ingestor:
         self.embedder = embedder
         self.store = store
         self.pool = ParserPool(settings.effective_parse_workers, settings.parse_timeout, settings.parse_memory_mb)
+        self.timings: Counter[str] = Counter()  # seconds per stage (parse and chunk are summed over workers)
 
     def ingest(self, items: Sequence[Path | str | SourceFile], replace: bool = True) -> Iterator[IngestEvent]:
         """Index the files; yield progress events. With ``replace``, a new version replaces the old one."""
@@ -150,6 +152,7 @@ class Ingestor:
             yield FileFailed(f.name, result.error or "unreadable", result.error_kind or "error")
             return None
         doc, chunks = result.document, result.chunks
+        self.timings.update(parse=result.seconds, chunk=result.chunk_seconds)
         yield PagesParsed(f.name, doc.page_count, doc.pages_without_text)
         yield ChunksMade(f.name, len(chunks))
 
@@ -157,6 +160,7 @@ class Ingestor:
         vectors: list[list[float]] = []
         texts = [c.embed_text for c in chunks]
         step = self.embedder.batch_size
+        started = time.perf_counter()
         try:
             for i in range(0, len(texts), step):
                 vectors.extend(self.embedder.embed_documents(texts[i:i + step]))
@@ -164,7 +168,9 @@ class Ingestor:
         except ModelError as exc:
             yield FileFailed(f.name, f"{exc} Nothing from {f.name} was indexed.", "model")
             return str(exc)
+        self.timings["embed"] += time.perf_counter() - started
 
+        started = time.perf_counter()
         info = DocumentInfo(doc_id=doc_id, file_name=f.name, title=doc.title, pages=doc.page_count,
                             chunks=len(chunks), status="indexing", added_at=time.time(),
                             size_bytes=f.path.stat().st_size, pages_without_text=doc.pages_without_text)
@@ -179,6 +185,7 @@ class Ingestor:
             self._discard(doc_id)
             yield FileFailed(f.name, f"{f.name} could not be written to the index: {exc}", "store")
             return None
+        self.timings["store"] += time.perf_counter() - started
         replaced = None
         if replace and older:
             for old in older:

@@ -48,6 +48,7 @@ class ParseResult:
     error: str | None = None
     error_kind: str | None = None
     seconds: float = 0.0
+    chunk_seconds: float = 0.0
 
 
 def parse_file(job: ParseJob) -> ParseResult:
@@ -55,6 +56,7 @@ def parse_file(job: ParseJob) -> ParseResult:
     started = time.perf_counter()
     try:
         doc = load_pdf(Path(job.path), job.file_name, max_bytes=job.max_bytes, max_pages=job.max_pages)
+        parsed = time.perf_counter()
         chunks = chunk_document(doc, job.chunk_tokens, job.chunk_overlap, job.tokenizer)
     except DocumentError as exc:
         return ParseResult(job, error=str(exc), error_kind=exc.reason, seconds=time.perf_counter() - started)
@@ -65,7 +67,8 @@ def parse_file(job: ParseJob) -> ParseResult:
     except RecursionError:
         return ParseResult(job, error=f"{job.file_name} is damaged: its structure nests too deeply to read.",
                            error_kind="corrupt", seconds=time.perf_counter() - started)
-    return ParseResult(job, document=doc, chunks=chunks, seconds=time.perf_counter() - started)
+    return ParseResult(job, document=doc, chunks=chunks, seconds=parsed - started,
+                       chunk_seconds=time.perf_counter() - parsed)
 
 
 def _worker_main(conn: Connection, memory_mb: int) -> None:
