@@ -1,4 +1,4 @@
-"""Command line: ``python -m rag ingest|docs|rm|settings``. Renders engine events; does no engine work."""
+"""Command line: ``python -m rag ingest|ask|docs|rm|settings``. Renders engine events; does no engine work."""
 
 from __future__ import annotations
 
@@ -10,7 +10,19 @@ from typing import Any, Sequence
 
 from rag.config import Settings, describe
 from rag.errors import RagError
-from rag.events import ChunksMade, Embedded, Failure, FileFailed, FileIndexed, FileStarted, PagesParsed
+from rag.events import (
+    AnswerDelta,
+    ChunksMade,
+    Embedded,
+    Failure,
+    FileFailed,
+    FileIndexed,
+    FileStarted,
+    PagesParsed,
+    Progress,
+    Sources,
+    ThinkingDelta,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-old", action="store_true",
                    help="keep the old version when a file with the same name but new content is indexed")
     p.set_defaults(run=_ingest)
+    p = sub.add_parser("ask", help="ask a question about the indexed documents")
+    p.add_argument("question")
+    p.add_argument("--doc", action="append", help="only this document (file name or id); repeatable")
+    p.add_argument("--no-rerank", action="store_true", help="skip the reranker")
+    p.add_argument("--no-think", action="store_true", help="answer without thinking first")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+    p.set_defaults(run=_ask)
     p = sub.add_parser("docs", help="list indexed documents")
     p.set_defaults(run=_docs)
     p = sub.add_parser("rm", help="remove a document (by file name or id) from the index")
@@ -104,6 +123,69 @@ def _ingest(engine: Any, args: argparse.Namespace) -> int:
     if aborted:
         return 1
     return 2 if counts["failed"] else 0
+
+
+def _ask(engine: Any, args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from rag.answer import AskOptions
+
+    doc_ids = [engine.find(ref).doc_id for ref in args.doc] if args.doc else None
+    options = AskOptions(think=False if args.no_think else None, rerank=False if args.no_rerank else None)
+    thinking: list[str] = []
+    answer: list[str] = []
+    sources: Sources | None = None
+    failure: str | None = None
+    in_thinking = False
+    for event in engine.ask(args.question, doc_ids=doc_ids, options=options):
+        if isinstance(event, ThinkingDelta):
+            thinking.append(event.text)
+            if not args.json:
+                in_thinking = True
+                _write(event.text, dim=True)
+        elif isinstance(event, AnswerDelta):
+            answer.append(event.text)
+            if not args.json:
+                if in_thinking:
+                    _write("\n\n")
+                    in_thinking = False
+                _write(event.text)
+        elif isinstance(event, Sources):
+            sources = event
+        elif isinstance(event, Failure):
+            failure = event.message
+        elif isinstance(event, Progress) and event.stage == "rewritten" and not args.json:
+            _err(f"(searching for: {event.detail})")
+    if args.json:
+        payload = {"question": args.question, "answer": "".join(answer), "thinking": "".join(thinking),
+                   "query": sources.query if sources else args.question,
+                   "cited": [{"number": c.number, **asdict(c.passage)} for c in sources.cited] if sources else [],
+                   "other": [asdict(p) for p in sources.other] if sources else [],
+                   "dropped_citations": sources.dropped_citations if sources else 0, "error": failure}
+        _out(json.dumps(payload, ensure_ascii=False, indent=2))
+        return 1 if failure else 0
+    _write("\n")
+    if sources and sources.cited:
+        _out("\nSources:")
+        for c in sources.cited:
+            _out(f"  [{c.number}] {c.passage.file_name}, p. {c.passage.page_start}: {_snippet(c.passage.text)}")
+    if failure:
+        _err(f"\n{failure}")
+        return 1
+    return 0
+
+
+def _snippet(text: str, width: int = 90) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _write(text: str, dim: bool = False) -> None:
+    if dim and sys.stdout.isatty():
+        text = f"\033[2m{text}\033[0m"
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def _docs(engine: Any, args: argparse.Namespace) -> int:

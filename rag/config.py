@@ -46,9 +46,33 @@ class Settings:
     query_instruction: str = _setting(
         "Given a question about a set of documents, retrieve the passages that answer it",
         doc="Qwen3-Embedding task text put before each query.")
-    chat_model: str = _setting("qwen3:8b", doc="Ollama chat model.")
+    chat_backend: str = _setting("ollama", choices=("ollama", "transformers"),
+                                 doc="Where answers are generated: Ollama, or in-process transformers.")
+    chat_model: str = _setting("qwen3:8b", doc="Chat model: Ollama tag, or a transformers model id / local path.")
+    think: bool = _setting(True, doc="Let the chat model think before answering (Qwen3 thinking mode).")
+    chat_num_ctx: int | None = _setting(None, min=1024, max=262144,
+                                        doc="Context window for answers (empty = 8192, capped by the model's).")
+    max_answer_tokens: int = _setting(2048, min=64, max=32768,
+                                      doc="Most tokens generated for an answer (thinking included).")
     rerank_model: str = _setting("Qwen/Qwen3-Reranker-0.6B", doc="Reranker model id or local path.")
     rerank: bool = _setting(True, doc="Rerank retrieved passages with the reranker.")
+
+    rerank_instruction: str = _setting("Given a question, judge whether the passage helps answer it",
+                                       doc="Qwen3-Reranker task text.")
+    rerank_max_tokens: int = _setting(384, min=32, max=8192, doc="Passages are cut to this many tokens for reranking.")
+    rerank_batch_size: int = _setting(8, min=1, max=256, doc="Passages scored together by the reranker.")
+
+    # --- answering --------------------------------------------------------------------------------------------
+    candidate_pool: int = _setting(40, min=1, max=1000, doc="Candidates taken from each retriever before fusion.")
+    top_k: int = _setting(6, min=1, max=100, doc="Most passages given to the chat model.")
+    min_k: int = _setting(2, min=1, max=100, doc="Fewest passages given to the chat model after reranking.")
+    rerank_threshold: float = _setting(0.3, min=0, max=1, doc="Reranked passages scoring below this are dropped "
+                                       "(but at least RAG_MIN_K are kept).")
+    min_relevance: float = _setting(0.02, min=0, max=1, doc="If the best reranked passage scores below this, the "
+                                    "documents are taken not to contain the answer.")
+    dense_weight: float = _setting(1.0, min=0, max=10, doc="Weight of dense (embedding) ranks in the fusion.")
+    lexical_weight: float = _setting(0.6, min=0, max=10, doc="Weight of BM25 ranks in the fusion.")
+    history_turns: int = _setting(6, min=0, max=100, doc="Earlier messages sent along with a question.")
 
     # --- storage ----------------------------------------------------------------------------------------------
     data_dir: Path = _setting(Path("data"), doc="Where the index, registry and uploaded PDFs live.")
@@ -99,6 +123,8 @@ class Settings:
         if self.chunk_overlap >= self.chunk_tokens:
             raise ConfigError(f"{env_name('chunk_overlap')}={self.chunk_overlap} must be smaller than "
                               f"{env_name('chunk_tokens')}={self.chunk_tokens}")
+        if self.min_k > self.top_k:
+            raise ConfigError(f"{env_name('min_k')}={self.min_k} must not exceed {env_name('top_k')}={self.top_k}")
         if not self.ollama_host.strip():
             raise ConfigError("OLLAMA_HOST is empty: set it to the Ollama URL, e.g. http://127.0.0.1:11434")
 

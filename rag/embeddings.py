@@ -89,6 +89,11 @@ class OllamaEmbedder(Embedder):
         vectors = [list(v) for v in response.embeddings]
         if len(vectors) != len(inputs):
             raise ModelError(f"Ollama returned {len(vectors)} embeddings for {len(inputs)} texts.")
+        if vectors and self.dimensions_setting and len(vectors[0]) != self.dimensions_setting:
+            # Ollama ignores `dimensions` at or above the model's size instead of refusing it.
+            raise ModelError(f"'{self.model_id}' makes {len(vectors[0])}-dimensional vectors, so "
+                             f"RAG_EMBED_DIMENSIONS={self.dimensions_setting} can't apply. Choose a smaller value "
+                             "or leave it empty.")
         if vectors:
             self.dimensions = len(vectors[0])
         return vectors

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
+from rag.answer import Answerer, AskOptions
 from rag.config import Settings
 from rag.embeddings import Embedder, make_embedder
 from rag.errors import DocumentNotFound
-from rag.events import IngestEvent
+from rag.events import AnswerEvent, IngestEvent
 from rag.ingest import Ingestor, SourceFile
 from rag.models import DocumentInfo
 from rag.store import Store
@@ -23,12 +24,15 @@ log = logging.getLogger(__name__)
 class Engine:
     """Chat-with-your-PDFs engine: ingest, list, delete (and, built on these, ask)."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, store: Store | None = None,
+                 chat: Any | None = None, reranker: Any | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or make_embedder(settings)
         self.store = store or Store(settings, self.embedder.index_name)
         self.recovered = self.store.recover()
         self._ingestor: Ingestor | None = None
+        self._chat = chat
+        self._reranker = reranker
 
     @property
     def ingestor(self) -> Ingestor:
@@ -40,6 +44,34 @@ class Engine:
     def ingest(self, items: Sequence[Path | str | SourceFile], replace: bool = True) -> Iterator[IngestEvent]:
         """Index files (see ``Ingestor.ingest``), yielding progress events."""
         return self.ingestor.ingest(items, replace=replace)
+
+    @property
+    def chat(self) -> Any:
+        """The chat model (created on first use)."""
+        if self._chat is None:
+            from rag.llm import make_chat_model
+
+            self._chat = make_chat_model(self.settings)
+        return self._chat
+
+    @property
+    def reranker(self) -> Any:
+        """The reranker (created on first use; its weights load on the first question that needs them)."""
+        if self._reranker is None:
+            from rag.rerank import Qwen3Reranker
+
+            s = self.settings
+            self._reranker = Qwen3Reranker(s.rerank_model, s.rerank_instruction, s.rerank_max_tokens,
+                                           s.rerank_batch_size)
+        return self._reranker
+
+    def ask(self, question: str, history: Sequence[dict[str, Any]] = (), doc_ids: Sequence[str] | None = None,
+            options: AskOptions = AskOptions()) -> Iterator[AnswerEvent]:
+        """Answer a question from the documents (all, or ``doc_ids``), yielding events."""
+        wants_rerank = self.settings.rerank if options.rerank is None else options.rerank
+        answerer = Answerer(self.settings, self.embedder, self.store, self.chat,
+                            self.reranker if wants_rerank else None)
+        return answerer.ask(question, history, doc_ids, options)
 
     def documents(self) -> list[DocumentInfo]:
         """The indexed documents."""

@@ -71,6 +71,10 @@ class WrongModelKind(ModelError):
     """The model exists but can't do what it's asked (e.g. a chat model used for embeddings)."""
 
 
+class GenerationError(ModelError):
+    """The chat model failed while answering (e.g. Ollama sent an error mid-stream); text so far is kept."""
+
+
 class MissingDependency(RagError):
     """An optional package is needed for this feature; the message names the pip command."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rag.models import Citation, Passage
+
 
 # --- ingestion --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -70,4 +72,38 @@ class Failure:
     message: str
 
 
+# --- answering --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Progress:
+    """A step of answering started (``stage``: "rewriting", "retrieving", "reranking", "generating")."""
+
+    stage: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ThinkingDelta:
+    """A piece of the model's reasoning (shown apart from the answer, never sent back to the model)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class AnswerDelta:
+    """A piece of the answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The passages behind the answer: those cited, in citation order, and the other retrieved ones."""
+
+    cited: list[Citation]
+    other: list[Passage]
+    dropped_citations: int = 0
+    query: str = ""
+
+
 IngestEvent = FileStarted | PagesParsed | ChunksMade | Embedded | FileIndexed | FileFailed | Failure
+AnswerEvent = Progress | ThinkingDelta | AnswerDelta | Sources | Failure

@@ -76,3 +76,11 @@ class Passage:
     char_end: int
     score: float = 0.0
     title: str = ""
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A source number used in an answer, and the passage it points at."""
+
+    number: int
+    passage: Passage

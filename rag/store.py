@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from rag.config import Settings
 from rag.errors import StoreError
+from rag.lexical import LexicalIndex
 from rag.models import Chunk, DocumentInfo, Passage
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class Store:
         self.index_name = index_name
         self.client = client if client is not None else open_client(settings)
         self.files_dir = settings.data_dir / "files"
+        self.lexical = LexicalIndex(settings.data_dir / "lexical" / index_name)
         self._max_batch = max(1, int(self.client.get_max_batch_size()))
         self.registry = self.client.get_or_create_collection(f"docs-{index_name}", embedding_function=None)
         self.chunks = self.client.get_or_create_collection(
@@ -99,6 +101,7 @@ class Store:
                             "char_end": c.char_end, "context": c.context} for c in batch],
             )
             self._heartbeat(doc_id)
+        self.lexical.add(doc_id, [chunk_id(doc_id, c.index) for c in chunks], [c.embed_text for c in chunks])
 
     def commit(self, info: DocumentInfo) -> None:
         """Make a fully written document searchable."""
@@ -107,6 +110,7 @@ class Store:
     def delete(self, doc_id: str) -> None:
         """Remove a document: its chunks, its registry record and its stored file."""
         self.chunks.delete(where={"doc_id": doc_id})
+        self.lexical.remove(doc_id)
         self.registry.delete(ids=[doc_id])
         self.file_path(doc_id).unlink(missing_ok=True)
 
@@ -150,6 +154,14 @@ class Store:
                                 include=["documents", "metadatas", "distances"])
         return [passage(cid, text, meta, 1.0 - float(dist)) for cid, text, meta, dist in
                 zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=False)]
+
+    def get_passages(self, ids: Sequence[str]) -> dict[str, Passage]:
+        """Stored chunks by id (those that exist)."""
+        if not ids:
+            return {}
+        got = self.chunks.get(ids=list(ids), include=["documents", "metadatas"])
+        return {cid: passage(cid, text, meta, 0.0)
+                for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
 
     def count_chunks(self, doc_id: str | None = None) -> int:
         """Number of stored chunks (of one document, or all)."""

@@ -50,7 +50,8 @@ def fake_ollama(ollama_server: FakeOllama) -> Iterator[FakeOllama]:
 def settings(tmp_path: Path, fake_ollama: FakeOllama) -> Settings:
     """Settings pointing at the stand-in server and a fresh data dir, with small chunks and batches."""
     return Settings.from_env({}, ollama_host=fake_ollama.url, data_dir=tmp_path / "data", chunk_tokens=120,
-                             chunk_overlap=20, embed_batch_size=8, parse_workers=2, parse_timeout=60)
+                             chunk_overlap=20, embed_batch_size=8, parse_workers=2, parse_timeout=60,
+                             rerank=False)
 
 
 @pytest.fixture

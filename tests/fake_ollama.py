@@ -305,7 +305,8 @@ class FakeOllama:
     """Test double: an Ollama-protocol HTTP server on 127.0.0.1 (any free port).
 
     Plain attributes are switches a test may flip at any time: ``fail_embed_after``,
-    ``chat_error_after``, ``embed_delay``, ``responder``, and the ``embed_models`` /
+    ``chat_error_after``, ``embed_delay``, ``responder``, ``no_think_models`` (chat models that refuse
+    ``think``), and the ``embed_models`` /
     ``chat_models`` it knows. ``requests`` records ``(path, json_body)`` of every request.
     """
 
@@ -327,6 +328,7 @@ class FakeOllama:
         self.fail_embed_after: int | None = None
         self.chat_error_after: int | None = None
         self.embed_delay = 0.0
+        self.no_think_models: set[str] = set()
         self.responder: Responder = default_responder
         self._embed_ok = 0
         self.reset()
@@ -385,6 +387,7 @@ class FakeOllama:
         self.fail_embed_after = None
         self.chat_error_after = None
         self.embed_delay = 0.0
+        self.no_think_models = set()
         self.responder = default_responder
 
     def __enter__(self) -> FakeOllama:
@@ -539,6 +542,9 @@ class FakeOllama:
             h.send_json(400, {"error": f"{json.dumps(requested)} does not support chat"})
             return
 
+        if body.get("think") is True and name in self.no_think_models:
+            h.send_json(400, {"error": f"{json.dumps(requested)} does not support thinking"})
+            return
         thinking, content = self.responder(body)
         if body.get("think") is False:
             thinking = ""
