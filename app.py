@@ -1,4 +1,4 @@
-"""Start the app: read settings, build the engine and the UI, and serve them (http://127.0.0.1:7860)."""
+"""Start the app: read settings, build the engine and the UI, and serve them (default http://127.0.0.1:7860)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def main() -> int:
     from rag.config import Settings
     from rag.engine import Engine
     from rag.errors import RagError
-    from ui.app import build, launch_options
+    from ui.app import build, launch_options, queue
 
     try:
         settings = Settings.from_env()
@@ -24,8 +24,9 @@ def main() -> int:
     except RagError as exc:
         sys.stderr.write(f"Can't start: {exc}\n")
         return 1
-    demo = build(engine)
-    demo.launch(**launch_options(settings))
+    engine.store.files_dir.mkdir(parents=True, exist_ok=True)
+    demo = queue(build(engine))
+    demo.launch(**launch_options(settings, engine))
     return 0
 
 

@@ -36,6 +36,7 @@ class AskOptions:
     top_k: int | None = None
     rerank: bool | None = None
     candidate_pool: int | None = None
+    chat_model: str | None = None
 
 
 class Answerer:

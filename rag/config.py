@@ -79,6 +79,12 @@ class Settings:
     chroma_host: str | None = _setting(None, doc="Chroma server host (empty = embedded Chroma under data_dir).")
     chroma_port: int = _setting(8000, min=1, max=65535, doc="Chroma server port.")
 
+    # --- web app ----------------------------------------------------------------------------------------------
+    host: str = _setting("127.0.0.1", doc="Address the web app listens on (0.0.0.0 = the network; needs RAG_AUTH).")
+    port: int = _setting(7860, min=1, max=65535, doc="Port of the web app.")
+    auth: str | None = _setting(None, doc="Login for the web app as user:password (several pairs separated by "
+                                "commas); 'none' = no login even on a network address.")
+
     # --- ingestion --------------------------------------------------------------------------------------------
     chunk_tokens: int = _setting(400, min=32, max=8192, doc="Chunk size in tokens.")
     chunk_overlap: int = _setting(60, min=0, max=4096, doc="Tokens shared by consecutive chunks of a page.")
@@ -125,10 +131,24 @@ class Settings:
                               f"{env_name('chunk_tokens')}={self.chunk_tokens}")
         if self.min_k > self.top_k:
             raise ConfigError(f"{env_name('min_k')}={self.min_k} must not exceed {env_name('top_k')}={self.top_k}")
+        if self.auth and self.auth.lower() != "none" and any(":" not in pair or not pair.split(":", 1)[0].strip()
+                                                             or not pair.split(":", 1)[1]
+                                                             for pair in self.auth.split(",")):
+            raise ConfigError("RAG_AUTH must be user:password (or several, separated by commas), or 'none'.")
+        if self.host not in ("127.0.0.1", "localhost", "::1") and not self.auth:
+            raise ConfigError(f"RAG_HOST={self.host} makes your documents reachable from the network: set "
+                              "RAG_AUTH=user:password to require a login (or RAG_AUTH=none to go without one).")
         if not self.ollama_host.strip():
             raise ConfigError("OLLAMA_HOST is empty: set it to the Ollama URL, e.g. http://127.0.0.1:11434")
 
     # --- derived values ---------------------------------------------------------------------------------------
+    @property
+    def logins(self) -> list[tuple[str, str]]:
+        """(user, password) pairs from RAG_AUTH; empty when no login is required."""
+        if not self.auth or self.auth.lower() == "none":
+            return []
+        return [(u.strip(), p) for u, p in (pair.split(":", 1) for pair in self.auth.split(","))]
+
     @property
     def max_upload_bytes(self) -> int:
         """Upload limit in bytes."""

@@ -48,6 +48,15 @@ class Embedder(ABC):
         """Embed one search query (with the model's query instruction)."""
         return self._embed([text], query=True)[0]
 
+    def check(self) -> None:
+        """Raise a ModelError saying what to do if embeddings can't be made right now."""
+        return None
+
+    @property
+    def describe(self) -> str:
+        """Where embeddings come from, in a few words."""
+        return f"{self.model_id} (in-process)"
+
     @property
     def index_name(self) -> str:
         """Names the vector collection: model and output size (a local path is shortened and hashed)."""
@@ -97,6 +106,26 @@ class OllamaEmbedder(Embedder):
         if vectors:
             self.dimensions = len(vectors[0])
         return vectors
+
+    @property
+    def describe(self) -> str:
+        return f"{self.model_id} via Ollama at {self.host}"
+
+    def check(self) -> None:
+        """Ask the server about the model: reachable, installed, and able to embed."""
+        import httpx
+        import ollama
+
+        try:
+            info = self._client.show(self.model_id)
+        except (ConnectionError, httpx.TransportError) as exc:
+            raise BackendUnavailable(unreachable_message(self.host)) from exc
+        except ollama.ResponseError as exc:
+            raise self._translate(exc) from exc
+        capabilities = list(getattr(info, "capabilities", None) or [])
+        if capabilities and "embedding" not in capabilities:
+            raise WrongModelKind(f"'{self.model_id}' is not an embedding model. Set RAG_EMBED_MODEL to one, "
+                                 "for example qwen3-embedding:0.6b.")
 
     def _translate(self, exc: Any) -> ModelError:
         message = str(getattr(exc, "error", exc))

@@ -12,10 +12,10 @@ from typing import Any, Iterator, Sequence
 from rag.answer import Answerer, AskOptions
 from rag.config import Settings
 from rag.embeddings import Embedder, make_embedder
-from rag.errors import DocumentNotFound
+from rag.errors import DocumentNotFound, ModelError
 from rag.events import AnswerEvent, IngestEvent
 from rag.ingest import Ingestor, SourceFile
-from rag.models import DocumentInfo
+from rag.models import DocumentInfo, Health
 from rag.store import Store
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class Engine:
         self.recovered = self.store.recover()
         self._ingestor: Ingestor | None = None
         self._chat = chat
+        self._chats: dict[str, Any] = {}
         self._reranker = reranker
 
     @property
@@ -54,6 +55,28 @@ class Engine:
             self._chat = make_chat_model(self.settings)
         return self._chat
 
+    def chat_for(self, model_id: str | None) -> Any:
+        """The chat model called ``model_id`` (the default one when empty), created once and then reused."""
+        if not model_id or model_id == self.settings.chat_model:
+            return self.chat
+        if model_id not in self._chats:
+            from rag.llm import make_chat_model
+
+            self._chats[model_id] = make_chat_model(self.settings.with_(chat_model=model_id))
+        return self._chats[model_id]
+
+    def health(self, chat_model: str | None = None) -> Health:
+        """Check that the embedding and chat models can be used; each problem comes with its fix."""
+        problems = []
+        chat = self.chat_for(chat_model)
+        for model in (self.embedder, chat):
+            try:
+                model.check()
+            except ModelError as exc:
+                if str(exc) not in problems:
+                    problems.append(str(exc))
+        return Health(self.embedder.describe, chat.describe, problems)
+
     @property
     def reranker(self) -> Any:
         """The reranker (created on first use; its weights load on the first question that needs them)."""
@@ -69,7 +92,7 @@ class Engine:
             options: AskOptions = AskOptions()) -> Iterator[AnswerEvent]:
         """Answer a question from the documents (all, or ``doc_ids``), yielding events."""
         wants_rerank = self.settings.rerank if options.rerank is None else options.rerank
-        answerer = Answerer(self.settings, self.embedder, self.store, self.chat,
+        answerer = Answerer(self.settings, self.embedder, self.store, self.chat_for(options.chat_model),
                             self.reranker if wants_rerank else None)
         return answerer.ask(question, history, doc_ids, options)
 

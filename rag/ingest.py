@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class SourceFile:
     path: Path
     name: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", safe_file_name(self.name))
+
     @classmethod
     def of(cls, item: Path | str | SourceFile) -> SourceFile:
         """Accept a path or a SourceFile."""
@@ -52,6 +56,19 @@ class SourceFile:
             return item
         path = Path(item)
         return cls(path, path.name)
+
+
+def safe_file_name(name: str) -> str:
+    """A display name from whatever a browser or shell sent: no folders, no control characters, bounded length.
+
+    Names are only shown and compared; files are stored under their content hash, never under this name.
+    """
+    base = re.split(r"[\\/]", str(name))[-1]
+    base = re.sub(r"[\x00-\x1f\x7f]", "", base).strip().lstrip(".")
+    if len(base) > 180:
+        stem, dot, ext = base.rpartition(".")
+        base = (stem[:170] + dot + ext[:8]) if dot else base[:180]
+    return base or "document.pdf"
 
 
 def expand_paths(paths: Sequence[Path | str]) -> list[Path]:

@@ -61,6 +61,11 @@ class ChatModel(ABC):
         """Raise a ModelError saying what to do if the model can't answer right now (default: load it)."""
         self.context_length()
 
+    @property
+    def describe(self) -> str:
+        """Where answers come from, in a few words."""
+        return f"{self.model_id} (in-process)"
+
 
 class OllamaChat(ChatModel):
     """Qwen3 (or any chat model) served by Ollama's ``/api/chat``, streamed with thinking kept apart."""
@@ -141,6 +146,10 @@ class OllamaChat(ChatModel):
                 return self.complete(messages, max_tokens=max_tokens, num_ctx=num_ctx)
             raise error from exc
         return response.message.content or ""
+
+    @property
+    def describe(self) -> str:
+        return f"{self.model_id} via Ollama at {self.host}"
 
     def context_length(self) -> int:
         """The model's context length from ``/api/show`` (cached; 8192 when the server doesn't say)."""

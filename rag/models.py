@@ -84,3 +84,17 @@ class Citation:
 
     number: int
     passage: Passage
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether the models answer: ``problems`` are messages that each say what to run or set to fix them."""
+
+    embedder: str
+    chat: str
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when both models are ready."""
+        return not self.problems

@@ -1,67 +1,386 @@
-"""The Gradio app: upload PDFs and see the library. Translates engine events into Gradio updates."""
+"""The Gradio app: upload PDFs, choose which to ask about, chat with streamed answers whose citations open the PDF
+at the cited page. Handlers translate engine events into Gradio updates; all engine work happens in ``rag``."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
 
+from rag.answer import AskOptions, flatten
 from rag.config import Settings
 from rag.engine import Engine
-from rag.events import Embedded, Failure, FileFailed, FileIndexed, FileStarted, PagesParsed
+from rag.errors import RagError
+from rag.events import (
+    AnswerDelta,
+    Embedded,
+    Failure,
+    FileFailed,
+    FileIndexed,
+    FileStarted,
+    PagesParsed,
+    Progress,
+    Sources,
+    ThinkingDelta,
+)
 from rag.ingest import SourceFile
+from ui import render
+
+log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+STAGES = {"rewriting": "Understanding the follow-up…", "rewritten": "Searching…", "retrieving": "Searching…",
+          "reranking": "Ranking passages…", "generating": "Writing…"}
+CONCURRENCY = 4  # questions answered at once; Ollama queues the model calls, the engine work is light
 
 
 def build(engine: Engine) -> gr.Blocks:
-    """The app's page."""
-    with gr.Blocks(title="Pagewise: chat with your PDFs") as demo:
-        gr.Markdown("# Pagewise\nDrop PDFs to index them. Chat with them is coming next.")
-        files = gr.File(label="PDFs", file_count="multiple", file_types=[".pdf"])
-        log = gr.Markdown()
-        library = gr.Dataframe(headers=["Document", "Pages", "Chunks", "Added"], value=_rows(engine),
-                               interactive=False, label="Library")
+    """The app's page, wired to ``engine``."""
+    s = engine.settings
+    with gr.Blocks(title="Pagewise · chat with your PDFs", fill_width=True) as demo:
+        with gr.Row(elem_id="pw-header"):
+            gr.HTML(_header(), elem_id="pw-brand")
+            status = gr.HTML(elem_id="pw-status-box")
+            recheck = gr.Button("Check again", size="sm", scale=0, min_width=110, elem_id="pw-recheck")
 
-        def on_upload(paths: list[str] | None) -> Iterator[tuple[str, Any]]:
-            yield from _ingest(engine, paths or [])
+        with gr.Row(equal_height=False, elem_id="pw-main"):
+            # --- library ------------------------------------------------------------------------------------
+            with gr.Column(scale=3, min_width=280, elem_id="pw-left"):
+                upload = gr.File(label=f"Drop PDFs here (up to {s.max_upload_mb:g} MB each)", file_count="multiple",
+                                 file_types=[".pdf"], elem_id="pw-upload", height=140)
+                upload_log = gr.HTML(elem_id="pw-upload-log")
+                scope = gr.CheckboxGroup(label="Ask about", info="Questions are answered from the checked documents.",
+                                         elem_id="pw-scope")
+                with gr.Row():
+                    all_btn = gr.Button("All", size="sm")
+                    none_btn = gr.Button("None", size="sm")
+                library = gr.Dataframe(headers=["Document", "Pages", "Chunks", "Added"], label="Library",
+                                       column_widths=["44%", "16%", "18%", "22%"],
+                                       interactive=False, wrap=True, elem_id="pw-library")
+                with gr.Accordion("Remove a document", open=False):
+                    to_delete = gr.Dropdown(label="Document", choices=[], elem_id="pw-delete-doc")
+                    delete_btn = gr.Button("Remove…", variant="secondary", size="sm", elem_id="pw-delete")
+                    with gr.Group(visible=False, elem_id="pw-confirm") as confirm_box:
+                        confirm_text = gr.Markdown()
+                        with gr.Row():
+                            cancel_btn = gr.Button("Cancel", size="sm")
+                            confirm_btn = gr.Button("Remove", variant="stop", size="sm", elem_id="pw-confirm-delete")
+                with gr.Accordion("Settings", open=False, elem_id="pw-settings"):
+                    chat_model = gr.Textbox(value=s.chat_model, label="Chat model")
+                    think = gr.Checkbox(value=s.think, label="Think before answering")
+                    top_k = gr.Slider(1, 20, value=s.top_k, step=1, label="Passages given to the model")
+                    rerank = gr.Checkbox(value=s.rerank, label="Rerank passages (Qwen3-Reranker)")
+                    pool = gr.Slider(5, 200, value=s.candidate_pool, step=5, label="Candidates per retriever")
 
-        files.upload(on_upload, inputs=files, outputs=[log, library], api_name="upload")
+            # --- chat ---------------------------------------------------------------------------------------
+            with gr.Column(scale=5, min_width=340, elem_id="pw-center"):
+                chatbot = gr.Chatbot(label="Chat", height="68vh", elem_id="pw-chat", buttons=["copy"],
+                                     feedback_options=None, placeholder=_placeholder(),
+                                     group_consecutive_messages=False)
+                with gr.Row(elem_id="pw-ask-row"):
+                    question = gr.Textbox(placeholder="Ask a question about your documents…", show_label=False,
+                                          scale=8, lines=1, max_lines=6, autofocus=True, elem_id="pw-question")
+                    send = gr.Button("Ask", variant="primary", scale=1, min_width=70, elem_id="pw-send")
+                    stop = gr.Button("Stop", variant="stop", scale=1, min_width=70, elem_id="pw-stop")
+                clear = gr.Button("Clear chat", size="sm", elem_id="pw-clear")
+
+            # --- sources and viewer ---------------------------------------------------------------------------
+            with gr.Column(scale=4, min_width=320, elem_id="pw-right"):
+                gr.HTML(_viewer(), elem_id="pw-viewer-box")
+                sources = gr.HTML(render.sources_html(None), elem_id="pw-sources", label="Sources")
+
+        # API-only inputs and outputs (hidden): file upload for gradio_client.
+        with gr.Group(visible=False):
+            api_files = gr.File(file_count="multiple")
+            api_result = gr.JSON()
+            api_trigger = gr.Button()
+
+        # --- wiring ---------------------------------------------------------------------------------------------
+        library_outputs = [library, scope, to_delete, chatbot]
+
+        def refresh(selected: list[str] | None = None, add: list[str] | None = None) -> tuple[Any, ...]:
+            return _library_updates(engine, selected, add)
+
+        def on_upload(paths: list[str] | None, selected: list[str] | None) -> Iterator[tuple[Any, ...]]:
+            states: dict[str, tuple[str, str, float]] = {}
+            added: list[str] = []
+            for event in engine.ingest([SourceFile(Path(p), Path(p).name) for p in paths or []]):
+                if isinstance(event, FileIndexed):
+                    added.append(event.doc_id)
+                _track(states, event)
+                yield render.upload_html(states), *_library_updates(engine, selected, added), gr.update()
+            yield render.upload_html(states), *_library_updates(engine, selected, added), None
+
+        upload.upload(on_upload, [upload, scope], [upload_log, *library_outputs, upload], api_visibility="private",
+                      concurrency_limit=1, concurrency_id="ingest", show_progress="hidden")
+
+        def api_upload(paths: list[str] | None) -> list[dict[str, Any]]:
+            return _ingest_results(engine, paths or [])
+
+        api_trigger.click(api_upload, api_files, api_result, api_name="upload", concurrency_limit=1,
+                          concurrency_id="ingest")
+
+        all_btn.click(lambda: gr.update(value=[d.doc_id for d in engine.documents()]), None, scope,
+                      api_visibility="private")
+        none_btn.click(lambda: gr.update(value=[]), None, scope, api_visibility="private")
+
+        def ask_delete(ref: str | None) -> tuple[Any, Any]:
+            doc = next((d for d in engine.documents() if d.doc_id == ref), None)
+            if doc is None:
+                return gr.update(visible=False), gr.update(value="")
+            return gr.update(visible=True), gr.update(
+                value=f"Remove **{render.doc_label(doc)}** and its {doc.chunks} passages from the index?")
+
+        delete_btn.click(ask_delete, to_delete, [confirm_box, confirm_text], api_visibility="private")
+        cancel_btn.click(lambda: gr.update(visible=False), None, confirm_box, api_visibility="private")
+
+        def do_delete(ref: str | None, selected: list[str] | None) -> tuple[Any, ...]:
+            if ref:
+                try:
+                    doc = engine.delete(ref)
+                    gr.Info(f"Removed {doc.file_name}.")
+                except RagError as exc:
+                    gr.Warning(str(exc))
+            return gr.update(visible=False), *refresh(selected)
+
+        confirm_btn.click(do_delete, [to_delete, scope], [confirm_box, *library_outputs], api_visibility="private")
+
+        def on_ask(message: str, history: list[dict[str, Any]], selected: list[str] | None, model: str,
+                   thinking: bool, k: float, use_rerank: bool, candidates: float) -> Iterator[tuple[Any, ...]]:
+            options = AskOptions(think=thinking, top_k=int(k), rerank=use_rerank, candidate_pool=int(candidates),
+                                 chat_model=(model or "").strip() or None)
+            for history_out, panel in _answer(engine, message, history, selected, options):
+                yield history_out, panel, ""
+
+        ask_inputs = [question, chatbot, scope, chat_model, think, top_k, rerank, pool]
+        ask_event = gr.on([send.click, question.submit], on_ask, ask_inputs, [chatbot, sources, question],
+                          api_visibility="private", concurrency_limit=CONCURRENCY, concurrency_id="ask",
+                          show_progress="hidden")
+        stop.click(None, None, None, cancels=[ask_event])
+        clear.click(lambda: ([], render.sources_html(None)), None, [chatbot, sources], cancels=[ask_event],
+                    api_visibility="private")
+        def pick_example(event: gr.SelectData) -> str:
+            return event.value["text"]
+
+        chatbot.example_select(pick_example, None, question, api_visibility="private")
+
+        def check(model: str) -> str:
+            return render.status_html(engine.health((model or "").strip() or None))
+
+        recheck.click(check, chat_model, status, api_visibility="private")
+        gr.Timer(30).tick(check, chat_model, status, api_visibility="private", show_progress="hidden")
+        demo.load(lambda m: (check(m), *refresh(None)), chat_model, [status, *library_outputs],
+                  api_visibility="private")
+
+        # --- public API (gradio_client) ---------------------------------------------------------------------------
+        def documents() -> list[dict[str, Any]]:
+            """The indexed documents: id, file name, pages, chunks, added (unix time)."""
+            return [{"doc_id": d.doc_id, "file_name": d.file_name, "pages": d.pages, "chunks": d.chunks,
+                     "added_at": d.added_at} for d in engine.documents()]
+
+        def ask(question: str, doc_ids: list[str] | None = None, think: bool = False) -> dict[str, Any]:
+            """Answer a question from the documents (all, or the given ids): answer, thinking, cited, other."""
+            return _ask_result(engine, question, doc_ids, AskOptions(think=think))
+
+        def delete(doc: str) -> dict[str, Any]:
+            """Remove a document by id or file name."""
+            removed = engine.delete(doc)
+            return {"removed": removed.doc_id, "file_name": removed.file_name}
+
+        gr.api(documents, api_name="documents")
+        gr.api(ask, api_name="ask", concurrency_limit=CONCURRENCY, concurrency_id="ask")
+        gr.api(delete, api_name="delete")
     return demo
 
 
-def _ingest(engine: Engine, paths: list[str]) -> Iterator[tuple[str, Any]]:
-    lines: dict[str, str] = {}
-    items = [SourceFile(Path(p), Path(p).name) for p in paths]
-    for event in engine.ingest(items):
-        if isinstance(event, FileStarted):
-            lines[event.file_name] = "parsing…"
-        elif isinstance(event, PagesParsed):
-            lines[event.file_name] = f"{event.pages} pages parsed, embedding…"
-        elif isinstance(event, Embedded):
-            lines[event.file_name] = f"embedding {event.done}/{event.total}"
-        elif isinstance(event, FileIndexed):
-            lines[event.file_name] = f"✓ {event.status}: {event.pages} pages"
-        elif isinstance(event, FileFailed):
-            lines[event.file_name] = f"✗ failed: {event.reason}"
+# --- answering ----------------------------------------------------------------------------------------------------
+def _answer(engine: Engine, message: str, history: list[dict[str, Any]], selected: list[str] | None,
+            options: AskOptions) -> Iterator[tuple[list[dict[str, Any]], str]]:
+    """Stream one question's answer into the chat: thinking in a folding block, then the answer with chips."""
+    message = (message or "").strip()
+    history = list(history or [])
+    if not message:
+        yield history, gr.update()
+        return
+    conversation = _conversation(history)
+    history.append({"role": "user", "content": message})
+    answer = {"role": "assistant", "content": "<span class='pw-working'>Searching…</span>"}
+    history.append(answer)
+    yield history, render.sources_html(None)
+
+    text, thought, started = "", None, time.monotonic()
+    panel = gr.update()
+    try:
+        for event in engine.ask(message, conversation, selected if selected is not None else None, options):
+            if isinstance(event, Progress) and not text:
+                answer["content"] = f"<span class='pw-working'>{STAGES.get(event.stage, '…')}</span>"
+            elif isinstance(event, ThinkingDelta):
+                if thought is None:
+                    thought = {"role": "assistant", "content": "",
+                               "metadata": {"title": "Thinking…", "status": "pending"}}
+                    history.insert(len(history) - 1, thought)
+                thought["content"] += event.text
+            elif isinstance(event, AnswerDelta):
+                if thought is not None and thought["metadata"]["status"] == "pending":
+                    thought["metadata"] = {"title": f"Thought for {time.monotonic() - started:.0f} s",
+                                           "status": "done"}
+                text += event.text
+                answer["content"] = render.streaming_html(text)
+            elif isinstance(event, Sources):
+                answer["content"] = render.answer_html(text, event)
+                panel = render.sources_html(event, text)
+            elif isinstance(event, Failure):
+                answer["content"] += f"\n\n<span class='pw-error'>⚠ {render.streaming_html(event.message)}</span>"
+            yield history, panel
+    except RagError as exc:
+        answer["content"] = f"<span class='pw-error'>⚠ {render.streaming_html(str(exc))}</span>"
+        yield history, panel
+    finally:
+        if thought is not None and thought["metadata"]["status"] == "pending":
+            thought["metadata"] = {"title": "Thinking (stopped)", "status": "done"}
+
+
+def _conversation(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chat so far as the engine wants it: plain text, reasoning blocks kept out (the engine drops them)."""
+    out = []
+    for m in history:
+        content = flatten(m.get("content"))
+        if m.get("role") == "assistant":
+            content = render.plain_text(content)
+        out.append({"role": m.get("role"), "content": content, "metadata": m.get("metadata")})
+    return out
+
+
+def _ask_result(engine: Engine, question: str, doc_ids: list[str] | None, options: AskOptions) -> dict[str, Any]:
+    answer, thinking, sources, error = [], [], None, None
+    for event in engine.ask(question, (), doc_ids, options):
+        if isinstance(event, AnswerDelta):
+            answer.append(event.text)
+        elif isinstance(event, ThinkingDelta):
+            thinking.append(event.text)
+        elif isinstance(event, Sources):
+            sources = event
         elif isinstance(event, Failure):
-            lines["(run)"] = f"✗ {event.message}"
-        text = "\n".join(f"- **{gr_escape(name)}**: {gr_escape(state)}" for name, state in lines.items())
-        yield text, gr.update(value=_rows(engine))
+            error = event.message
+
+    def passage(p: Any) -> dict[str, Any]:
+        return {"doc_id": p.doc_id, "file_name": p.file_name, "page": p.page_start, "text": p.text,
+                "char_start": p.char_start, "char_end": p.char_end, "score": p.score}
+
+    return {"answer": "".join(answer), "thinking": "".join(thinking), "error": error,
+            "cited": [{"number": c.number, **passage(c.passage)} for c in sources.cited] if sources else [],
+            "other": [passage(p) for p in sources.other] if sources else []}
 
 
-def gr_escape(text: str) -> str:
-    """Escape text for Markdown so PDF content can't inject markup."""
-    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!<>|" else ch for ch in text)
+# --- ingestion ----------------------------------------------------------------------------------------------------
+def _track(states: dict[str, tuple[str, str, float]], event: Any) -> None:
+    """Update the per-file progress from one ingestion event."""
+    if isinstance(event, FileStarted):
+        states[event.file_name] = ("working", "reading…", 0.02)
+    elif isinstance(event, PagesParsed):
+        missing = f", {len(event.pages_without_text)} without text" if event.pages_without_text else ""
+        states[event.file_name] = ("working", f"{event.pages} pages read{missing}, embedding…", 0.1)
+    elif isinstance(event, Embedded):
+        states[event.file_name] = ("working", f"embedding {event.done}/{event.total}",
+                                   0.1 + 0.85 * event.done / max(1, event.total))
+    elif isinstance(event, FileIndexed):
+        if event.status == "already indexed":
+            states[event.file_name] = ("same", "already indexed", 1.0)
+        else:
+            extra = (f" (pages {', '.join(map(str, event.pages_without_text[:10]))} have no text)"
+                     if event.pages_without_text else "")
+            verb = "indexed, replacing the older version" if event.status == "replaced" else "indexed"
+            states[event.file_name] = ("done", f"{verb}: {event.pages} pages{extra}", 1.0)
+    elif isinstance(event, FileFailed):
+        states[event.file_name] = ("failed", f"failed: {event.reason}", 1.0)
+    elif isinstance(event, Failure):
+        for name, (kind, _, _) in list(states.items()):
+            if kind == "working":
+                states[name] = ("failed", "not indexed: the run stopped", 1.0)
+        states["⚠"] = ("failed", event.message, 1.0)
 
 
-def _rows(engine: Engine) -> list[list[Any]]:
-    return [[d.file_name, d.pages, d.chunks, time.strftime("%Y-%m-%d %H:%M", time.localtime(d.added_at))]
-            for d in engine.documents()]
+def _ingest_results(engine: Engine, paths: list[str]) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    for event in engine.ingest([SourceFile(Path(p), Path(p).name) for p in paths]):
+        if isinstance(event, FileIndexed):
+            results.append({"file_name": event.file_name, "status": event.status, "doc_id": event.doc_id,
+                            "pages": event.pages, "chunks": event.chunks,
+                            "pages_without_text": event.pages_without_text})
+        elif isinstance(event, FileFailed):
+            results.append({"file_name": event.file_name, "status": "failed", "reason": event.reason})
+        elif isinstance(event, Failure):
+            results.append({"file_name": None, "status": "failed", "reason": event.message})
+    return results
 
 
-def launch_options(settings: Settings) -> dict[str, Any]:
-    """Arguments for ``Blocks.launch``."""
-    return {"server_name": "127.0.0.1", "server_port": 7860}
+def _library_updates(engine: Engine, selected: list[str] | None, add: list[str] | None = None) -> tuple[Any, ...]:
+    """Table, scope choices (kept selection; new documents added; all when nothing was chosen yet), delete list,
+    and the chat's example questions."""
+    docs = engine.documents()
+    ids = [d.doc_id for d in docs]
+    value = ids if selected is None else [i for i in selected if i in ids] + [i for i in add or [] if i in ids
+                                                                              and i not in selected]
+    choices = [(render.doc_label(d), d.doc_id) for d in docs]
+    return (gr.update(value=render.library_rows(docs)), gr.update(choices=choices, value=value),
+            gr.update(choices=choices, value=None), gr.update(examples=_examples(docs)))
+
+
+def _examples(docs: list[Any]) -> list[dict[str, str]] | None:
+    if not docs:
+        return None
+    first = docs[-1].title or docs[-1].file_name
+    return [{"text": f"What is {first} about? Summarise its main points."},
+            {"text": "What are the key numbers and dates in these documents?"},
+            {"text": f"What conclusions or recommendations does {first} make?"}]
+
+
+# --- static parts -----------------------------------------------------------------------------------------------
+def _header() -> str:
+    return ('<div class="pw-brand"><img src="/gradio_api/file=' + str(ASSETS / "logo.svg") + '" alt="" '
+            'class="pw-logo"><div><div class="pw-title">Pagewise</div><div class="pw-tagline">Chat with your PDFs · '
+            'every answer cites its page</div></div></div>')
+
+
+def _placeholder() -> str:
+    return ("### Ask your documents\nDrop PDFs on the left, then ask a question. Every answer cites its sources; "
+            "click a citation to open the PDF at that page.")
+
+
+def _viewer() -> str:
+    return ('<div id="pw-viewer" data-state="empty"><div class="pw-viewer-bar">'
+            '<span id="pw-viewer-title">Click a citation to open its page here</span>'
+            '<span class="pw-viewer-nav"><button id="pw-prev" type="button" aria-label="Previous page">‹</button>'
+            '<span id="pw-viewer-page"></span>'
+            '<button id="pw-next" type="button" aria-label="Next page">›</button></span></div>'
+            '<div id="pw-viewer-scroll"><div id="pw-viewer-page-box"></div></div></div>')
+
+
+def head(engine: Engine) -> str:
+    """Script tags for the PDF viewer (PDF.js, served from assets/) and where the PDFs are."""
+    files = str(engine.store.files_dir.resolve())
+    pdfjs = str(ASSETS / "pdfjs")
+    config = {"pdfjs": f"{pdfjs}/pdf.min.mjs", "worker": f"{pdfjs}/pdf.worker.min.mjs", "files": files}
+    import json
+
+    return (f"<script>window.PAGEWISE = {json.dumps(config)};</script>"
+            f'<link rel="stylesheet" href="/gradio_api/file={pdfjs}/text_layer.css">'
+            f'<script type="module" src="/gradio_api/file={ASSETS}/viewer.js"></script>')
+
+
+def launch_options(settings: Settings, engine: Engine) -> dict[str, Any]:
+    """Arguments for ``Blocks.launch``: address, login, limits, theme, CSS and the viewer's scripts."""
+    gr.set_static_paths([str(ASSETS)])
+    return {"server_name": settings.host, "server_port": settings.port, "auth": settings.logins or None,
+            "max_file_size": settings.max_upload_bytes, "allowed_paths": [str(engine.store.files_dir.resolve())],
+            "theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
+            "css_paths": [str(ASSETS / "style.css")], "head": head(engine), "favicon_path": str(ASSETS / "logo.svg"),
+            "footer_links": ["api"]}
+
+
+def queue(demo: gr.Blocks) -> gr.Blocks:
+    """Turn the queue on with deliberate limits: ingestion one run at a time, a few questions at once."""
+    return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)

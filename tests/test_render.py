@@ -1,0 +1,79 @@
+"""What the app renders: chips, sources, progress and status as HTML in which PDF and model text stay inert."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.config import Settings
+from rag.errors import ConfigError
+from rag.events import Sources
+from rag.ingest import SourceFile, safe_file_name
+from rag.models import Citation, Health, Passage
+from ui import render
+
+EVIL = "<img src=x onerror=alert(1)><script>alert(2)</script>"
+
+
+def passage(n: int, text: str, file_name: str = "a.pdf", page: int = 2) -> Passage:
+    return Passage(f"c{n}", f"doc{n}", file_name, text, page, page, 0, len(text))
+
+
+def test_answer_chips_for_real_sources_only() -> None:
+    p1, p2 = passage(1, "Revenue was 41 million."), passage(2, "Dividend of 3 cents.", page=3)
+    sources = Sources([Citation(1, p1), Citation(2, p2)], [], dropped_citations=1)
+    html = render.answer_html("Revenue was 41 million [1, 2] and more [7].", sources)
+    assert html.count('class="pw-cite') == 2
+    assert 'pw-d-doc2 pw-p-3' in html and 'title="a.pdf, p. 3\nDividend of 3 cents."' in html
+    assert "[7]" not in html and "1 citation to a source that doesn't exist was removed" in html
+
+
+def test_model_and_pdf_text_is_escaped_everywhere() -> None:
+    p = passage(1, f"Parking is free. {EVIL}", file_name=f"{EVIL}.pdf")
+    sources = Sources([Citation(1, p)], [passage(2, EVIL)])
+    for html in (render.answer_html(f"Free {EVIL} [1].", sources), render.sources_html(sources, "Free [1]."),
+                 render.upload_html({f"{EVIL}.pdf": ("failed", EVIL, 1.0)}), render.streaming_html(EVIL),
+                 render.status_html(Health("e", "c", [EVIL]))):
+        assert "<img" not in html and "<script" not in html
+        assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_sources_mark_the_cited_sentence() -> None:
+    text = "The company was founded in 1990. Revenue grew to 41 million dollars in 2022. Staff count is 300."
+    sources = Sources([Citation(1, passage(1, text))], [passage(2, "Other text.")])
+    html = render.sources_html(sources, "Revenue grew to 41 million dollars [1].")
+    assert "<mark>Revenue grew to 41 million dollars in 2022.</mark>" in html
+    assert "Other retrieved passages (1)" in html
+
+
+def test_empty_sources_say_what_to_do() -> None:
+    assert "Click one to open its page" in render.sources_html(None)
+
+
+def test_chat_html_back_to_plain_text() -> None:
+    sources = Sources([Citation(1, passage(1, "x"))], [])
+    html = render.answer_html("Fish &amp; chips <b> cost 3 [1].", sources)
+    assert render.plain_text(html) == "Fish &amp; chips <b> cost 3 ."
+
+
+def test_status_badge_shows_commands() -> None:
+    html = render.status_html(Health("e", "c", ["Can't reach Ollama. Start it with `ollama serve`."]))
+    assert "<code>ollama serve</code>" in html and "pw-bad" in html
+    assert "pw-ok" in render.status_html(Health("qwen3-embedding", "qwen3:8b"))
+
+
+@pytest.mark.parametrize(("raw", "safe"), [("../../x.pdf", "x.pdf"), ("..\\..\\evil.pdf", "evil.pdf"),
+                                           ("/etc/passwd", "passwd"), ("a\x00b\n.pdf", "ab.pdf"),
+                                           ("", "document.pdf"), (".hidden.pdf", "hidden.pdf")])
+def test_uploaded_file_names_are_sanitised(raw: str, safe: str) -> None:
+    assert safe_file_name(raw) == safe
+    assert SourceFile.of(SourceFile(__file__, raw)).name == safe  # type: ignore[arg-type]
+
+
+def test_network_binding_needs_a_login() -> None:
+    with pytest.raises(ConfigError, match="RAG_AUTH"):
+        Settings.from_env({"RAG_HOST": "0.0.0.0"})
+    assert Settings.from_env({"RAG_HOST": "0.0.0.0", "RAG_AUTH": "ann:pw1,bob:pw2"}).logins == [("ann", "pw1"),
+                                                                                               ("bob", "pw2")]
+    assert Settings.from_env({"RAG_HOST": "0.0.0.0", "RAG_AUTH": "none"}).logins == []
+    with pytest.raises(ConfigError, match="RAG_AUTH"):
+        Settings.from_env({"RAG_AUTH": "no-colon"})
