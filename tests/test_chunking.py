@@ -2,7 +2,7 @@
 
 import random
 
-from rag.chunking import PAGE_BREAK, chunk_document, document_text, estimate_tokens
+from rag.chunking import LEAD_TOKENS, PAGE_BREAK, chunk_document, document_text, estimate_tokens, page_lead
 from rag.models import Page, ParsedDocument
 
 WORDS = ("revenue margin segment dividend liquidity 2022 1,204.5 operating capital expenditure acquisitions "
@@ -62,9 +62,31 @@ def test_empty_pages_keep_page_numbers_right() -> None:
 
 def test_chunks_carry_title_and_page_into_the_embedding() -> None:
     doc = _doc(["x", _long_page(8)])
-    chunk = chunk_document(doc, chunk_tokens=80, overlap_tokens=10)[-1]
-    assert chunk.context == f"Report 2022 (p. {chunk.page_start})"
-    assert chunk.embed_text.startswith("Report 2022 (p. 2)\n")
+    first, *_, last = chunk_document(doc, chunk_tokens=80, overlap_tokens=10)
+    assert first.context == "Report 2022 (p. 1)"
+    assert first.embed_text == "Report 2022 (p. 1)\nx"
+    assert last.embed_text.startswith("Report 2022 (p. 2) — ")  # then the page's lead (below)
+
+
+def test_later_chunks_of_a_table_keep_its_caption_and_columns() -> None:
+    rows = "\n".join(f"Line item {i} of the statement\n{i},204\n{i},117" for i in range(40))
+    statement = f"Table of Contents\nConsolidated Statement of Cash Flows\n(Millions)\n2022\n2021\n{rows}"
+    pages = [f"Table of Contents\n{_long_page(n)}" for n in range(4)] + [statement]
+    chunks = [c for c in chunk_document(_doc(pages), chunk_tokens=80, overlap_tokens=10) if c.page_start == 5]
+    assert len(chunks) > 2
+    assert chunks[0].context == "Report 2022 (p. 5)"  # the first chunk holds the caption itself
+    for later in chunks[1:]:
+        # The running header ("Table of Contents" opens every page) is left out; the caption, units and years stay.
+        assert later.context.startswith(
+            "Report 2022 (p. 5) — Consolidated Statement of Cash Flows · (Millions) · 2022 · 2021")
+        assert later.embed_text.startswith(later.context + "\n")
+
+
+def test_page_lead_is_short_and_skips_page_numbers() -> None:
+    lead, end = page_lead("12\nRisk Factors\n" + "word " * 200, frozenset())
+    assert (lead, end) == ("Risk Factors", len("12\nRisk Factors"))  # the paragraph would overflow the lead
+    lead, _ = page_lead("12\n" + "word " * 200, frozenset())
+    assert lead.startswith("word word") and lead.endswith("…") and estimate_tokens(lead) <= LEAD_TOKENS
 
 
 def test_token_estimate_counts_digits_like_qwen() -> None:

