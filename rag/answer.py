@@ -64,7 +64,8 @@ class Answerer:
         if not ready:
             yield from _notice(NO_DOCUMENTS)
             return
-        scope = [d for d in (ready if doc_ids is None else doc_ids) if d in set(ready)]
+        ready_set = set(ready)
+        scope = [d for d in (ready if doc_ids is None else doc_ids) if d in ready_set]
         if not scope:
             yield from _notice(NOTHING_SELECTED)
             return

@@ -1,9 +1,10 @@
 """Candidates for a question: dense search (Qwen3 query instruction) and BM25, fused by weighted reciprocal rank.
 
 Reciprocal rank fusion scores a passage ``sum(weight / (k + rank))`` over the rankings it appears in. Dense
-retrieval is the stronger signal on most questions; BM25 rescues the ones that hinge on a rare name or number, so
-its weight is lower (``RAG_LEXICAL_WEIGHT``), which keeps fusion from pulling weak lexical matches above good
-dense ones.
+retrieval is the stronger signal on most questions, so BM25's weight is lower (``RAG_LEXICAL_WEIGHT``): a passage
+both retrievers rank high rises to the top, and weak lexical matches don't push out good dense ones. With the
+default weights and equal pools, a passage found by BM25 alone scores below every dense candidate, so it enters the
+pool only when dense search returns fewer than ``pool`` passages; BM25's effect is mostly to reorder.
 """
 
 from __future__ import annotations

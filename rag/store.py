@@ -5,6 +5,11 @@ Two collections per embedding model and output size: ``chunks-<index>`` holds th
 ingest marks its document ``indexing``, writes the chunks, then flips it to ``ready``; searches only see ready
 documents. A document left ``indexing`` by a process that died (``kill -9``, power loss) is removed by
 ``recover()``, which the engine runs at start.
+
+Beside Chroma, each document's normalised vectors are kept in ``<data_dir>/vectors/<index>/<doc_id>.npy``, so a
+search limited to some documents is an exact scan of those rows: Chroma's ``where`` filter on ``doc_id`` costs
+tens to hundreds of milliseconds at 100k chunks, and a search over every document skips the filter altogether.
+Documents without that file (indexed by an older version) are searched through the filter as before.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import os
 import shutil
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +34,8 @@ log = logging.getLogger(__name__)
 READY = "ready"
 INDEXING = "indexing"
 _OWNER = f"{socket.gethostname()}:{os.getpid()}"
+_READY_TTL = 1.0  # seconds another process's commit may take to become searchable here (this one's: at once)
+_EXACT_SCAN_LIMIT = 250_000  # chunks; larger scopes go through Chroma's filter (a scan reads 4 KB per chunk)
 
 
 def open_client(settings: Settings) -> Any:
@@ -59,6 +67,10 @@ class Store:
         self.client = client if client is not None else open_client(settings)
         self.files_dir = settings.data_dir / "files"
         self.lexical = LexicalIndex(settings.data_dir / "lexical" / index_name)
+        self.vectors_dir = settings.data_dir / "vectors" / index_name
+        self._matrices: dict[str, tuple[tuple[int, int], Any]] = {}  # doc_id -> (file stamp, memory-mapped rows)
+        self._matrices_lock = threading.Lock()
+        self._ready: tuple[float, list[str]] | None = None  # (when read, ids); one registry read per question
         self._max_batch = max(1, int(self.client.get_max_batch_size()))
         self.registry = self.client.get_or_create_collection(f"docs-{index_name}", embedding_function=None)
         self.chunks = self.client.get_or_create_collection(
@@ -80,12 +92,19 @@ class Store:
 
     def ready_ids(self) -> list[str]:
         """Ids of the searchable documents."""
-        return [d.doc_id for d in self.documents()]
+        # Ids only (reading every record's metadata costs ~10x more), and reused for a moment: a question asks
+        # twice. Changes made through this Store clear it; a deleted document has no chunks left to find anyway.
+        cached = self._ready
+        if cached is None or time.monotonic() - cached[0] > _READY_TTL:
+            cached = (time.monotonic(), list(self.registry.get(where={"status": READY}, include=[])["ids"]))
+            self._ready = cached
+        return list(cached[1])
 
     def begin(self, info: DocumentInfo) -> None:
         """Record that ``info`` is being written (not searchable until ``commit``)."""
         self.registry.upsert(ids=[info.doc_id], embeddings=[[1.0]],
                              metadatas=[_meta(info, status=INDEXING)])
+        self._ready = None
 
     def add_chunks(self, doc_id: str, file_name: str, title: str, chunks: Sequence[Chunk],
                    vectors: Sequence[Sequence[float]]) -> None:
@@ -101,17 +120,21 @@ class Store:
                             "char_end": c.char_end, "context": c.context} for c in batch],
             )
             self._heartbeat(doc_id)
+        self._save_vectors(doc_id, chunks, vectors)
         self.lexical.add(doc_id, [chunk_id(doc_id, c.index) for c in chunks], [c.embed_text for c in chunks])
 
     def commit(self, info: DocumentInfo) -> None:
         """Make a fully written document searchable."""
         self.registry.upsert(ids=[info.doc_id], embeddings=[[1.0]], metadatas=[_meta(info, status=READY)])
+        self._ready = None  # after the write, so a concurrent read can't cache the state before it
 
     def delete(self, doc_id: str) -> None:
         """Remove a document: its chunks, its registry record and its stored file."""
         self.chunks.delete(where={"doc_id": doc_id})
+        self._vectors_path(doc_id).unlink(missing_ok=True)
         self.lexical.remove(doc_id)
         self.registry.delete(ids=[doc_id])
+        self._ready = None
         self.file_path(doc_id).unlink(missing_ok=True)
 
     def recover(self) -> list[str]:
@@ -146,14 +169,96 @@ class Store:
     def query(self, vector: Sequence[float], k: int, doc_ids: Sequence[str] | None = None) -> list[Passage]:
         """The ``k`` chunks nearest to ``vector`` among ready documents (or the given subset of them)."""
         ready = set(self.ready_ids())
-        scope = [d for d in (doc_ids if doc_ids is not None else ready) if d in ready]
+        scope = list(dict.fromkeys(d for d in (doc_ids if doc_ids is not None else ready) if d in ready))
         if not scope or k <= 0:
             return []
-        where: dict[str, Any] = {"doc_id": scope[0]} if len(scope) == 1 else {"doc_id": {"$in": scope}}
-        got = self.chunks.query(query_embeddings=[list(vector)], n_results=k, where=where,
+        found = None
+        if len(scope) == len(ready) and self.registry.count() == len(ready):
+            found = self._query_everything(vector, k, ready)  # nothing is pending: no filter needed
+        else:
+            found = self._query_exact(vector, k, scope)
+        return found if found is not None else self._query_filtered(vector, k, scope)
+
+    def _query_everything(self, vector: Sequence[float], k: int, scope: set[str]) -> list[Passage] | None:
+        """HNSW search of the whole collection; None if a chunk outside ``scope`` came back (then filter)."""
+        got = self.chunks.query(query_embeddings=[list(vector)], n_results=k,
                                 include=["documents", "metadatas", "distances"])
-        return [passage(cid, text, meta, 1.0 - float(dist)) for cid, text, meta, dist in
-                zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=False)]
+        found = _passages(got)
+        return found if all(p.doc_id in scope for p in found) else None
+
+    def _query_filtered(self, vector: Sequence[float], k: int, scope: Sequence[str]) -> list[Passage]:
+        """HNSW search through Chroma's ``where`` filter on ``doc_id`` (slow on large collections)."""
+        where: dict[str, Any] = {"doc_id": scope[0]} if len(scope) == 1 else {"doc_id": {"$in": list(scope)}}
+        return _passages(self.chunks.query(query_embeddings=[list(vector)], n_results=k, where=where,
+                                           include=["documents", "metadatas", "distances"]))
+
+    def _query_exact(self, vector: Sequence[float], k: int, scope: Sequence[str]) -> list[Passage] | None:
+        """Exact cosine search over the saved vectors of ``scope``; None if some are missing or it's too big."""
+        import numpy as np
+
+        matrices = self._matrices_for(scope)
+        if matrices is None:
+            return None
+        rows = sum(m.shape[0] for _, m in matrices)
+        q = np.asarray(vector, dtype=np.float32)
+        if rows == 0 or rows > _EXACT_SCAN_LIMIT or any(m.shape[1] != q.shape[0] for _, m in matrices):
+            return None
+        q = q / (float(np.linalg.norm(q)) or 1.0)
+        # einsum is single-threaded SIMD: steadier than a threaded BLAS gemv on small, memory-bound products.
+        scores = np.concatenate([np.einsum("ij,j->i", m, q) for _, m in matrices])
+        owners = np.repeat(np.arange(len(matrices)), [m.shape[0] for _, m in matrices])
+        starts = np.cumsum([0] + [m.shape[0] for _, m in matrices])
+        k = min(k, rows)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        ids = [chunk_id(matrices[owners[i]][0], int(i - starts[owners[i]])) for i in top]
+        got = self.chunks.get(ids=ids, include=["documents", "metadatas"])
+        stored = dict(zip(got["ids"], zip(got["documents"], got["metadatas"], strict=True), strict=True))
+        return [passage(cid, *stored[cid], float(scores[i])) for cid, i in zip(ids, top, strict=True)
+                if cid in stored]
+
+    def _matrices_for(self, doc_ids: Sequence[str]) -> list[tuple[str, Any]] | None:
+        """The saved (normalised, memory-mapped) vectors of each document, or None if any has none."""
+        import numpy as np
+
+        out = []
+        with self._matrices_lock:
+            for doc_id in doc_ids:
+                path = self._vectors_path(doc_id)
+                try:
+                    stat = path.stat()
+                    stamp = (stat.st_mtime_ns, stat.st_size)  # re-read a file rewritten by any process
+                    cached = self._matrices.get(doc_id)
+                    if cached is None or cached[0] != stamp:
+                        cached = (stamp, np.load(path, mmap_mode="r"))
+                        self._matrices[doc_id] = cached
+                except (OSError, ValueError):
+                    self._matrices.pop(doc_id, None)
+                    return None
+                if cached[1].ndim != 2:
+                    return None
+                out.append((doc_id, cached[1]))
+        return out
+
+    def _save_vectors(self, doc_id: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
+        """Keep the document's normalised vectors for exact scoped search (row i is the chunk of index i)."""
+        import numpy as np
+
+        path = self._vectors_path(doc_id)
+        if not chunks or [c.index for c in chunks] != list(range(len(chunks))):
+            path.unlink(missing_ok=True)  # rows wouldn't map to chunk ids: this document uses Chroma's filter
+            return
+        matrix = np.asarray(vectors, dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix /= np.where(norms > 0, norms, 1.0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with tmp.open("wb") as fh:
+            np.save(fh, matrix)
+        os.replace(tmp, path)
+
+    def _vectors_path(self, doc_id: str) -> Path:
+        return self.vectors_dir / f"{doc_id}.npy"
 
     def get_passages(self, ids: Sequence[str]) -> dict[str, Passage]:
         """Stored chunks by id (those that exist)."""
@@ -180,6 +285,12 @@ class Store:
 def chunk_id(doc_id: str, index: int) -> str:
     """The id of a chunk in the vector store."""
     return f"{doc_id}:{index}"
+
+
+def _passages(got: dict[str, Any]) -> list[Passage]:
+    """Passages from a Chroma query result (one query), score = cosine similarity."""
+    return [passage(cid, text, meta, 1.0 - float(dist)) for cid, text, meta, dist in
+            zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=False)]
 
 
 def passage(cid: str, text: str, meta: dict[str, Any], score: float) -> Passage:

@@ -1,0 +1,397 @@
+"""Query overhead: the engine's own time per question at 100k chunks, with the model calls taken out.
+
+A synthetic library (200 documents x 500 chunks by default; words drawn from a Zipf-distributed vocabulary with
+some numbers; random unit vectors of 1024 dims, Qwen3-Embedding-0.6B's size) is written once through the real
+``Store`` (Chroma PersistentClient + the BM25 index) into ``bench/.cache/`` and reused by later runs. Then
+``Engine.ask`` runs end to end with ZERO-COST STAND-INS for the models, clearly not models:
+
+- ``PrecomputedEmbedder``: returns a query vector computed before the timing (a noisy copy of the vector of the
+  chunk the question was drawn from);
+- ``FixedAnswerChat``: a ``rag.llm.ChatModel`` that yields a fixed short answer citing [1] and [2];
+- no reranker.
+
+The time spent inside the stand-ins is measured and subtracted, so what is reported is engine overhead:
+retrieval (Chroma HNSW query, BM25, fusion, fetching passages), prompt building (token counting) and citation
+resolution, for three scopes: all documents, 20 documents and 1 document (Chroma ``where`` filters on doc_id).
+
+    python bench/query.py                      # build the index once (a few minutes), then 200 queries per scope
+    python bench/query.py --queries 50         # quicker
+    python bench/query.py --rebuild            # rebuild the cached index
+    python bench/query.py --profile all        # pyinstrument profile of one scope (pip install pyinstrument)
+
+Prints p50/p95 per scope against the 25 ms target, and a per-stage breakdown (mean ms per query).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+import numpy as np  # noqa: E402
+
+import rag.answer  # noqa: E402
+import rag.retrieval  # noqa: E402
+from rag.answer import AskOptions  # noqa: E402
+from rag.config import Settings  # noqa: E402
+from rag.embeddings import Embedder  # noqa: E402
+from rag.engine import Engine  # noqa: E402
+from rag.events import AnswerDelta, Sources  # noqa: E402
+from rag.lexical import LexicalIndex  # noqa: E402
+from rag.llm import ChatModel, Delta, Messages  # noqa: E402
+from rag.models import Chunk, DocumentInfo  # noqa: E402
+from rag.store import Store  # noqa: E402
+
+CACHE = ROOT / "bench" / ".cache"
+TARGET_MS = 25.0
+DIM = 1024
+INDEX_NAME = "synthetic-bench-1024"
+FORMAT = 2  # bump when the synthetic data changes, so a stale cache is rebuilt (2: + saved vectors)
+CHUNKS_PER_PAGE = 2
+
+
+# --- the synthetic library -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Library:
+    """Parameters of the synthetic library; everything is derived from them deterministically."""
+
+    docs: int
+    chunks: int  # per document
+    words: int  # per chunk
+    vocab: int
+    seed: int = 0
+
+    @property
+    def folder(self) -> Path:
+        return CACHE / f"query-{self.docs}x{self.chunks}-{self.words}w-{self.vocab}v-{DIM}d-s{self.seed}"
+
+    def doc_id(self, d: int) -> str:
+        return hashlib.sha256(f"synthetic-{self.seed}-{d}".encode()).hexdigest()[:32]
+
+    @functools.cached_property
+    def vocabulary(self) -> list[str]:
+        """Made-up words of 3-10 letters; rank 0 is the most frequent."""
+        rng = np.random.default_rng([self.seed, 1])
+        letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+        lengths = rng.integers(3, 11, size=self.vocab)
+        return ["".join(rng.choice(letters, size=n)) for n in lengths]
+
+    def texts(self, d: int) -> list[str]:
+        """The chunk texts of document ``d``: Zipf-distributed words, about one number per 25 words."""
+        rng = np.random.default_rng([self.seed, 2, d])
+        vocab = self.vocabulary
+        ranks = (rng.zipf(1.15, size=(self.chunks, self.words)) - 1) % self.vocab
+        numbers = rng.random((self.chunks, self.words)) < 0.04
+        out = []
+        for c in range(self.chunks):
+            words = [vocab[r] for r in ranks[c]]
+            for i in np.flatnonzero(numbers[c]):
+                words[i] = f"{rng.integers(1, 100000):,}" if rng.random() < 0.5 else str(rng.integers(1900, 2030))
+            out.append(" ".join(words))
+        return out
+
+    def vectors(self, d: int) -> np.ndarray:
+        """Random unit vectors, one per chunk of document ``d``."""
+        rng = np.random.default_rng([self.seed, 3, d])
+        v = rng.standard_normal((self.chunks, DIM), dtype=np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def chunk_records(self, d: int, texts: Sequence[str]) -> list[Chunk]:
+        title = f"Synthetic report {d:03d}"
+        records, offset = [], 0
+        for i, text in enumerate(texts):
+            page = i // CHUNKS_PER_PAGE + 1
+            records.append(Chunk(index=i, text=text, page_start=page, page_end=page, char_start=offset,
+                                 char_end=offset + len(text), context=f"{title}, page {page}"))
+            offset += len(text) + 1
+        return records
+
+
+def settings_for(lib: Library) -> Settings:
+    # No model is contacted: the stand-ins replace them. Defaults otherwise (pool 40, top_k 6, weights).
+    return Settings.from_env(data_dir=lib.folder, rerank=False)
+
+
+def build(lib: Library, rebuild: bool) -> None:
+    """Write the library through the real Store once; a marker file records a finished build."""
+    marker = lib.folder / "BUILT.json"
+    expected = {"format": FORMAT, "docs": lib.docs, "chunks": lib.chunks}
+    built = json.loads(marker.read_text()) if marker.exists() and not rebuild else {}
+    if built == expected:
+        return
+    if built == {**expected, "format": 1}:
+        # A cache built before Store kept vectors beside Chroma: add those files the way add_chunks writes them.
+        store = Store(settings_for(lib), INDEX_NAME)
+        for d in range(lib.docs):
+            store._save_vectors(lib.doc_id(d), lib.chunk_records(d, [""] * lib.chunks), lib.vectors(d))
+        marker.write_text(json.dumps(expected))
+        return
+    if lib.folder.exists():
+        shutil.rmtree(lib.folder)
+    lib.folder.mkdir(parents=True)
+    store = Store(settings_for(lib), INDEX_NAME)
+    print(f"building {lib.docs} x {lib.chunks} = {lib.docs * lib.chunks:,} chunks in {lib.folder} "
+          "(once; later runs reuse it)", flush=True)
+    started = time.perf_counter()
+    for d in range(lib.docs):
+        texts = lib.texts(d)
+        chunks = lib.chunk_records(d, texts)
+        info = DocumentInfo(doc_id=lib.doc_id(d), file_name=f"synthetic-{d:03d}.pdf", title=f"Synthetic report {d:03d}",
+                            pages=(lib.chunks + CHUNKS_PER_PAGE - 1) // CHUNKS_PER_PAGE, chunks=lib.chunks,
+                            status="indexing", added_at=time.time(), size_bytes=0)
+        store.begin(info)
+        store.add_chunks(info.doc_id, info.file_name, info.title, chunks, lib.vectors(d).tolist())
+        store.commit(info)
+        if (d + 1) % 10 == 0 or d + 1 == lib.docs:
+            elapsed = time.perf_counter() - started
+            print(f"  {d + 1}/{lib.docs} documents, {elapsed:.0f} s "
+                  f"(~{elapsed / (d + 1) * (lib.docs - d - 1):.0f} s left)", flush=True)
+    marker.write_text(json.dumps(expected))
+
+
+# --- zero-cost stand-ins for the models (NOT models) -----------------------------------------------------------
+class PrecomputedEmbedder(Embedder):
+    """STAND-IN for the embedding model: returns query vectors computed before the timing; time spent is kept."""
+
+    model_id = "synthetic-bench"
+    dimensions = DIM
+
+    def __init__(self, vectors: dict[str, list[float]]) -> None:
+        self.vectors = vectors
+        self.spent = 0.0
+
+    def _embed(self, texts: Sequence[str], *, query: bool) -> list[list[float]]:
+        started = time.perf_counter()
+        out = [self.vectors[t] for t in texts]
+        self.spent += time.perf_counter() - started
+        return out
+
+    @property
+    def index_name(self) -> str:
+        return INDEX_NAME
+
+
+class FixedAnswerChat(ChatModel):
+    """STAND-IN for the chat model: streams a fixed short answer with citations; time spent inside is kept."""
+
+    model_id = "fixed-answer-stand-in"
+    ANSWER = ("The report gives the figure for that year [1], and the same total appears in the summary table [2]. "
+              "It does not say more.")
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+
+    def stream(self, messages: Messages, *, think: bool = True, num_ctx: int | None = None,
+               max_tokens: int | None = None) -> Iterator[Delta]:
+        started = time.perf_counter()
+        pieces = [AnswerDelta(w + " ") for w in self.ANSWER.split(" ")]
+        self.spent += time.perf_counter() - started
+        yield from pieces
+
+
+# --- timing --------------------------------------------------------------------------------------------------
+@dataclass
+class Stopwatch:
+    """Exclusive time per stage: a stage's own time, minus the stages it calls."""
+
+    totals: dict[str, float] = field(default_factory=dict)
+    _stack: list[float] = field(default_factory=list)  # child time accumulated by each open stage
+
+    def wrap(self, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._stack.append(0.0)
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - started
+                children = self._stack.pop()
+                self.totals[stage] = self.totals.get(stage, 0.0) + elapsed - children
+                if self._stack:
+                    self._stack[-1] += elapsed
+        return timed
+
+    def reset(self) -> dict[str, float]:
+        out, self.totals = self.totals, {}
+        return out
+
+
+STAGES = {
+    "scope": "registry read (ready_ids)",
+    "dense": "dense search + passage fetch",
+    "lexical": "lexical: BM25 search",
+    "fuse": "fusion (weighted RRF)",
+    "fetch": "fetch lexical-only passages",
+    "prompt": "prompt building (token counting)",
+    "cite": "citation resolution",
+}
+
+
+def instrument(watch: Stopwatch) -> None:
+    """Time the engine's stages by wrapping them where the engine looks them up (the bench only)."""
+    Store.ready_ids = watch.wrap("scope", Store.ready_ids)  # type: ignore[method-assign]
+    Store.query = watch.wrap("dense", Store.query)  # type: ignore[method-assign]
+    Store.get_passages = watch.wrap("fetch", Store.get_passages)  # type: ignore[method-assign]
+    LexicalIndex.search = watch.wrap("lexical", LexicalIndex.search)  # type: ignore[method-assign]
+    rag.retrieval.fuse = watch.wrap("fuse", rag.retrieval.fuse)
+    rag.answer.build_messages = watch.wrap("prompt", rag.answer.build_messages)
+    rag.answer.resolve = watch.wrap("cite", rag.answer.resolve)
+
+
+@dataclass(frozen=True)
+class Query:
+    question: str
+    doc: int
+
+
+def make_queries(lib: Library, n: int, seed: int = 7) -> tuple[list[Query], dict[str, list[float]]]:
+    """Questions made of words of one random chunk (so BM25 finds it), and a noisy copy of its vector."""
+    rng = np.random.default_rng([lib.seed, 4, seed])
+    queries, vectors = [], {}
+    picks = [(int(rng.integers(lib.docs)), int(rng.integers(lib.chunks))) for _ in range(n)]
+    for i, (d, c) in enumerate(picks):
+        words = lib.texts(d)[c].split()
+        start = int(rng.integers(0, max(1, len(words) - 8)))
+        question = f"What does the report say about {' '.join(words[start:start + 6])}? (q{i})"
+        v = lib.vectors(d)[c] + rng.standard_normal(DIM).astype(np.float32) * 0.05
+        vectors[question] = (v / np.linalg.norm(v)).tolist()
+        queries.append(Query(question, d))
+    return queries, vectors
+
+
+def scope_for(lib: Library, q: Query, size: int | None, rng: np.random.Generator) -> list[str] | None:
+    """``None`` (all documents) or ``size`` documents including the one the question came from."""
+    if size is None:
+        return None
+    others = [d for d in rng.permutation(lib.docs).tolist() if d != q.doc][: size - 1]
+    return [lib.doc_id(d) for d in [q.doc, *others]]
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    return float(np.percentile(np.asarray(values), p))
+
+
+def run_scope(engine: Engine, lib: Library, queries: list[Query], size: int | None, watch: Stopwatch,
+              embedder: PrecomputedEmbedder, chat: FixedAnswerChat) -> tuple[list[float], dict[str, float]]:
+    """Engine overhead (ms) per query for one scope, and the mean exclusive ms per stage."""
+    rng = np.random.default_rng(size or 0)
+    overheads: list[float] = []
+    stages: dict[str, float] = {}
+    options = AskOptions(rerank=False)
+    for q in queries:
+        doc_ids = scope_for(lib, q, size, rng)
+        watch.reset()
+        embedder.spent = chat.spent = 0.0
+        engine.store._ready = None  # questions come seconds apart: each one reads the registry afresh
+        started = time.perf_counter()
+        events = list(engine.ask(q.question, doc_ids=doc_ids, options=options))
+        wall = time.perf_counter() - started
+        sources = [e for e in events if isinstance(e, Sources)]
+        if not sources or not sources[-1].cited:
+            raise SystemExit(f"query gave no cited sources (events: {events[-3:]!r}); the bench is broken")
+        stand_ins = embedder.spent + chat.spent
+        overheads.append((wall - stand_ins) * 1000)
+        for stage, seconds in watch.reset().items():
+            stages[stage] = stages.get(stage, 0.0) + seconds * 1000
+        stages["stand-ins"] = stages.get("stand-ins", 0.0) + stand_ins * 1000
+    n = len(queries)
+    return overheads, {stage: total / n for stage, total in stages.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=200)
+    parser.add_argument("--chunks", type=int, default=500, help="chunks per document")
+    parser.add_argument("--words", type=int, default=250, help="words per chunk (~400 tokens with numbers)")
+    parser.add_argument("--vocab", type=int, default=50000)
+    parser.add_argument("--queries", type=int, default=200, help="timed queries per scope")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed queries per scope first")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the cached index")
+    parser.add_argument("--profile", choices=("all", "20", "1"), help="profile one scope with pyinstrument")
+    args = parser.parse_args()
+
+    lib = Library(args.docs, args.chunks, args.words, args.vocab)
+    build(lib, args.rebuild)
+    queries, vectors = make_queries(lib, args.queries + args.warmup)
+    warmup, timed = queries[:args.warmup], queries[args.warmup:]
+
+    embedder, chat = PrecomputedEmbedder(vectors), FixedAnswerChat()
+    settings = settings_for(lib)
+    started = time.perf_counter()
+    engine = Engine(settings, embedder=embedder, store=Store(settings, INDEX_NAME), chat=chat)
+    opened = time.perf_counter() - started
+    started = time.perf_counter()
+    list(engine.ask(warmup[0].question, options=AskOptions(rerank=False)))
+    first = time.perf_counter() - started
+    chunks = engine.store.count_chunks()
+    print(f"{len(engine.documents())} documents, {chunks:,} chunks of ~{args.words} words, {DIM}-d vectors; "
+          f"pool {settings.candidate_pool}, top_k {settings.top_k}, rerank off; {len(timed)} timed queries per scope")
+    print(f"cold start: open store {opened * 1000:.0f} ms, first query {first * 1000:.0f} ms "
+          "(loads the HNSW index and builds BM25 from the per-document files)")
+    print("models replaced by zero-cost STAND-INS (precomputed query vector, fixed cited answer); their time is "
+          "subtracted\n")
+
+    scopes: list[tuple[str, int | None]] = [("all", None), ("20", 20), ("1", 1)]
+    if args.profile:
+        from pyinstrument import Profiler
+
+        size = dict(scopes)[args.profile]
+        run_scope(engine, lib, warmup, size, Stopwatch(), embedder, chat)
+        profiler = Profiler(interval=0.0005)
+        with profiler:
+            run_scope(engine, lib, timed, size, Stopwatch(), embedder, chat)
+        print(profiler.output_text(unicode=False, color=False, show_all=False))
+        return 0
+
+    watch = Stopwatch()
+    instrument(watch)
+    results = {}
+    for label, size in scopes:
+        run_scope(engine, lib, warmup, size, watch, embedder, chat)
+        results[label] = run_scope(engine, lib, timed, size, watch, embedder, chat)
+
+    names = {"all": f"all {args.docs} documents", "20": "20 documents", "1": "1 document"}
+    print(f"| {'scope':<18} | {'p50 ms':>7} | {'p95 ms':>7} | {'mean ms':>7} | {'p50/target':>10} | "
+          f"{'p95/target':>10} |")
+    print(f"|{'-' * 20}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 12}|{'-' * 12}|")
+    for label, (overheads, _) in results.items():
+        p50, p95 = percentile(overheads, 50), percentile(overheads, 95)
+        print(f"| {names[label]:<18} | {p50:7.1f} | {p95:7.1f} | {statistics.fmean(overheads):7.1f} | "
+              f"{p50 / TARGET_MS:9.2f}x | {p95 / TARGET_MS:9.2f}x |")
+    print(f"\ntarget: p50 <= {TARGET_MS:.0f} ms engine overhead per query (ratio <= 1.00x meets it)\n")
+
+    print("per-stage mean ms per query (exclusive time; 'other' = events, scope checks, glue):")
+    header = "".join(f"{names[label]:>18}" for label in results)
+    print(f"| {'stage':<34} |{header} |")
+    rows = [*STAGES.items(), ("other", "other (engine glue)")]
+    for key, title in rows:
+        cells = []
+        for overheads, stages in results.values():
+            if key == "other":
+                value = statistics.fmean(overheads) - sum(v for k, v in stages.items() if k in STAGES)
+            else:
+                value = stages.get(key, 0.0)
+            cells.append(f"{value:18.2f}")
+        print(f"| {title:<34} |{''.join(cells)} |")
+    cells = "".join(f"{stages.get('stand-ins', 0.0) * 1000:17.1f}u" for _, stages in results.values())
+    print(f"| {'stand-ins (excluded; microseconds)':<34} |{cells} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
