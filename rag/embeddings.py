@@ -11,8 +11,9 @@ import logging
 import re
 import threading
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from rag.config import Settings
 from rag.errors import BackendUnavailable, MissingDependency, ModelError, ModelNotFound, WrongModelKind
@@ -83,18 +84,11 @@ class OllamaEmbedder(Embedder):
         self._client = client or ollama.Client(host=settings.ollama_host, timeout=600)
 
     def _embed(self, texts: Sequence[str], *, query: bool) -> list[list[float]]:
-        import httpx
-        import ollama
-
         inputs = [query_prompt(self.instruction, t) if query else t for t in texts]
-        try:
+        with ollama_errors(self.host, self._translate):
             response = self._client.embed(model=self.model_id, input=inputs, truncate=True,
                                           dimensions=self.dimensions_setting, keep_alive=self.keep_alive,
                                           options={"num_ctx": self.num_ctx})
-        except (ConnectionError, httpx.TransportError) as exc:
-            raise BackendUnavailable(unreachable_message(self.host)) from exc
-        except ollama.ResponseError as exc:
-            raise self._translate(exc) from exc
         vectors = [list(v) for v in response.embeddings]
         if len(vectors) != len(inputs):
             raise ModelError(f"Ollama returned {len(vectors)} embeddings for {len(inputs)} texts.")
@@ -113,15 +107,8 @@ class OllamaEmbedder(Embedder):
 
     def check(self) -> None:
         """Ask the server about the model: reachable, installed, and able to embed."""
-        import httpx
-        import ollama
-
-        try:
+        with ollama_errors(self.host, self._translate):
             info = self._client.show(self.model_id)
-        except (ConnectionError, httpx.TransportError) as exc:
-            raise BackendUnavailable(unreachable_message(self.host)) from exc
-        except ollama.ResponseError as exc:
-            raise self._translate(exc) from exc
         capabilities = list(getattr(info, "capabilities", None) or [])
         if capabilities and "embedding" not in capabilities:
             raise WrongModelKind(f"'{self.model_id}' is not an embedding model. Set RAG_EMBED_MODEL to one, "
@@ -181,6 +168,21 @@ class SentenceTransformerEmbedder(Embedder):
                              convert_to_numpy=True, show_progress_bar=False, **kwargs)
         self.dimensions = int(array.shape[1])
         return array.tolist()
+
+
+@contextmanager
+def ollama_errors(host: str, translate: Callable[[Any], ModelError]) -> Iterator[None]:
+    """Turn the ollama client's errors into ModelErrors a user can act on: a connection failure says how to start
+    Ollama at ``host``; an error the server sent goes through ``translate``."""
+    import httpx
+    import ollama
+
+    try:
+        yield
+    except (ConnectionError, httpx.TransportError) as exc:
+        raise BackendUnavailable(unreachable_message(host)) from exc
+    except ollama.ResponseError as exc:
+        raise translate(exc) from exc
 
 
 def unreachable_message(host: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 
 from rag.chunking import estimate_tokens
 from rag.config import Settings
-from rag.embeddings import unreachable_message
+from rag.embeddings import ollama_errors, unreachable_message
 from rag.errors import (
     BackendUnavailable,
     GenerationError,
@@ -110,41 +110,28 @@ class OllamaChat(ChatModel):
                 if message.content:
                     started = True
                     yield AnswerDelta(message.content)
-        except (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            if started:
-                raise GenerationError(f"the connection to Ollama at {self.host} was lost.") from exc
-            raise BackendUnavailable(unreachable_message(self.host)) from exc
-        except httpx.TransportError as exc:  # the server went away mid-answer
-            if started:
+        except (ConnectionError, httpx.TransportError) as exc:
+            if started:  # the server went away mid-answer: what was streamed stays
                 raise GenerationError(f"the connection to Ollama at {self.host} was lost ({exc}).") from exc
             raise BackendUnavailable(unreachable_message(self.host)) from exc
         except ollama.ResponseError as exc:
             error = self._translate(exc)
-            if isinstance(error, _ThinkingUnsupported) and started:
-                error = GenerationError(str(exc))
             if started and not isinstance(error, GenerationError):
                 error = GenerationError(str(error))
             raise error from exc
 
     def complete(self, messages: Messages, *, max_tokens: int = 256, num_ctx: int | None = None) -> str:
-        import httpx
-        import ollama
-
         options: dict[str, Any] = {"num_predict": int(max_tokens)}
         if num_ctx:
             options["num_ctx"] = int(num_ctx)
         try:
-            response = self._client.chat(model=self.model_id, messages=list(messages), stream=False,
-                                         think=False if not self._no_think else None, options=options,
-                                         keep_alive=self.keep_alive)
-        except (ConnectionError, httpx.TransportError) as exc:
-            raise BackendUnavailable(unreachable_message(self.host)) from exc
-        except ollama.ResponseError as exc:
-            error = self._translate(exc)
-            if isinstance(error, _ThinkingUnsupported):
-                self._no_think = True
-                return self.complete(messages, max_tokens=max_tokens, num_ctx=num_ctx)
-            raise error from exc
+            with ollama_errors(self.host, self._translate):
+                response = self._client.chat(model=self.model_id, messages=list(messages), stream=False,
+                                             think=False if not self._no_think else None, options=options,
+                                             keep_alive=self.keep_alive)
+        except _ThinkingUnsupported:
+            self._no_think = True
+            return self.complete(messages, max_tokens=max_tokens, num_ctx=num_ctx)
         return response.message.content or ""
 
     @property
@@ -168,15 +155,8 @@ class OllamaChat(ChatModel):
                                  "to a chat model, for example qwen3:8b.")
 
     def _show(self) -> Any:
-        import httpx
-        import ollama
-
-        try:
+        with ollama_errors(self.host, self._translate):
             return self._client.show(self.model_id)
-        except (ConnectionError, httpx.TransportError) as exc:
-            raise BackendUnavailable(unreachable_message(self.host)) from exc
-        except ollama.ResponseError as exc:
-            raise self._translate(exc) from exc
 
     def _translate(self, exc: Any) -> ModelError:
         message = str(getattr(exc, "error", exc))
