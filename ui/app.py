@@ -3,7 +3,6 @@ at the cited page. Handlers translate engine events into Gradio updates; all eng
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,8 +27,6 @@ from rag.events import (
 )
 from rag.ingest import SourceFile
 from ui import render
-
-log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 STAGES = {"rewriting": "Understanding the follow-up…", "rewritten": "Searching…", "retrieving": "Searching…",
@@ -107,11 +104,14 @@ def build(engine: Engine) -> gr.Blocks:
         def on_upload(paths: list[str] | None, selected: list[str] | None) -> Iterator[tuple[Any, ...]]:
             states: dict[str, tuple[str, str, float]] = {}
             added: list[str] = []
+            unchanged = (gr.update(),) * len(library_outputs)
             for event in engine.ingest([SourceFile(Path(p), Path(p).name) for p in paths or []]):
-                if isinstance(event, FileIndexed):
-                    added.append(event.doc_id)
                 _track(states, event)
-                yield render.upload_html(states), *_library_updates(engine, selected, added), gr.update()
+                if isinstance(event, FileIndexed):  # the library changes only when a file is indexed
+                    added.append(event.doc_id)
+                    yield render.upload_html(states), *_library_updates(engine, selected, added), gr.update()
+                else:
+                    yield render.upload_html(states), *unchanged, gr.update()
             yield render.upload_html(states), *_library_updates(engine, selected, added), None
 
         upload.upload(on_upload, [upload, scope], [upload_log, *library_outputs, upload], api_visibility="private",
@@ -214,7 +214,7 @@ def _answer(engine: Engine, message: str, history: list[dict[str, Any]], selecte
     text, thought, started = "", None, time.monotonic()
     panel = gr.update()
     try:
-        for event in engine.ask(message, conversation, selected if selected is not None else None, options):
+        for event in engine.ask(message, conversation, selected, options):
             if isinstance(event, Progress) and not text:
                 answer["content"] = f"<span class='pw-working'>{STAGES.get(event.stage, '…')}</span>"
             elif isinstance(event, ThinkingDelta):

@@ -7,7 +7,7 @@ execute or add markup; the only tags on the page are the ones written in this mo
 from __future__ import annotations
 
 import re
-from html import escape
+from html import escape, unescape
 from typing import Sequence
 
 from rag.citations import cited_numbers
@@ -67,8 +67,6 @@ def answer_html(text: str, sources: Sources | None) -> str:
 
 def plain_text(content: str) -> str:
     """An answer as rendered in the chat, back to plain text (for the conversation sent to the model)."""
-    from html import unescape
-
     return unescape(_TAG.sub("", _CHIP.sub("", content)))
 
 
