@@ -130,6 +130,9 @@ class LexicalIndex:
             return
         import bm25s
 
+        # bm25s sets its own logger to DEBUG when imported, which would print a line per rebuild in the CLI and app.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
+
         ids: list[str] = []
         corpus: list[list[str]] = []
         ranges: dict[str, tuple[int, int]] = {}

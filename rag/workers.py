@@ -73,6 +73,8 @@ def parse_file(job: ParseJob) -> ParseResult:
 
 def _worker_main(conn: Connection, memory_mb: int) -> None:
     """Loop of a worker process: receive a job, send back its result; None ends the loop."""
+    # pypdf warns about every repair it makes; the outcome reaches the user through the result instead.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     if memory_mb > 0:
         try:
             import resource
