@@ -6,14 +6,18 @@ fusion weights (reranker off). The tutorial pipeline, in the same run and with t
 page → RecursiveCharacterTextSplitter (1000 characters, 200 overlap) → dense search; for comparison also its BM25
 (whitespace-and-punctuation tokens, no stemming) and plain reciprocal rank fusion of the two.
 
-Scoping: every FinanceBench question names its filing (``doc_name``) and all its evidence lies in that filing,
-so each question searches only its own document, as a user who selected that PDF would. A hit is a retrieved
-passage whose page span contains an evidence page (the data set's pages are 0-based; ours are 1-based). Recall@k
-is the share of questions with a hit among the top k passages; MRR@10 averages 1/rank of the first hit.
+Scoping: every FinanceBench question names its filing (``doc_name``) and all its evidence lies in that filing.
+By default each question searches only its own document, as a user who selected that PDF would; with
+``--scope all`` every question searches all 28 filings at once, as a user who asks with the whole library selected
+would (the question names the company and year; the retriever must find the right filing as well as the page). A
+hit is a retrieved passage of the right filing whose page span contains an evidence page (the data set's pages are
+0-based; ours are 1-based). Recall@k is the share of questions with a hit among the top k passages; MRR@10
+averages 1/rank of the first hit.
 
     python bench/retrieval_eval.py                                  # all 28 filings, 83 questions
     python bench/retrieval_eval.py --limit-docs 12 --dtype bfloat16 # the 12 smallest filings, faster embedding
     python bench/retrieval_eval.py --fusion 1:0.6,1:1               # extra hybrid rows with other weights
+    python bench/retrieval_eval.py --scope all                      # every question searches every filing
     python bench/retrieval_eval.py --scifact                        # also BEIR SciFact (5,183 abstracts)
 
 Indexes are kept under ``--cache`` (default bench/.cache), keyed by pipeline, embedder, dtype, chunk settings
@@ -53,7 +57,7 @@ SHAPING_SOURCES = ("rag/chunking.py", "rag/documents.py", "rag/models.py")  # ch
 TUTORIAL_CHUNK, TUTORIAL_OVERLAP = 1000, 200
 TOP = 10
 
-Span = tuple[int, int]  # (first page, last page), 1-based
+Span = tuple[str, int, int]  # (filing, first page, last page), pages 1-based
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,8 @@ def score(questions: Sequence[Question], search: Callable[[Question], list[Span]
     started = time.perf_counter()
     for q in questions:
         spans = search(q)[:TOP]
-        firsts.append(next((i for i, (a, b) in enumerate(spans, 1) if any(a <= p <= b for p in q.pages)), None))
+        firsts.append(next((i for i, (doc, a, b) in enumerate(spans, 1)
+                            if doc == q.doc and any(a <= p <= b for p in q.pages)), None))
     seconds = time.perf_counter() - started
     n = max(1, len(questions))
     hit = lambda k: sum(1 for f in firsts if f is not None and f <= k) / n  # noqa: E731
@@ -163,7 +168,7 @@ def rebuild_lexical(store: Store, doc_ids: Sequence[str]) -> None:
 
 # --- ours -----------------------------------------------------------------------------------------------------------
 def ours(files: list[Path], questions: list[Question], settings: Settings, embedder: Embedder,
-         fusions: list[tuple[float, float]]) -> tuple[float, dict[str, Scores]]:
+         fusions: list[tuple[float, float]], everywhere: bool = False) -> tuple[float, dict[str, Scores]]:
     """Index with the engine (cached), then score dense, BM25 and hybrid; returns (index seconds, scores)."""
     started = time.perf_counter()
     engine = Engine(settings, embedder=embedder)
@@ -182,20 +187,21 @@ def ours(files: list[Path], questions: list[Question], settings: Settings, embed
     index_seconds = time.perf_counter() - started
 
     memo = MemoEmbedder(embedder)
-    scope = lambda q: [by_name[f"{q.doc}.pdf"]]  # noqa: E731 - the question's own filing
+    every = list(by_name.values())
+    scope = lambda q: every if everywhere else [by_name[f"{q.doc}.pdf"]]  # noqa: E731
+    span = lambda p: (Path(p.file_name).stem, p.page_start, p.page_end)  # noqa: E731
 
     def dense(q: Question) -> list[Span]:
-        return [(p.page_start, p.page_end) for p in store.query(memo.embed_query(q.text), TOP, scope(q))]
+        return [span(p) for p in store.query(memo.embed_query(q.text), TOP, scope(q))]
 
     def lexical(q: Question) -> list[Span]:
         hits = store.lexical.search(q.text, TOP, scope(q))
         found = store.get_passages([cid for cid, _ in hits])
-        return [(found[cid].page_start, found[cid].page_end) for cid, _ in hits if cid in found]
+        return [span(found[cid]) for cid, _ in hits if cid in found]
 
     def hybrid(weights: tuple[float, float]) -> Callable[[Question], list[Span]]:
         def run(q: Question) -> list[Span]:
-            got = hybrid_search(store, memo, q.text, scope(q), settings.candidate_pool, *weights)
-            return [(p.page_start, p.page_end) for p in got]
+            return [span(p) for p in hybrid_search(store, memo, q.text, scope(q), settings.candidate_pool, *weights)]
         return run
 
     results = {"dense": score(questions, dense), "bm25": score(questions, lexical)}
@@ -206,14 +212,14 @@ def ours(files: list[Path], questions: list[Question], settings: Settings, embed
 
 # --- the tutorial pipeline ------------------------------------------------------------------------------------------
 def tutorial(files: list[Path], questions: list[Question], embedder: Embedder, cache: Path,
-             ) -> tuple[float, dict[str, Scores]]:
+             everywhere: bool = False) -> tuple[float, dict[str, Scores]]:
     """pypdf pages → 1000/200-character chunks → dense (and BM25, plain RRF); per-file vectors cached."""
     import bm25s
     import numpy as np
 
     started = time.perf_counter()
     cache.mkdir(parents=True, exist_ok=True)
-    indexes: dict[str, tuple[list[str], list[int], Any, Any]] = {}  # doc → (texts, pages, vectors, bm25)
+    indexes: dict[str, tuple[list[str], list[Span], Any, Any]] = {}  # doc → (texts, spans, vectors, bm25)
     for path in files:
         target = cache / f"{path.stem}.npz"
         if not target.exists():
@@ -225,27 +231,34 @@ def tutorial(files: list[Path], questions: list[Question], embedder: Embedder, c
             print(f"  tutorial indexed {path.name}: {len(texts)} chunks ({time.perf_counter() - started:.0f} s)",
                   file=sys.stderr)
         data = np.load(target, allow_pickle=True)
-        texts, pages = [str(t) for t in data["texts"]], [int(p) for p in data["pages"]]
+        texts, pages = [str(t) for t in data["texts"]], [(path.stem, int(p), int(p)) for p in data["pages"]]
+        indexes[path.stem] = (texts, pages, data["vectors"], None)
+    if everywhere:  # one index over every filing
+        parts = list(indexes.values())
+        indexes = {"*": ([t for p in parts for t in p[0]], [s for p in parts for s in p[1]],
+                         np.concatenate([p[2] for p in parts]), None)}
+    for name, (texts, pages, vectors, _) in indexes.items():
         bm25 = bm25s.BM25()
         bm25.index(bm25s.tokenize(texts, stopwords=None, show_progress=False), show_progress=False)
-        indexes[path.stem] = (texts, pages, data["vectors"], bm25)
+        indexes[name] = (texts, pages, vectors, bm25)
     index_seconds = time.perf_counter() - started
+    which = lambda q: "*" if everywhere else q.doc  # noqa: E731
     memo = MemoEmbedder(embedder)
 
     def dense_ids(q: Question) -> list[int]:
-        _, _, vectors, _ = indexes[q.doc]
+        _, _, vectors, _ = indexes[which(q)]
         sims = vectors @ np.asarray(memo.embed_query(q.text), dtype=np.float32)
         return [int(i) for i in np.argsort(-sims, kind="stable")[:TOP]]
 
     def bm25_ids(q: Question) -> list[int]:
-        texts, _, _, bm25 = indexes[q.doc]
+        texts, _, _, bm25 = indexes[which(q)]
         tokens = bm25s.tokenize([q.text], stopwords=None, show_progress=False)
         ids, scores = bm25.retrieve(tokens, k=min(TOP, len(texts)), show_progress=False)
         return [int(i) for i, s in zip(ids[0], scores[0], strict=True) if s > 0]
 
     def spans(q: Question, ids: Sequence[int]) -> list[Span]:
-        pages = indexes[q.doc][1]
-        return [(pages[i], pages[i]) for i in ids]
+        spans_of = indexes[which(q)][1]
+        return [spans_of[i] for i in ids]
 
     def rrf(q: Question) -> list[Span]:
         fused = fuse([(1.0, [str(i) for i in dense_ids(q)]), (1.0, [str(i) for i in bm25_ids(q)])])
@@ -365,6 +378,8 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--fusion", default="", help="extra hybrid weights to score, 'dense:lexical,...'")
     parser.add_argument("--no-tutorial", action="store_true", help="skip the tutorial pipeline")
+    parser.add_argument("--scope", choices=("own", "all"), default="own",
+                        help="each question searches its own filing (own) or every filing (all)")
     parser.add_argument("--scifact", action="store_true", help="also evaluate BEIR SciFact (slow: 5k abstracts)")
     parser.add_argument("--scifact-data", type=Path, default=EVALDATA / "beir_scifact")
     parser.add_argument("--scifact-limit", type=int, default=0,
@@ -376,20 +391,23 @@ def main() -> int:
     settings = base.with_(data_dir=args.cache / f"ours-{key}")
     fusions = _fusions(args.fusion, settings)
     files, questions = financebench(args.data, args.limit_docs)
-    print(f"FinanceBench: {len(questions)} questions over {len(files)} filings; each question searches only its "
-          f"own filing (doc_name; all evidence lies there). Embedder {Path(args.embedder).name} ({args.dtype}); "
+    scoping = ("each question searches every filing at once" if args.scope == "all" else
+               "each question searches only its own filing (doc_name; all evidence lies there)")
+    print(f"FinanceBench: {len(questions)} questions over {len(files)} filings; {scoping}. "
+          f"Embedder {Path(args.embedder).name} ({args.dtype}); "
           f"our chunks {settings.chunk_tokens}/{settings.chunk_overlap} tokens, fusion pool "
           f"{settings.candidate_pool}; reranker off.")
     embedder = load_embedder(settings, args.dtype)
 
     rows: list[tuple[str, str, Scores]] = []
     timings: list[str] = []
-    seconds, got = ours(files, questions, settings, embedder, fusions)
+    seconds, got = ours(files, questions, settings, embedder, fusions, args.scope == "all")
     rows += [("ours", m, s) for m, s in got.items()]
     timings.append(f"ours index {seconds:.0f} s (cache {settings.data_dir.name})")
     if not args.no_tutorial:
         tkey = hashlib.sha256(json.dumps([args.embedder, args.dtype, TUTORIAL_CHUNK, TUTORIAL_OVERLAP]).encode())
-        seconds, got = tutorial(files, questions, embedder, args.cache / f"tutorial-{tkey.hexdigest()[:12]}")
+        seconds, got = tutorial(files, questions, embedder, args.cache / f"tutorial-{tkey.hexdigest()[:12]}",
+                                args.scope == "all")
         rows += [("tutorial", m, s) for m, s in got.items()]
         timings.append(f"tutorial index {seconds:.0f} s")
 

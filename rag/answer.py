@@ -26,6 +26,7 @@ NOTHING_SELECTED = "No documents are selected. Choose at least one document in t
 NOTHING_RELEVANT = ("I couldn't find anything about this in the selected documents. Try other words, or check "
                     "that the right documents are selected.")
 DEFAULT_NUM_CTX = 8192
+INTERRUPTED = "The answer was interrupted"  # how a Failure after a partial answer begins
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,9 @@ class Answerer:
                 query = self._rewrite(question, history) or question
                 yield Progress("rewritten", query)
             yield Progress("retrieving", query)
+            # Without the reranker only the first top_k are used: read a few more, as chunks of a page merge.
             candidates = hybrid_search(self.store, self.embedder, query, scope, pool, s.dense_weight,
-                                       s.lexical_weight)
+                                       s.lexical_weight, keep=None if use_rerank else 2 * top_k)
             if use_rerank and candidates:
                 yield Progress("reranking", f"{len(candidates)} candidates")
                 passages = self._rerank(query, candidates, top_k)
@@ -106,8 +108,10 @@ class Answerer:
                 if isinstance(delta, AnswerDelta):
                     answer.append(delta.text)
                 yield delta
-        except GenerationError as exc:
-            failure = f"The answer was interrupted: {exc}"
+        except GenerationError as exc:  # what was streamed stays, marked as cut short
+            reason = str(exc).rstrip()
+            reason += "" if reason.endswith((".", "!", "?")) else "."
+            failure = f"{INTERRUPTED}: {reason} The answer above is incomplete; ask again once that is fixed."
         except ModelError as exc:
             failure = str(exc)
         cited, other, dropped = resolve("".join(answer), sent)

@@ -1,0 +1,111 @@
+"""Fusion of dense and BM25 rankings: each retriever scores the other's finds, so a passage only BM25 found can
+still make the candidate pool, and one BM25 knows nothing of gets nothing from it."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from rag.models import Passage
+from rag.retrieval import fuse, hybrid_search, merge_pages
+
+
+def _passage(cid: str, score: float = 0.0, per_page: int = 1) -> Passage:
+    """Chunk i of a document lies on page i // per_page + 1."""
+    page = int(cid.split(":")[1]) // per_page + 1
+    return Passage(chunk_id=cid, doc_id=cid.split(":")[0], file_name="f.pdf", text=cid, page_start=page,
+                   page_end=page, char_start=0, char_end=1, score=score)
+
+
+class StubEmbedder:
+    """Any query → the same vector (the stub store below ignores it)."""
+
+    def embed_query(self, text: str) -> list[float]:
+        return [1.0]
+
+
+class StubStore:
+    """Dense search finds d0..d39 (cosine 0.9 down to 0.51); BM25 finds "rare:0" first, then d30..d38."""
+
+    def __init__(self, per_page: int = 1) -> None:
+        self.per_page = per_page
+        self.dense = {f"d:{i}": 0.9 - 0.01 * i for i in range(40)}
+        self.dense["rare:0"] = 0.45  # just below dense search's weakest find
+        self.bm25 = {"rare:0": 12.0, **{f"d:{i}": 5.0 - 0.1 * (i - 30) for i in range(30, 39)}}
+        self.scored: list[str] = []
+
+    def nearest(self, vector: Sequence[float], k: int, doc_ids: Sequence[str]) -> list[tuple[str, float]]:
+        return list(self.dense.items())[:40][:k]
+
+    def lexical_search(self, query: str, k: int, doc_ids: Sequence[str]) -> list[tuple[str, float]]:
+        return sorted(self.bm25.items(), key=lambda kv: -kv[1])[:k]
+
+    def dense_scores(self, vector: Sequence[float], ids: Sequence[str]) -> dict[str, float]:
+        self.scored.extend(ids)
+        return {cid: self.dense[cid] for cid in ids if cid in self.dense}
+
+    def lexical_scores(self, query: str, ids: Sequence[str]) -> dict[str, float]:
+        return {cid: self.bm25.get(cid, 0.0) for cid in ids}
+
+    def get_passages(self, ids: Sequence[str]) -> dict[str, Passage]:
+        self.read = list(ids)
+        return {cid: _passage(cid, per_page=self.per_page) for cid in ids}
+
+
+def test_a_passage_only_bm25_found_makes_the_pool_and_outranks_weak_dense_finds() -> None:
+    store = StubStore()
+    found = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], pool=40)]
+    assert len(found) == 40
+    assert "rare:0" in found
+    assert store.scored == ["rare:0"]  # only the passage dense search missed was scored again
+    # Ranked by both: BM25's first and dense's 41st beats dense's 20th that BM25 ranks nowhere.
+    assert found.index("rare:0") < found.index("d:20")
+    # Plain RRF over the two truncated lists would have left it out of the pool.
+    plain = [cid for cid, _ in fuse([(1.0, list(store.dense)[:40]),
+                                     (0.6, [c for c, _ in store.lexical_search("q", 40, [])])])][:40]
+    assert "rare:0" not in plain
+
+
+def test_bm25_only_lifts_passages_that_share_a_term_with_the_question() -> None:
+    store = StubStore()
+    found = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], pool=41)]
+    # d:30..d:38 match the question's words; d:39 doesn't, so the lexical ranking can't lift it above them.
+    assert found.index("d:39") > max(found.index(f"d:{i}") for i in range(30, 39))
+    # Dense order holds among passages BM25 scores alike (none of d0..d29 matches a term).
+    assert [c for c in found if c in {f"d:{i}" for i in range(30)}] == [f"d:{i}" for i in range(30)]
+
+
+def test_weights_of_zero_leave_one_retriever() -> None:
+    store = StubStore()
+    dense_only = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d"], 10, 1.0, 0.0)]
+    assert dense_only == [f"d:{i}" for i in range(10)]
+    lexical_only = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d"], 3, 0.0, 1.0)]
+    assert lexical_only == ["rare:0", "d:30", "d:31"]
+
+
+def test_chunks_of_one_page_become_one_passage_at_the_best_rank() -> None:
+    page = "Revenue grew to 41 million dollars. The board approved a dividend. Parking is free."
+    a = Passage("d:0", "d", "f.pdf", page[0:40], 3, 3, 0, 40, score=0.9)
+    b = Passage("d:1", "d", "f.pdf", page[30:70], 3, 3, 30, 70, score=0.5)
+    other = Passage("d:2", "d", "f.pdf", "Another page.", 4, 4, 100, 113, score=0.7)
+    late = Passage("d:3", "d", "f.pdf", page[75:], 3, 3, 75, len(page), score=0.4)
+    merged = merge_pages([b, other, a, late])
+    assert [(p.page_start, p.chunk_id) for p in merged] == [(3, "d:1"), (4, "d:2")]
+    first = merged[0]
+    assert first.text == page[0:70] + "\n…\n" + page[75:]  # overlap stitched once, the gap marked
+    assert (first.char_start, first.char_end, first.score) == (0, len(page), 0.5)
+    assert merge_pages([other]) == [other]
+
+
+def test_a_page_found_twice_is_one_candidate() -> None:
+    store = StubStore(per_page=2)  # chunks 0 and 1 on page 1, 2 and 3 on page 2, ...
+    found = hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], pool=10)
+    assert len(found) < 10 and len({(p.doc_id, p.page_start) for p in found}) == len(found)
+    assert found[0].page_start == 16 and found[0].text == "d:30\n…\nd:31"  # both found by both retrievers
+
+
+def test_only_the_passages_kept_are_read() -> None:
+    store = StubStore()
+    found = hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], pool=40, keep=3)
+    assert [p.chunk_id for p in found] == store.read and len(store.read) == 3
+    assert [p.chunk_id for p in found] == [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q",
+                                                                             ["d", "rare"], pool=40)][:3]
