@@ -9,7 +9,11 @@ documents. A document left ``indexing`` by a process that died (``kill -9``, pow
 Beside Chroma, each document's normalised vectors are kept in ``<data_dir>/vectors/<index>/<doc_id>.npy``, so a
 search limited to some documents is an exact scan of those rows: Chroma's ``where`` filter on ``doc_id`` costs
 tens to hundreds of milliseconds at 100k chunks, and a search over every document skips the filter altogether.
-Documents without that file (indexed by an older version) are searched through the filter as before.
+
+Chroma holds the truth; the files under the data dir are caches. With several app instances sharing one Chroma
+server, the set of searchable documents always comes from the registry, and a document's vector file and BM25
+token file (see ``rag.lexical``) are rebuilt from its chunks in Chroma by whichever instance lacks them. A
+document id is the hash of the PDF's bytes, so a cached file never goes stale: it is only ever missing.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ import shutil
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from rag.config import Settings
+from rag.datadir import check_writable
 from rag.errors import StoreError
 from rag.lexical import LexicalIndex
 from rag.models import Chunk, DocumentInfo, Passage
@@ -46,16 +52,48 @@ def open_client(settings: Settings) -> Any:
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
     try:
         if settings.chroma_host:
-            return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
-                                       settings=chroma_settings)
+            return _Guarded(chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
+                                                settings=chroma_settings), server_unreachable(settings))
         path = settings.data_dir / "chroma"
         path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
     except (OSError, ValueError, RuntimeError) as exc:
-        where = (f"the Chroma server at {settings.chroma_host}:{settings.chroma_port} (is `chroma run` up?)"
-                 if settings.chroma_host else f"the data folder {settings.data_dir} (RAG_DATA_DIR); check that it "
-                 "exists, is writable and has free space")
-        raise StoreError(f"Can't open the index in {where}: {exc}") from exc
+        if settings.chroma_host:
+            raise StoreError(f"{server_unreachable(settings)} ({exc})") from exc
+        raise StoreError(f"Can't open the index in the data folder {settings.data_dir} (RAG_DATA_DIR); check that "
+                         f"it exists, is writable and has free space: {exc}") from exc
+
+
+def server_unreachable(settings: Settings) -> str:
+    """What to tell a user whose Chroma server can't be reached."""
+    return (f"Can't reach the Chroma server at {settings.chroma_host}:{settings.chroma_port}. Start it with "
+            f"`chroma run --path DIR --host {settings.chroma_host} --port {settings.chroma_port}`, or check "
+            "RAG_CHROMA_HOST and RAG_CHROMA_PORT. Nothing was lost: the app carries on once the server is back.")
+
+
+class _Guarded:
+    """A Chroma client or collection whose calls turn a lost connection into a StoreError saying what to do."""
+
+    def __init__(self, target: Any, message: str) -> None:
+        self._target = target
+        self._message = message
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            import httpx
+
+            try:
+                result = value(*args, **kwargs)
+            except httpx.TransportError as exc:  # refused, reset, timed out: the server is away
+                raise StoreError(self._message) from exc
+            # Collections a guarded client hands out are guarded too.
+            return _Guarded(result, self._message) if type(result).__name__ == "Collection" else result
+
+        return call
 
 
 class Store:
@@ -64,9 +102,10 @@ class Store:
     def __init__(self, settings: Settings, index_name: str, client: Any | None = None) -> None:
         self.settings = settings
         self.index_name = index_name
+        check_writable(settings.data_dir)  # a read-only folder or a full disk: say so now, not mid-ingest
         self.client = client if client is not None else open_client(settings)
         self.files_dir = settings.data_dir / "files"
-        self.lexical = LexicalIndex(settings.data_dir / "lexical" / index_name)
+        self.lexical = LexicalIndex(settings.data_dir / "lexical" / index_name, source=self._chunk_texts)
         self.vectors_dir = settings.data_dir / "vectors" / index_name
         self._matrices: dict[str, tuple[tuple[int, int], Any]] = {}  # doc_id -> (file stamp, memory-mapped rows)
         self._matrices_lock = threading.Lock()
@@ -89,6 +128,10 @@ class Store:
         """The registry record of one document, if any."""
         got = self.registry.get(ids=[doc_id], include=["metadatas"])
         return _info(got["ids"][0], got["metadatas"][0]) if got["ids"] else None
+
+    def check(self) -> None:
+        """Raise a StoreError saying what to do if the index can't be reached right now."""
+        self.client.heartbeat()
 
     def ready_ids(self) -> list[str]:
         """Ids of the searchable documents."""
@@ -161,38 +204,88 @@ class Store:
         target = self.file_path(doc_id)
         if not target.exists():
             tmp = target.with_suffix(f".{os.getpid()}.tmp")
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
+            try:
+                shutil.copyfile(source, tmp)
+                os.replace(tmp, target)
+            except OSError:
+                tmp.unlink(missing_ok=True)  # e.g. a full disk: leave no partial copy behind
+                raise
         return target
 
     # --- search -----------------------------------------------------------------------------------------------
+    def lexical_search(self, query: str, k: int, doc_ids: Sequence[str]) -> list[tuple[str, float]]:
+        """BM25's ``k`` best (chunk_id, score) among ``doc_ids``, over the documents the registry says are ready."""
+        self.lexical.sync(self.ready_ids())
+        return self.lexical.search(query, k, doc_ids)
+
+    def lexical_scores(self, query: str, chunk_ids: Sequence[str]) -> dict[str, float]:
+        """BM25 scores of the given chunks (0 for those that don't match)."""
+        self.lexical.sync(self.ready_ids())
+        return self.lexical.scores(query, chunk_ids)
+
+    def dense_scores(self, vector: Sequence[float], chunk_ids: Sequence[str]) -> dict[str, float]:
+        """Cosine similarity of ``vector`` to each of the given chunks (those that exist)."""
+        import numpy as np
+
+        q = np.asarray(vector, dtype=np.float32)
+        q = q / (float(np.linalg.norm(q)) or 1.0)
+        out: dict[str, float] = {}
+        rows: dict[str, list[tuple[str, int]]] = {}
+        for cid in chunk_ids:
+            doc_id, _, index = cid.rpartition(":")
+            rows.setdefault(doc_id, []).append((cid, int(index)))
+        missing: list[str] = []
+        for doc_id, wanted in rows.items():
+            matrices = self._matrices_for([doc_id])
+            if matrices is None or matrices[0][1].shape[1] != q.shape[0]:
+                missing.extend(cid for cid, _ in wanted)
+                continue
+            matrix = matrices[0][1]
+            for cid, index in wanted:
+                if 0 <= index < matrix.shape[0]:
+                    out[cid] = float(matrix[index] @ q)
+        if missing:
+            got = self.chunks.get(ids=missing, include=["embeddings"])
+            for cid, emb in zip(got["ids"], got["embeddings"], strict=True):
+                v = np.asarray(emb, dtype=np.float32)
+                out[cid] = float(v @ q) / (float(np.linalg.norm(v)) or 1.0)
+        return out
+
     def query(self, vector: Sequence[float], k: int, doc_ids: Sequence[str] | None = None) -> list[Passage]:
         """The ``k`` chunks nearest to ``vector`` among ready documents (or the given subset of them)."""
+        hits = self.nearest(vector, k, doc_ids)
+        found = self.get_passages([cid for cid, _ in hits])
+        return [replace(found[cid], score=score) for cid, score in hits if cid in found]
+
+    def nearest(self, vector: Sequence[float], k: int, doc_ids: Sequence[str] | None = None
+                ) -> list[tuple[str, float]]:
+        """(chunk_id, cosine similarity) of the ``k`` chunks nearest to ``vector``, best first, among ready
+        documents (or the given subset of them); the passages themselves are not read."""
         ready = set(self.ready_ids())
         scope = list(dict.fromkeys(d for d in (doc_ids if doc_ids is not None else ready) if d in ready))
         if not scope or k <= 0:
             return []
         found = None
         if len(scope) == len(ready) and self.registry.count() == len(ready):
-            found = self._query_everything(vector, k, ready)  # nothing is pending: no filter needed
+            found = self._nearest_everything(vector, k, ready)  # nothing is pending: no filter needed
         else:
-            found = self._query_exact(vector, k, scope)
-        return found if found is not None else self._query_filtered(vector, k, scope)
+            found = self._nearest_exact(vector, k, scope)
+        return found if found is not None else self._nearest_filtered(vector, k, scope)
 
-    def _query_everything(self, vector: Sequence[float], k: int, scope: set[str]) -> list[Passage] | None:
+    def _nearest_everything(self, vector: Sequence[float], k: int, scope: set[str]
+                            ) -> list[tuple[str, float]] | None:
         """HNSW search of the whole collection; None if a chunk outside ``scope`` came back (then filter)."""
-        got = self.chunks.query(query_embeddings=[list(vector)], n_results=k,
-                                include=["documents", "metadatas", "distances"])
-        found = _passages(got)
-        return found if all(p.doc_id in scope for p in found) else None
+        found = _hits(self.chunks.query(query_embeddings=[list(vector)], n_results=k, include=["distances"]))
+        return found if all(cid.rpartition(":")[0] in scope for cid, _ in found) else None
 
-    def _query_filtered(self, vector: Sequence[float], k: int, scope: Sequence[str]) -> list[Passage]:
+    def _nearest_filtered(self, vector: Sequence[float], k: int, scope: Sequence[str]) -> list[tuple[str, float]]:
         """HNSW search through Chroma's ``where`` filter on ``doc_id`` (slow on large collections)."""
         where: dict[str, Any] = {"doc_id": scope[0]} if len(scope) == 1 else {"doc_id": {"$in": list(scope)}}
-        return _passages(self.chunks.query(query_embeddings=[list(vector)], n_results=k, where=where,
-                                           include=["documents", "metadatas", "distances"]))
+        return _hits(self.chunks.query(query_embeddings=[list(vector)], n_results=k, where=where,
+                                       include=["distances"]))
 
-    def _query_exact(self, vector: Sequence[float], k: int, scope: Sequence[str]) -> list[Passage] | None:
+    def _nearest_exact(self, vector: Sequence[float], k: int, scope: Sequence[str]
+                       ) -> list[tuple[str, float]] | None:
         """Exact cosine search over the saved vectors of ``scope``; None if some are missing or it's too big."""
         import numpy as np
 
@@ -211,11 +304,7 @@ class Store:
         k = min(k, rows)
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
-        ids = [chunk_id(matrices[owners[i]][0], int(i - starts[owners[i]])) for i in top]
-        got = self.chunks.get(ids=ids, include=["documents", "metadatas"])
-        stored = dict(zip(got["ids"], zip(got["documents"], got["metadatas"], strict=True), strict=True))
-        return [passage(cid, *stored[cid], float(scores[i])) for cid, i in zip(ids, top, strict=True)
-                if cid in stored]
+        return [(chunk_id(matrices[owners[i]][0], int(i - starts[owners[i]])), float(scores[i])) for i in top]
 
     def _matrices_for(self, doc_ids: Sequence[str]) -> list[tuple[str, Any]] | None:
         """The saved (normalised, memory-mapped) vectors of each document, or None if any has none."""
@@ -226,6 +315,8 @@ class Store:
             for doc_id in doc_ids:
                 path = self._vectors_path(doc_id)
                 try:
+                    if not path.exists() and not self._fetch_vectors(doc_id):
+                        return None
                     stat = path.stat()
                     stamp = (stat.st_mtime_ns, stat.st_size)  # re-read a file rewritten by any process
                     cached = self._matrices.get(doc_id)
@@ -253,9 +344,34 @@ class Store:
         matrix /= np.where(norms > 0, norms, 1.0)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with tmp.open("wb") as fh:
-            np.save(fh, matrix)
-        os.replace(tmp, path)
+        try:
+            with tmp.open("wb") as fh:
+                np.save(fh, matrix)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _fetch_vectors(self, doc_id: str) -> bool:
+        """Write the vector file of a document indexed elsewhere (another app instance, an older version) from
+        its chunks in Chroma; False if the document has no complete set of chunks there."""
+        got = self.chunks.get(where={"doc_id": doc_id}, include=["embeddings", "metadatas"])
+        if not got["ids"]:
+            return False
+        rows = sorted(zip(got["metadatas"], got["embeddings"], strict=True), key=lambda r: int(r[0]["index"]))
+        if [int(m["index"]) for m, _ in rows] != list(range(len(rows))):
+            return False
+        chunks = [Chunk(int(m["index"]), "", 0, 0, 0, 0) for m, _ in rows]
+        self._save_vectors(doc_id, chunks, [e for _, e in rows])
+        return self._vectors_path(doc_id).exists()
+
+    def _chunk_texts(self, doc_id: str) -> tuple[list[str], list[str]]:
+        """A document's chunk ids and the text BM25 indexes (header and text), read from Chroma, in order."""
+        got = self.chunks.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
+        rows = sorted(zip(got["ids"], got["documents"], got["metadatas"], strict=True),
+                      key=lambda r: int(r[2]["index"]))
+        texts = [Chunk(0, text, 0, 0, 0, 0, str(meta.get("context", ""))).embed_text for _, text, meta in rows]
+        return [cid for cid, _, _ in rows], texts
 
     def _vectors_path(self, doc_id: str) -> Path:
         return self.vectors_dir / f"{doc_id}.npy"
@@ -287,10 +403,9 @@ def chunk_id(doc_id: str, index: int) -> str:
     return f"{doc_id}:{index}"
 
 
-def _passages(got: dict[str, Any]) -> list[Passage]:
-    """Passages from a Chroma query result (one query), score = cosine similarity."""
-    return [passage(cid, text, meta, 1.0 - float(dist)) for cid, text, meta, dist in
-            zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=False)]
+def _hits(got: dict[str, Any]) -> list[tuple[str, float]]:
+    """(chunk_id, cosine similarity) from a Chroma query result (one query)."""
+    return [(cid, 1.0 - float(dist)) for cid, dist in zip(got["ids"][0], got["distances"][0], strict=True)]
 
 
 def passage(cid: str, text: str, meta: dict[str, Any], score: float) -> Passage:

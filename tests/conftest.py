@@ -19,6 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from rag.config import Settings  # noqa: E402
 from rag.engine import Engine  # noqa: E402
+from tests.chroma_server import ChromaServer  # noqa: E402
 from tests.fake_ollama import FakeOllama  # noqa: E402
 
 pytest_plugins = ["tests.tiny_models"]
@@ -46,12 +47,46 @@ def fake_ollama(ollama_server: FakeOllama) -> Iterator[FakeOllama]:
         ollama_server.start()
 
 
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    """One real Chroma server (`chroma run`) for the session's server-mode tests."""
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server") / "data").start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def settings(tmp_path: Path, fake_ollama: FakeOllama) -> Settings:
+def chroma(chroma_server: ChromaServer) -> Iterator[ChromaServer]:
+    """The shared Chroma server, emptied after the test."""
+    yield chroma_server
+    chroma_server.clear()
+
+
+SERVER_MODE_MODULES = ("test_ingest", "test_answer")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run the ingest and answer tests twice: with Chroma embedded on disk, and against a real Chroma server."""
+    if "settings" in metafunc.fixturenames and metafunc.module.__name__.rsplit(".", 1)[-1] in SERVER_MODE_MODULES:
+        metafunc.parametrize("store_mode", ["embedded", "chroma-server"], indirect=True)
+
+
+@pytest.fixture
+def store_mode(request: pytest.FixtureRequest) -> str:
+    """Where the index lives: "embedded" (PersistentClient under the data dir) or "chroma-server"."""
+    return getattr(request, "param", "embedded")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, fake_ollama: FakeOllama, store_mode: str, request: pytest.FixtureRequest) -> Settings:
     """Settings pointing at the stand-in server and a fresh data dir, with small chunks and batches."""
+    server: dict[str, object] = {}
+    if store_mode == "chroma-server":
+        chroma = request.getfixturevalue("chroma")
+        server = {"chroma_host": chroma.host, "chroma_port": chroma.port}
     return Settings.from_env({}, ollama_host=fake_ollama.url, data_dir=tmp_path / "data", chunk_tokens=120,
                              chunk_overlap=20, embed_batch_size=8, parse_workers=2, parse_timeout=60,
-                             rerank=False)
+                             rerank=False, **server)
 
 
 @pytest.fixture

@@ -341,11 +341,19 @@ def test_a_rare_number_is_found_by_bm25(engine: Engine, library: dict[str, str])
 
 
 # --- the CLI ----------------------------------------------------------------------------------------------------
-def test_cli_ask_json(library: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                      capsys: pytest.CaptureFixture[str]) -> None:
+def _cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    """The environment that points the CLI at the test's Ollama stand-in, data dir and (maybe) Chroma server."""
     monkeypatch.setenv("OLLAMA_HOST", settings.ollama_host)
     monkeypatch.setenv("RAG_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("RAG_RERANK", "false")
+    if settings.chroma_host:
+        monkeypatch.setenv("RAG_CHROMA_HOST", settings.chroma_host)
+        monkeypatch.setenv("RAG_CHROMA_PORT", str(settings.chroma_port))
+
+
+def test_cli_ask_json(library: dict[str, str], settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    _cli_env(monkeypatch, settings)
     assert cli_main(["ask", "How many days of paid vacation leave does an employee receive?", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert "30 days" in payload["answer"] and payload["thinking"]
@@ -360,9 +368,7 @@ def test_cli_ask_json(library: dict[str, str], settings: Settings, monkeypatch: 
 def test_cli_ask_streams_answer_then_sources(library: dict[str, str], settings: Settings,
                                              monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("OLLAMA_HOST", settings.ollama_host)
-    monkeypatch.setenv("RAG_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("RAG_RERANK", "false")
+    _cli_env(monkeypatch, settings)
     assert cli_main(["ask", "What dividend per share did the board approve?"]) == 0
     out = capsys.readouterr().out
     assert "3 cents" in out and "Sources:" in out and "[1] acme.pdf, p. 3" in out

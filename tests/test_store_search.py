@@ -34,9 +34,9 @@ def test_scoped_exact_search_matches_chromas_filter(tmp_path: Path) -> None:
     query = (vectors[1, 3] + 0.1).tolist()
     for scope in ([ids[1]], ids[:2], None):
         exact = store.query(query, 10, scope)
-        filtered = store._query_filtered(query, 10, scope or ids)
-        assert [p.chunk_id for p in exact] == [p.chunk_id for p in filtered]
-        assert np.allclose([p.score for p in exact], [p.score for p in filtered], atol=1e-4)
+        filtered = store._nearest_filtered(query, 10, scope or ids)
+        assert [p.chunk_id for p in exact] == [cid for cid, _ in filtered]
+        assert np.allclose([p.score for p in exact], [score for _, score in filtered], atol=1e-4)
     assert store.query(query, 10, [ids[1]])[0].chunk_id == f"{ids[1]}:3"
 
 
