@@ -13,6 +13,9 @@ def main() -> int:
     """Wire settings, engine and UI together and launch the web server."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pypdf").setLevel(logging.ERROR)
+    from rag import accel
+
+    accel.init()  # ZeroGPU (Hugging Face Spaces) wants its package imported before anything touches CUDA
     from rag.config import Settings
     from rag.engine import Engine
     from rag.errors import RagError
@@ -25,6 +28,9 @@ def main() -> int:
         sys.stderr.write(f"Can't start: {exc}\n")
         return 1
     engine.store.files_dir.mkdir(parents=True, exist_ok=True)
+    # In-process models download on first use: start now, so the status badge can tell while the app is up.
+    # ZeroGPU needs them loaded (on this thread) before the app launches.
+    engine.warm_up(background=not settings.zero_gpu)
     demo = queue(build(engine))
     demo.launch(**launch_options(settings, engine))
     return 0

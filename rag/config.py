@@ -10,20 +10,27 @@ import os
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from rag.errors import ConfigError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Persistent storage of a Hugging Face Space (when the Space has it); a module constant so tests can move it.
+SPACES_STORAGE = Path("/data")
 
 
 def _setting(default: Any, env: str | None = None, *, min: float | None = None, max: float | None = None,
-             choices: tuple[str, ...] | None = None, doc: str = "") -> Any:
-    """Declare one setting: its default, optional variable name, bounds or choices, and a line of help."""
+             choices: tuple[str, ...] | None = None, secret: bool = False, doc: str = "") -> Any:
+    """Declare one setting: its default, optional variable name, bounds or choices, and a line of help.
+
+    A ``secret`` setting is left out of the settings' repr, so it can't end up in a log line.
+    """
     meta = {"env": env, "min": min, "max": max, "choices": choices, "doc": doc}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: default, metadata=meta)
-    return field(default=default, metadata=meta)
+        return field(default_factory=lambda: default, metadata=meta, repr=not secret)
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -31,12 +38,25 @@ class Settings:
     """All knobs of the app, with defaults that work on a laptop running Ollama."""
 
     # --- models -----------------------------------------------------------------------------------------------
+    backend: str = _setting("auto", choices=("auto", "ollama", "in-process"),
+                            doc="Which models answer: ollama, in-process (transformers), or auto = Ollama when its "
+                            "server answers at start, else in-process (always in-process on Hugging Face Spaces).")
     ollama_host: str = _setting("http://127.0.0.1:11434", env="OLLAMA_HOST",
-                                doc="Ollama server URL (scheme and port optional).")
-    embed_backend: str = _setting("ollama", choices=("ollama", "sentence-transformers"),
-                                  doc="Where embeddings are computed.")
+                                doc="Ollama server URL: http(s)://host:port, host:port or host (port 11434).")
+    embed_ollama_host: str | None = _setting(None, doc="Ollama server for embeddings (empty = OLLAMA_HOST).")
+    chat_ollama_host: str | None = _setting(None, doc="Ollama server for answers (empty = OLLAMA_HOST).")
+    ollama_token: str | None = _setting(None, secret=True,
+                                        doc="Bearer token sent to the Ollama servers (for one behind an "
+                                        "authenticating proxy); never logged or shown.")
+    ollama_probe_timeout: float = _setting(1.5, min=0.1, max=60,
+                                           doc="Seconds RAG_BACKEND=auto waits for Ollama to answer at start.")
+    embed_backend: str | None = _setting(None, choices=("ollama", "sentence-transformers"),
+                                         doc="Where embeddings are computed (empty = as RAG_BACKEND decides).")
     embed_model: str = _setting("qwen3-embedding:0.6b",
-                                doc="Ollama tag, or a sentence-transformers model id / local path.")
+                                doc="Ollama embedding model (with RAG_EMBED_BACKEND=sentence-transformers, a model "
+                                "id or folder here is used in-process too).")
+    local_embed_model: str = _setting("Qwen/Qwen3-Embedding-0.6B",
+                                      doc="In-process embedding model: sentence-transformers id or local folder.")
     embed_dimensions: int | None = _setting(None, min=32, max=8192,
                                             doc="Matryoshka output size (empty = the model's full size).")
     embed_batch_size: int = _setting(32, min=1, max=1024, doc="Texts per embedding request.")
@@ -46,9 +66,13 @@ class Settings:
     query_instruction: str = _setting(
         "Given a question about a set of documents, retrieve the passages that answer it",
         doc="Qwen3-Embedding task text put before each query.")
-    chat_backend: str = _setting("ollama", choices=("ollama", "transformers"),
-                                 doc="Where answers are generated: Ollama, or in-process transformers.")
-    chat_model: str = _setting("qwen3:8b", doc="Chat model: Ollama tag, or a transformers model id / local path.")
+    chat_backend: str | None = _setting(None, choices=("ollama", "transformers"),
+                                        doc="Where answers are generated: ollama or transformers (in-process); "
+                                        "empty = as RAG_BACKEND decides.")
+    chat_model: str = _setting("qwen3:8b", doc="Ollama chat model (with RAG_CHAT_BACKEND=transformers, a model id "
+                               "or folder here is used in-process too).")
+    local_chat_model: str = _setting("Qwen/Qwen3-0.6B",
+                                     doc="In-process chat model: transformers id or local folder.")
     think: bool = _setting(True, doc="Let the chat model think before answering (Qwen3 thinking mode).")
     chat_num_ctx: int | None = _setting(None, min=1024, max=262144,
                                         doc="Context window for answers (empty = 8192, capped by the model's).")
@@ -75,7 +99,8 @@ class Settings:
     history_turns: int = _setting(6, min=0, max=100, doc="Earlier messages sent along with a question.")
 
     # --- storage ----------------------------------------------------------------------------------------------
-    data_dir: Path = _setting(Path("data"), doc="Where the index, registry and uploaded PDFs live.")
+    data_dir: Path = _setting(Path("data"), doc="Where the index, registry and uploaded PDFs live (on a Hugging "
+                              "Face Space with persistent storage: /data/pagewise).")
     chroma_host: str | None = _setting(None, doc="Chroma server host (empty = embedded Chroma under data_dir).")
     chroma_port: int = _setting(8000, min=1, max=65535, doc="Chroma server port.")
 
@@ -84,6 +109,14 @@ class Settings:
     port: int = _setting(7860, min=1, max=65535, doc="Port of the web app.")
     auth: str | None = _setting(None, doc="Login for the web app as user:password (several pairs separated by "
                                 "commas); 'none' = no login even on a network address.")
+
+    # --- set by Hugging Face Spaces -----------------------------------------------------------------------------
+    space_id: str | None = _setting(None, env="SPACE_ID", doc="Set by Hugging Face Spaces: the app then listens on "
+                                    "0.0.0.0, runs its models in-process and keeps its data in /data when it can.")
+    zero_gpu: bool = _setting(False, env="SPACES_ZERO_GPU", doc="Set by Hugging Face on ZeroGPU hardware: the "
+                              "in-process models load before the app starts and run on a GPU lent per call.")
+    gpu_seconds: int = _setting(90, min=5, max=600, doc="On ZeroGPU: the most seconds one model call (an embedding "
+                                "batch, a reranking, one answer) may hold the GPU.")
 
     # --- ingestion --------------------------------------------------------------------------------------------
     chunk_tokens: int = _setting(400, min=32, max=8192, doc="Chunk size in tokens.")
@@ -114,9 +147,18 @@ class Settings:
             values[f.name] = _parse(f, var, raw)
         if overrides:
             raise ConfigError(f"Unknown setting(s): {', '.join(sorted(overrides))}")
+        if values.get("space_id"):
+            _space_defaults(values)
         settings = cls(**values)
         settings.validate()
         return settings
+
+    def __post_init__(self) -> None:
+        # Ollama addresses are kept in one canonical form (scheme://host:port), checked as they are set.
+        for name in ("ollama_host", "embed_ollama_host", "chat_ollama_host"):
+            value = getattr(self, name)
+            if value is not None or name == "ollama_host":
+                object.__setattr__(self, name, normalise_ollama_host(value or "", env_name(name)))
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated)."""
@@ -135,11 +177,13 @@ class Settings:
                                                              or not pair.split(":", 1)[1]
                                                              for pair in self.auth.split(",")):
             raise ConfigError("RAG_AUTH must be user:password (or several, separated by commas), or 'none'.")
-        if self.host not in ("127.0.0.1", "localhost", "::1") and not self.auth:
+        if self.host not in _LOCAL_HOSTS and not self.auth:
+            if self.space_id:
+                raise ConfigError("On Hugging Face Spaces, anyone who can open the Space can use the app and read "
+                                  "its documents: add a secret RAG_AUTH=user:password in the Space's settings "
+                                  "(or RAG_AUTH=none for a private Space).")
             raise ConfigError(f"RAG_HOST={self.host} makes your documents reachable from the network: set "
                               "RAG_AUTH=user:password to require a login (or RAG_AUTH=none to go without one).")
-        if not self.ollama_host.strip():
-            raise ConfigError("OLLAMA_HOST is empty: set it to the Ollama URL, e.g. http://127.0.0.1:11434")
 
     # --- derived values ---------------------------------------------------------------------------------------
     @property
@@ -148,6 +192,21 @@ class Settings:
         if not self.auth or self.auth.lower() == "none":
             return []
         return [(u.strip(), p) for u, p in (pair.split(":", 1) for pair in self.auth.split(","))]
+
+    @property
+    def embed_host(self) -> str:
+        """The Ollama server that computes embeddings."""
+        return self.embed_ollama_host or self.ollama_host
+
+    @property
+    def chat_host(self) -> str:
+        """The Ollama server that generates answers."""
+        return self.chat_ollama_host or self.ollama_host
+
+    @property
+    def ollama_headers(self) -> dict[str, str]:
+        """HTTP headers for every Ollama request: the bearer token, when one is set."""
+        return {"Authorization": f"Bearer {self.ollama_token}"} if self.ollama_token else {}
 
     @property
     def max_upload_bytes(self) -> int:
@@ -171,6 +230,47 @@ def env_name(field_name: str) -> str:
         if f.name == field_name:
             return f.metadata.get("env") or "RAG_" + field_name.upper()
     raise KeyError(field_name)
+
+
+def normalise_ollama_host(value: str, var: str = "OLLAMA_HOST") -> str:
+    """``scheme://host:port[/path]`` from any form the ollama client accepts (``https://h:8443``, ``h:8443``, ``h``).
+
+    Without a scheme, http and Ollama's port 11434 are assumed; with one, its usual port (as the client does).
+    Raises ConfigError naming ``var`` for anything else.
+    """
+    raw = value.strip()
+    if not raw:
+        raise ConfigError(f"{var} is empty: set it to the Ollama URL, e.g. http://127.0.0.1:11434")
+    has_scheme = "://" in raw
+    parts = urlsplit(raw if has_scheme else f"http://{raw}")
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ConfigError(f"{var}={raw!r} is not valid: the address must start with http:// or https:// (or "
+                          "be host:port).")
+    if parts.username is not None or parts.password is not None:
+        # The value is not repeated here: it holds a password.
+        raise ConfigError(f"{var} must not contain a user name or password: put a bearer token in "
+                          "RAG_OLLAMA_TOKEN instead.")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not valid: the port must be a number from 1 to 65535.") from None
+    host = parts.hostname or ("127.0.0.1" if parts.netloc.startswith(":") else "")
+    if not host or port == 0:
+        raise ConfigError(f"{var}={raw!r} is not valid: expected an address like http://127.0.0.1:11434, "
+                          "https://ollama.example.com or gpu-box:11434.")
+    if port is None:
+        port = 11434 if not has_scheme else 443 if scheme == "https" else 80
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    return f"{scheme}://{host}:{port}{parts.path.rstrip('/')}"
+
+
+def _space_defaults(values: dict[str, Any]) -> None:
+    """On a Hugging Face Space: listen on every interface, and keep data in its persistent storage if it has one."""
+    values.setdefault("host", "0.0.0.0")
+    if "data_dir" not in values and SPACES_STORAGE.is_dir() and os.access(SPACES_STORAGE, os.W_OK):
+        values["data_dir"] = SPACES_STORAGE / "pagewise"
 
 
 def describe() -> list[tuple[str, str, str]]:

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from rag.accel import gpu_call
+from rag.backends import hub_cached, is_ollama_tag
 from rag.config import Settings
 from rag.errors import BackendUnavailable, MissingDependency, ModelError, ModelNotFound, WrongModelKind
 
@@ -77,11 +79,12 @@ class OllamaEmbedder(Embedder):
         self.model_id = settings.embed_model
         self.batch_size = settings.embed_batch_size
         self.dimensions_setting = settings.embed_dimensions
-        self.host = settings.ollama_host
+        self.host = settings.embed_host
+        self.has_token = bool(settings.ollama_token)
         self.instruction = settings.query_instruction
         self.keep_alive = settings.keep_alive
         self.num_ctx = settings.effective_embed_num_ctx
-        self._client = client or ollama.Client(host=settings.ollama_host, timeout=600)
+        self._client = client or ollama.Client(host=self.host, timeout=600, headers=settings.ollama_headers)
 
     def _embed(self, texts: Sequence[str], *, query: bool) -> list[list[float]]:
         inputs = [query_prompt(self.instruction, t) if query else t for t in texts]
@@ -116,6 +119,8 @@ class OllamaEmbedder(Embedder):
 
     def _translate(self, exc: Any) -> ModelError:
         message = str(getattr(exc, "error", exc))
+        if exc.status_code in (401, 403):
+            return access_denied(self.host, exc.status_code, self.has_token)
         if exc.status_code == 404 or "not found" in message.lower():
             return ModelNotFound(f"The embedding model '{self.model_id}' is not installed in Ollama at {self.host}. "
                                  f"Run `ollama pull {self.model_id}`, or set RAG_EMBED_MODEL to a model you have.")
@@ -134,24 +139,46 @@ class SentenceTransformerEmbedder(Embedder):
         self.dimensions_setting = settings.embed_dimensions
         self.instruction = settings.query_instruction
         self.device = device
+        self.gpu_seconds = settings.gpu_seconds
         self._model: Any = None
         self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory."""
+        return self._model is not None
+
+    def load(self) -> None:
+        """Load the model now (the first embedding otherwise does); downloads it on first use."""
+        self._load()
+
+    def check(self) -> None:
+        """Load the model (once): a model that can't be had says so here, not at the first upload."""
+        self._load()
 
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
+                if is_ollama_tag(self.model_id):
+                    raise WrongModelKind(f"'{self.model_id}' is an Ollama tag, which sentence-transformers can't "
+                                         "load. Set RAG_LOCAL_EMBED_MODEL to a Hugging Face id (e.g. "
+                                         "Qwen/Qwen3-Embedding-0.6B) or a local folder.")
                 try:
                     from sentence_transformers import SentenceTransformer
                 except ImportError as exc:
                     raise MissingDependency("In-process embeddings need sentence-transformers: "
                                             "pip install sentence-transformers") from exc
+                log.info("%s the embedding model %s …", "Loading" if hub_cached(self.model_id) else "Downloading",
+                         self.model_id)
                 try:
                     self._model = SentenceTransformer(self.model_id, device=self.device,
                                                       truncate_dim=self.dimensions_setting)
                 except (OSError, ValueError) as exc:
-                    raise ModelNotFound(f"Can't load the embedding model '{self.model_id}': {exc}. "
-                                        "Set RAG_EMBED_MODEL to a sentence-transformers model id or a local "
+                    raise ModelNotFound(f"Can't load the embedding model '{self.model_id}': {str(exc).rstrip('.')}. "
+                                        "Set RAG_LOCAL_EMBED_MODEL (or RAG_EMBED_MODEL with RAG_EMBED_BACKEND="
+                                        "sentence-transformers) to a sentence-transformers model id or a local "
                                         "folder.") from exc
+                log.info("Loaded the embedding model %s on %s", self.model_id, self._model.device)
             return self._model
 
     def _embed(self, texts: Sequence[str], *, query: bool) -> list[list[float]]:
@@ -164,9 +191,15 @@ class SentenceTransformerEmbedder(Embedder):
             kwargs["prompt_name"] = "query"
         elif not query and prompts.get("document"):
             kwargs["prompt_name"] = "document"
-        array = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                             convert_to_numpy=True, show_progress_bar=False, **kwargs)
-        self.dimensions = int(array.shape[1])
+        vectors = gpu_call(self, "_encode", list(texts), kwargs, seconds=self.gpu_seconds)
+        if vectors:
+            self.dimensions = len(vectors[0])
+        return vectors
+
+    def _encode(self, texts: list[str], kwargs: dict[str, Any]) -> list[list[float]]:
+        """The model's forward pass (on a lent GPU under ZeroGPU): plain lists in, plain lists out."""
+        array = self._load().encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                    convert_to_numpy=True, show_progress_bar=False, **kwargs)
         return array.tolist()
 
 
@@ -183,6 +216,15 @@ def ollama_errors(host: str, translate: Callable[[Any], ModelError]) -> Iterator
         raise BackendUnavailable(unreachable_message(host)) from exc
     except ollama.ResponseError as exc:
         raise translate(exc) from exc
+
+
+def access_denied(host: str, status: int, has_token: bool) -> ModelError:
+    """The error for an Ollama server (or the proxy in front of it) that refuses our credentials."""
+    if has_token:
+        return BackendUnavailable(f"Ollama at {host} refused the token in RAG_OLLAMA_TOKEN (HTTP {status}). Set "
+                                  "RAG_OLLAMA_TOKEN to the token the server expects.")
+    return BackendUnavailable(f"Ollama at {host} asks for a token (HTTP {status}). Set RAG_OLLAMA_TOKEN to the "
+                              "server's bearer token.")
 
 
 def unreachable_message(host: str) -> str:

@@ -6,13 +6,16 @@ The UI, the CLI and the benchmarks all go through it, so what one can do the oth
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from rag.answer import Answerer, AskOptions
+from rag.backends import Backends, hub_cached, resolve_backends
 from rag.config import Settings
 from rag.embeddings import Embedder, make_embedder
-from rag.errors import DocumentNotFound, ModelError
+from rag.errors import DocumentNotFound, ModelError, StoreError
 from rag.events import AnswerEvent, IngestEvent
 from rag.ingest import Ingestor, SourceFile
 from rag.models import DocumentInfo, Health
@@ -26,6 +29,11 @@ class Engine:
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None, store: Store | None = None,
                  chat: Any | None = None, reranker: Any | None = None) -> None:
+        # Where the models run is decided once, here (unless both models are given).
+        self.backends: Backends | None = None
+        if embedder is None or chat is None:
+            self.backends = resolve_backends(settings)
+            settings = self.backends.apply(settings)
         self.settings = settings
         self.embedder = embedder or make_embedder(settings)
         self.store = store or Store(settings, self.embedder.index_name)
@@ -34,6 +42,8 @@ class Engine:
         self._chat = chat
         self._chats: dict[str, Any] = {}
         self._reranker = reranker
+        self._warming: dict[str, str] = {}  # model name -> "Downloading …" / "Loading …", while warm_up runs
+        self._warming_lock = threading.Lock()
 
     @property
     def ingestor(self) -> Ingestor:
@@ -68,14 +78,59 @@ class Engine:
     def health(self, chat_model: str | None = None) -> Health:
         """Check that the embedding and chat models can be used; each problem comes with its fix."""
         problems = []
+        try:
+            self.store.check()
+        except StoreError as exc:
+            problems.append(str(exc))
         chat = self.chat_for(chat_model)
+        with self._warming_lock:
+            loading = dict(self._warming)
         for model in (self.embedder, chat):
+            if getattr(model, "model_id", None) in loading:
+                continue  # checking would wait for the download
             try:
                 model.check()
             except ModelError as exc:
                 if str(exc) not in problems:
                     problems.append(str(exc))
-        return Health(self.embedder.describe, chat.describe, problems)
+        if self.backends is None:
+            return Health(self.embedder.describe, chat.describe, problems, loading=list(loading.values()),
+                          index=self.embedder.index_name)
+        return Health(self.embedder.model_id, chat.model_id, problems, backend=self.backends.summary,
+                      loading=list(loading.values()), index=self.embedder.index_name)
+
+    def warm_up(self, background: bool = True) -> threading.Thread | None:
+        """Load the in-process models now (downloading them on first use) rather than on the first question.
+
+        In the background by default, with progress in the log and in ``health().loading``; ZeroGPU needs it done
+        in the foreground before the app starts. Ollama's models are Ollama's business and are not touched.
+        """
+        models = [self.embedder, self.chat] + ([self.reranker] if self.settings.rerank else [])
+        todo = [(_model_name(m), m) for m in models if getattr(m, "loaded", True) is False]
+        if not todo:
+            return None
+        with self._warming_lock:
+            for name, _ in todo:
+                self._warming[name] = f"Loading {name} …" if hub_cached(name) else \
+                    f"Downloading {name} … (first start only; progress in the console)"
+        if not background:
+            self._load_all(todo)
+            return None
+        thread = threading.Thread(target=self._load_all, args=(todo,), name="warm-up", daemon=True)
+        thread.start()
+        return thread
+
+    def _load_all(self, todo: list[tuple[str, Any]]) -> None:
+        for name, model in todo:
+            started = time.perf_counter()
+            try:
+                model.load()
+                log.info("%s is ready (%.0f s)", name, time.perf_counter() - started)
+            except Exception as exc:  # noqa: BLE001 - logged here; the first real use raises it again
+                log.warning("Could not load %s: %s", name, exc)
+            finally:
+                with self._warming_lock:
+                    self._warming.pop(name, None)
 
     @property
     def reranker(self) -> Any:
@@ -85,7 +140,7 @@ class Engine:
 
             s = self.settings
             self._reranker = Qwen3Reranker(s.rerank_model, s.rerank_instruction, s.rerank_max_tokens,
-                                           s.rerank_batch_size)
+                                           s.rerank_batch_size, gpu_seconds=s.gpu_seconds)
         return self._reranker
 
     def ask(self, question: str, history: Sequence[dict[str, Any]] = (), doc_ids: Sequence[str] | None = None,
@@ -121,3 +176,9 @@ class Engine:
         """Release worker processes."""
         if self._ingestor is not None:
             self._ingestor.close()
+
+
+def _model_name(model: Any) -> str:
+    """The id a model object was loaded from (chat and embedding models: ``model_id``; the reranker:
+    ``model_name``)."""
+    return str(getattr(model, "model_id", None) or getattr(model, "model_name", "model"))

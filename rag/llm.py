@@ -11,9 +11,11 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Any, Iterator, Sequence
 
+from rag.accel import gpu_stream
+from rag.backends import hub_cached, is_ollama_tag
 from rag.chunking import estimate_tokens
 from rag.config import Settings
-from rag.embeddings import ollama_errors, unreachable_message
+from rag.embeddings import access_denied, ollama_errors, unreachable_message
 from rag.errors import (
     BackendUnavailable,
     GenerationError,
@@ -74,9 +76,10 @@ class OllamaChat(ChatModel):
         import ollama
 
         self.model_id = settings.chat_model
-        self.host = settings.ollama_host
+        self.host = settings.chat_host
+        self.has_token = bool(settings.ollama_token)
         self.keep_alive = settings.keep_alive
-        self._client = client or ollama.Client(host=settings.ollama_host, timeout=600)
+        self._client = client or ollama.Client(host=self.host, timeout=600, headers=settings.ollama_headers)
         self._context: int | None = None
         self._no_think = False  # set once the model says it can't think
 
@@ -163,6 +166,8 @@ class OllamaChat(ChatModel):
         lower = message.lower()
         if "does not support thinking" in lower:
             return _ThinkingUnsupported(message)
+        if exc.status_code in (401, 403):
+            return access_denied(self.host, exc.status_code, self.has_token)
         if exc.status_code == 404 or "not found" in lower:
             return ModelNotFound(f"The chat model '{self.model_id}' is not installed in Ollama at {self.host}. "
                                  f"Run `ollama pull {self.model_id}`, or set RAG_CHAT_MODEL to a model you have.")
@@ -251,18 +256,32 @@ class TransformersChat(ChatModel):
     ``<think>`` out. Generation is serialised (one model, one request at a time); closing the stream stops it.
     """
 
-    def __init__(self, model_id: str, device: str | None = None, dtype: str = "auto") -> None:
+    def __init__(self, model_id: str, device: str | None = None, dtype: str = "auto", gpu_seconds: int = 90) -> None:
         self.model_id = model_id
         self.device = device
         self.dtype = dtype
+        self.gpu_seconds = gpu_seconds
         self._lock = threading.Lock()
         self._generate_lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory."""
+        return self._model is not None
+
+    def load(self) -> None:
+        """Load the model now (the first answer otherwise does); downloads it on first use."""
+        self._load()
+
     def _load(self) -> tuple[Any, Any]:
         with self._lock:
             if self._model is None:
+                if is_ollama_tag(self.model_id):
+                    raise WrongModelKind(f"'{self.model_id}' is an Ollama tag, which transformers can't load. Set "
+                                         "RAG_LOCAL_CHAT_MODEL to a Hugging Face id (e.g. Qwen/Qwen3-0.6B) or a "
+                                         "local folder, or start Ollama to use its models.")
                 try:
                     import torch
                     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -272,15 +291,19 @@ class TransformersChat(ChatModel):
                 from rag.rerank import auto_device, resolve_dtype
 
                 device = self.device or auto_device(torch)
+                log.info("%s the chat model %s …", "Loading" if hub_cached(self.model_id) else "Downloading",
+                         self.model_id)
                 try:
                     tokenizer = AutoTokenizer.from_pretrained(self.model_id)
                     model = AutoModelForCausalLM.from_pretrained(
                         self.model_id, dtype=resolve_dtype(torch, self.dtype, device))
                 except (OSError, ValueError) as exc:
-                    raise ModelNotFound(f"Can't load the chat model '{self.model_id}': {exc}. Set RAG_CHAT_MODEL "
+                    raise ModelNotFound(f"Can't load the chat model '{self.model_id}': {str(exc).rstrip('.')}. Set "
+                                        "RAG_LOCAL_CHAT_MODEL (or RAG_CHAT_MODEL with RAG_CHAT_BACKEND=transformers) "
                                         "to a transformers model id (e.g. Qwen/Qwen3-1.7B) or a local folder.") \
                         from exc
                 self._model, self._tokenizer = model.to(device).eval(), tokenizer
+                log.info("Loaded the chat model %s on %s", self.model_id, device)
             return self._model, self._tokenizer
 
     def context_length(self) -> int:
@@ -303,13 +326,24 @@ class TransformersChat(ChatModel):
 
     def stream(self, messages: Messages, *, think: bool = True, num_ctx: int | None = None,
                max_tokens: int | None = None) -> Iterator[Delta]:
+        text = self.prompt(messages, think)
+        splitter = ThinkSplitter(in_thinking=text.rstrip().endswith(THINK_OPEN))
+        pieces = gpu_stream(self, "_generate", text, think, num_ctx or self.context_length(), max_tokens or 1024,
+                            seconds=self.gpu_seconds)
+        try:
+            for piece in pieces:
+                yield from splitter.feed(piece)
+            yield from splitter.close()
+        finally:
+            pieces.close()  # stops the generation when the consumer stops early
+
+    def _generate(self, text: str, think: bool, limit: int, max_tokens: int) -> Iterator[str]:
+        """Generate from the prompt ``text``, yielding decoded pieces (on a lent GPU under ZeroGPU)."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         model, tokenizer = self._load()
-        text = self.prompt(messages, think)
         inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
-        limit = num_ctx or self.context_length()
         if inputs["input_ids"].shape[1] > limit:  # keep the end: the question and the sources nearest it
             inputs = {k: v[:, -limit:] for k, v in inputs.items()}
         stop = threading.Event()
@@ -324,7 +358,7 @@ class TransformersChat(ChatModel):
         def run() -> None:
             try:
                 with self._generate_lock, torch.inference_mode():
-                    model.generate(**inputs, streamer=streamer, max_new_tokens=max_tokens or 1024,
+                    model.generate(**inputs, streamer=streamer, max_new_tokens=max_tokens,
                                    do_sample=True, temperature=0.6 if think else 0.7, top_p=0.95 if think else 0.8,
                                    top_k=20, stopping_criteria=StoppingCriteriaList([_Stop()]),
                                    pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
@@ -334,11 +368,8 @@ class TransformersChat(ChatModel):
 
         thread = threading.Thread(target=run, name="chat-generate", daemon=True)
         thread.start()
-        splitter = ThinkSplitter(in_thinking=text.rstrip().endswith(THINK_OPEN))
         try:
-            for piece in streamer:
-                yield from splitter.feed(piece)
-            yield from splitter.close()
+            yield from streamer
         finally:
             stop.set()
             thread.join(timeout=60)
@@ -349,5 +380,5 @@ class TransformersChat(ChatModel):
 def make_chat_model(settings: Settings) -> ChatModel:
     """The chat model the settings ask for."""
     if settings.chat_backend == "transformers":
-        return TransformersChat(settings.chat_model)
+        return TransformersChat(settings.chat_model, gpu_seconds=settings.gpu_seconds)
     return OllamaChat(settings)

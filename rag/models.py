@@ -88,13 +88,20 @@ class Citation:
 
 @dataclass(frozen=True)
 class Health:
-    """Whether the models answer: ``problems`` are messages that each say what to run or set to fix them."""
+    """Whether the models answer: ``problems`` are messages that each say what to run or set to fix them.
+
+    ``backend`` says where the models run and why (e.g. "in-process models (Ollama not found at …)"), ``loading``
+    lists models still downloading or loading (not a problem: wait), and ``index`` names the vector index in use.
+    """
 
     embedder: str
     chat: str
     problems: list[str] = field(default_factory=list)
+    backend: str = ""
+    loading: list[str] = field(default_factory=list)
+    index: str = ""
 
     @property
     def ok(self) -> bool:
         """True when both models are ready."""
-        return not self.problems
+        return not self.problems and not self.loading

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
+from rag.accel import gpu_call
 from rag.errors import MissingDependency
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ class Qwen3Reranker:
         batch_size: int = 8,
         device: str | None = None,
         dtype: str = "auto",
+        gpu_seconds: int = 90,
     ) -> None:
         if max_passage_tokens < 1 or batch_size < 1:
             raise ValueError("max_passage_tokens and batch_size must be at least 1")
@@ -132,6 +134,7 @@ class Qwen3Reranker:
         self.batch_size = batch_size
         self.requested_device = device
         self.requested_dtype = dtype
+        self.gpu_seconds = gpu_seconds  # the most one scoring may hold a ZeroGPU GPU (see rag.accel)
         self._loaded: _Loaded | None = None
         self._load_lock = threading.Lock()
         # One forward pass at a time: the tokenizer isn't safe to share across threads, and on a CPU parallel
@@ -241,9 +244,12 @@ class Qwen3Reranker:
         """Relevance of each passage to ``query`` in 0..1, in input order; the shared prefix is computed once."""
         if not passages:
             return []
+        return gpu_call(self, "_score", query, list(passages), seconds=self.gpu_seconds)
+
+    def _score(self, query: str, passages: list[str]) -> list[float]:
         state = self._state()
         if state.lean is None:
-            return self.score_uncached(query, passages)
+            return self._score_uncached(query, passages)
         torch = _import_backend()[0]
         with self._run_lock, torch.inference_mode():
             started = time.perf_counter()
@@ -257,6 +263,9 @@ class Qwen3Reranker:
         """The same scores through plain ``CrossEncoder.predict`` (whole prompt per pair): the reference path."""
         if not passages:
             return []
+        return gpu_call(self, "_score_uncached", query, list(passages), seconds=self.gpu_seconds)
+
+    def _score_uncached(self, query: str, passages: list[str]) -> list[float]:
         state = self._state()
         with self._run_lock:
             pairs = [(query, p) for p in self.truncate(passages)]

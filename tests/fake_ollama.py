@@ -11,8 +11,8 @@ meaningful: a question shares words with the passage that answers it. Its chat m
 the best-matching sentence and citing it as ``[n]``.
 
 Switches on :class:`FakeOllama` simulate an outage (:meth:`FakeOllama.stop`), Ollama dying mid-ingest
-(``fail_embed_after``), a model crashing mid-answer (``chat_error_after``) and a slow embedder
-(``embed_delay``).
+(``fail_embed_after``), a model crashing mid-answer (``chat_error_after``), a slow embedder
+(``embed_delay``) and a model that streams at a human pace (``chat_delay``, seconds before each piece).
 """
 
 from __future__ import annotations
@@ -305,9 +305,11 @@ class FakeOllama:
     """Test double: an Ollama-protocol HTTP server on 127.0.0.1 (any free port).
 
     Plain attributes are switches a test may flip at any time: ``fail_embed_after``,
-    ``chat_error_after``, ``embed_delay``, ``responder``, ``no_think_models`` (chat models that refuse
-    ``think``), and the ``embed_models`` /
-    ``chat_models`` it knows. ``requests`` records ``(path, json_body)`` of every request.
+    ``chat_error_after``, ``embed_delay``, ``chat_delay``, ``responder``, ``no_think_models`` (chat models that refuse
+    ``think``), ``token`` (when set, every request must carry ``Authorization: Bearer <token>`` or gets
+    a 401, as from an authenticating proxy), and the ``embed_models`` /
+    ``chat_models`` it knows. ``requests`` records ``(path, json_body)`` of every request and
+    ``authorizations`` the ``Authorization`` header of each well-formed one (None when absent).
     """
 
     def __init__(
@@ -323,11 +325,14 @@ class FakeOllama:
         self._port = 0
         self.url = ""
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.authorizations: list[str | None] = []
+        self.token: str | None = None
         self.embed_models: dict[str, int] = {}
         self.chat_models: set[str] = set()
         self.fail_embed_after: int | None = None
         self.chat_error_after: int | None = None
         self.embed_delay = 0.0
+        self.chat_delay = 0.0
         self.no_think_models: set[str] = set()
         self.responder: Responder = default_responder
         self._embed_ok = 0
@@ -381,12 +386,15 @@ class FakeOllama:
         """Forget recorded requests and put every switch and model list back to its initial value."""
         with self._lock:
             self.requests.clear()
+            self.authorizations.clear()
             self._embed_ok = 0
+        self.token = None
         self.embed_models = dict(self._initial_embed_models)
         self.chat_models = set(self._initial_chat_models)
         self.fail_embed_after = None
         self.chat_error_after = None
         self.embed_delay = 0.0
+        self.chat_delay = 0.0
         self.no_think_models = set()
         self.responder = default_responder
 
@@ -419,6 +427,12 @@ class FakeOllama:
 
     def _handle(self, h: _Handler, path: str, body: dict[str, Any]) -> None:
         self._log(path, body)
+        authorization = h.headers.get("Authorization")
+        with self._lock:
+            self.authorizations.append(authorization)
+        if self.token is not None and authorization != f"Bearer {self.token}":
+            h.send_body(401, b"401 Unauthorized", "text/plain; charset=utf-8")
+            return
         method = h.command
         if method in ("GET", "HEAD") and path == "/":
             h.send_body(200, b"Ollama is running", "text/plain; charset=utf-8")
@@ -583,11 +597,13 @@ class FakeOllama:
 
         h.start_stream()
         for piece in thinking_pieces:
+            time.sleep(self.chat_delay)
             message = {"role": "assistant", "content": "", "thinking": piece}
             h.send_line({**head, "created_at": _now(), "message": message, "done": False})
         for sent, piece in enumerate(content_pieces):
             if fails and sent == error_after:
                 break
+            time.sleep(self.chat_delay)
             message = {"role": "assistant", "content": piece}
             h.send_line({**head, "created_at": _now(), "message": message, "done": False})
         if fails:

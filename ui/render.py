@@ -135,12 +135,22 @@ def upload_html(states: dict[str, tuple[str, str, float]]) -> str:
 
 
 def status_html(health: Health) -> str:
-    """The status badge: ready (with which models), or each problem with the command that fixes it."""
+    """The status badge: ready (where the models run, which ones), models still loading, or each problem with the
+    command that fixes it. Hovering says which index is in use (each embedding model has its own)."""
+    note = (f"Index: {health.index}. Each embedding model has its own index: documents added with another "
+            "backend or embedding model are not listed here.")
+    title = f' title="{escape(note)}"' if health.index else ""
+    backend = f"{escape(health.backend)} · " if health.backend else ""
     if health.ok:
-        return (f'<div class="pw-status pw-ok"><span class="pw-dot"></span>Ready · answers by '
+        return (f'<div class="pw-status pw-ok"{title}><span class="pw-dot"></span>Ready · {backend}answers by '
                 f"{escape(health.chat)} · embeddings by {escape(health.embedder)}</div>")
-    items = "".join(f"<li>{_code(escape(p, quote=False))}</li>" for p in health.problems)
-    return f'<div class="pw-status pw-bad"><span class="pw-dot"></span>Not ready<ul>{items}</ul></div>'
+    if not health.problems:
+        items = "".join(f"<li>{escape(m, quote=False)}</li>" for m in health.loading)
+        return (f'<div class="pw-status pw-busy"{title}><span class="pw-dot"></span>Starting · {backend}'
+                f"the models load before the first answer<ul>{items}</ul></div>")
+    items = "".join(f"<li>{_code(escape(p, quote=False))}</li>" for p in health.problems + health.loading)
+    where = f" · {escape(health.backend)}" if health.backend else ""
+    return f'<div class="pw-status pw-bad"{title}><span class="pw-dot"></span>Not ready{where}<ul>{items}</ul></div>'
 
 
 def _code(text: str) -> str:

@@ -1,0 +1,138 @@
+"""Which models run where: Ollama over HTTP, or in-process (sentence-transformers / transformers).
+
+Decided once, when the engine starts, from ``RAG_BACKEND`` (auto | ollama | in-process):
+
+- ``RAG_EMBED_BACKEND`` / ``RAG_CHAT_BACKEND``, when set, win for their part; the other part follows RAG_BACKEND.
+- ``auto`` is in-process on Hugging Face Spaces; elsewhere it asks Ollama (``GET /api/version`` with a short
+  timeout) and uses it when it answers, else the in-process models.
+- Ollama runs the tags in ``RAG_EMBED_MODEL`` / ``RAG_CHAT_MODEL``; in-process runs ``RAG_LOCAL_EMBED_MODEL`` /
+  ``RAG_LOCAL_CHAT_MODEL`` (Hugging Face ids or folders). An Ollama tag is never handed to transformers.
+
+The embedding model names the index (``Embedder.index_name``), so switching backends switches indexes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+
+from rag.config import Settings
+
+log = logging.getLogger(__name__)
+
+OLLAMA = "ollama"
+IN_PROCESS = "in-process"
+ST = "sentence-transformers"
+TRANSFORMERS = "transformers"
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+Probe = Callable[[str, float, Mapping[str, str]], "str | None"]
+
+
+def is_ollama_tag(name: str) -> bool:
+    """Whether ``name`` is an Ollama ``model:tag`` (as ``qwen3:8b``) rather than a Hugging Face id or a folder."""
+    return ":" in name and "://" not in name and not Path(name).expanduser().exists()
+
+
+def probe_ollama(host: str, timeout: float, headers: Mapping[str, str]) -> str | None:
+    """None when an Ollama server answers at ``host``; otherwise a few words saying what happened instead."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{host}/api/version", timeout=timeout, headers=dict(headers))
+    except httpx.TimeoutException:
+        return f"did not answer within {timeout:g} s"
+    except httpx.HTTPError:
+        return "not found"
+    if response.status_code in (401, 403):
+        return None  # it is there but wants a (different) token: the models' own check says so, naming the setting
+    try:
+        ok = response.status_code == 200 and "version" in response.json()
+    except ValueError:
+        ok = False
+    return None if ok else f"not found (HTTP {response.status_code} from /api/version)"
+
+
+@dataclass(frozen=True)
+class Backends:
+    """The backends and models the engine uses, and why, in words for the status badge."""
+
+    embed: str  # "ollama" | "sentence-transformers"
+    chat: str  # "ollama" | "transformers"
+    embed_model: str
+    chat_model: str
+    summary: str
+
+    def apply(self, settings: Settings) -> Settings:
+        """``settings`` with the backends and models spelled out, so everything downstream reads plain values."""
+        return settings.with_(embed_backend=self.embed, embed_model=self.embed_model, chat_backend=self.chat,
+                              chat_model=self.chat_model)
+
+
+def resolve_backends(settings: Settings, probe: Probe = probe_ollama) -> Backends:
+    """Decide where embeddings and answers come from (see the module docstring for the rules)."""
+    s = settings
+    mode, reason = s.backend, "RAG_BACKEND=in-process" if s.backend == IN_PROCESS else ""
+    if mode == "auto":
+        if s.embed_backend and s.chat_backend:
+            mode = OLLAMA  # nothing follows RAG_BACKEND: no need to ask
+        elif s.space_id:
+            mode, reason = IN_PROCESS, "on Hugging Face Spaces"
+        else:
+            host = s.embed_host if not s.embed_backend else s.chat_host
+            problem = probe(host, s.ollama_probe_timeout, s.ollama_headers)
+            mode, reason = (OLLAMA, "") if problem is None else (IN_PROCESS, f"Ollama {problem} at {host}")
+    embed = s.embed_backend or (ST if mode == IN_PROCESS else OLLAMA)
+    chat = s.chat_backend or (TRANSFORMERS if mode == IN_PROCESS else OLLAMA)
+    embed_model = s.embed_model if embed == OLLAMA else _local_model(s.embed_model, s.local_embed_model,
+                                                                     explicit=s.embed_backend == ST)
+    chat_model = s.chat_model if chat == OLLAMA else _local_model(s.chat_model, s.local_chat_model,
+                                                                  explicit=s.chat_backend == TRANSFORMERS)
+    backends = Backends(embed, chat, embed_model, chat_model, _summary(s, embed, chat, reason))
+    log.info("Models: embeddings by %s (%s), answers by %s (%s): %s", embed_model, embed, chat_model, chat,
+             backends.summary)
+    hosts = {h for h, used in ((s.embed_host, embed == OLLAMA), (s.chat_host, chat == OLLAMA)) if used}
+    for host in sorted(hosts):
+        if s.ollama_token and host.startswith("http://") and urlsplit(host).hostname not in _LOOPBACK:
+            log.warning("RAG_OLLAMA_TOKEN goes to %s over plain http: anyone on the way can read it. Use https.",
+                        host)
+    return backends
+
+
+def _local_model(ollama_setting: str, local_setting: str, explicit: bool) -> str:
+    """The in-process model: RAG_LOCAL_*_MODEL; or, the older way, RAG_*_MODEL when the in-process backend was
+    chosen explicitly (RAG_EMBED_BACKEND / RAG_CHAT_BACKEND) and it names a Hugging Face id or folder."""
+    return ollama_setting if explicit and not is_ollama_tag(ollama_setting) else local_setting
+
+
+def _summary(s: Settings, embed: str, chat: str, reason: str) -> str:
+    """E.g. "Ollama at http://127.0.0.1:11434" or "in-process models (Ollama not found at http://…)"."""
+    why = f" ({reason})" if reason else ""
+    if embed == OLLAMA and chat == OLLAMA:
+        if s.embed_host == s.chat_host:
+            return f"Ollama at {s.embed_host}"
+        return f"Ollama (embeddings at {s.embed_host}, answers at {s.chat_host})"
+    if embed != OLLAMA and chat != OLLAMA:
+        return f"in-process models{why}"
+    if embed == OLLAMA:
+        return f"embeddings by Ollama at {s.embed_host}, answers in-process{why}"
+    return f"embeddings in-process, answers by Ollama at {s.chat_host}{why}"
+
+
+def hub_cached(model_id: str) -> bool:
+    """Whether the model is a local folder or already in the Hugging Face cache (so loading it won't download)."""
+    if Path(model_id).expanduser().exists():
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        found = try_to_load_from_cache(model_id, "config.json")
+    except ValueError:  # not a valid repository id
+        return False
+    return isinstance(found, str)
