@@ -101,6 +101,8 @@ def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: i
 
     try:
         page_count = len(reader.pages)
+    except MemoryError:
+        raise  # the parser process's memory cap: reported as such by rag.workers, not as damage
     except Exception as exc:  # noqa: BLE001 - pypdf raises many types on a broken page tree
         raise CorruptPdfError(f"{file_name} is damaged: its page list can't be read ({_short(exc)}). "
                               "Try re-saving it with a PDF viewer's \"Save as\" or \"Print to PDF\".") from exc
@@ -112,24 +114,43 @@ def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: i
 
     pages: list[Page] = []
     failed_pages = 0
+    first_error = ""
     for number in range(1, page_count + 1):
         try:
             raw = reader.pages[number - 1].extract_text() or ""
+        except MemoryError:
+            raise
         except Exception as exc:  # noqa: BLE001 - one broken page must not lose the rest
             log.warning("%s: page %d could not be read: %s", file_name, number, _short(exc))
             failed_pages += 1
+            first_error = first_error or _short(exc)
             raw = ""
         pages.append(Page(number, clean_text(raw)))
 
     without_text = [p.number for p in pages if not p.text]
     if len(without_text) == page_count:
         if failed_pages == page_count:
-            raise CorruptPdfError(f"{file_name} is damaged: none of its {page_count} pages could be read.")
+            raise CorruptPdfError(f"{file_name} is damaged: none of its {page_count} pages could be read "
+                                  f"({first_error}). Try re-saving it with a PDF viewer's \"Save as\" or \"Print "
+                                  "to PDF\".")
+        if _is_xfa_form(reader):
+            raise NoTextError(f"{file_name} is a dynamic XFA form (Adobe LiveCycle): its content is not stored as "
+                              "PDF pages. Open it in Adobe Acrobat or Reader, print it to PDF, and upload that.")
         raise NoTextError(f"{file_name} has no text layer: its pages are images or blank (a scanned "
                           "document?), so there is nothing to search. Run OCR on it first (for example "
                           "`ocrmypdf in.pdf out.pdf`) and upload the result.")
     return ParsedDocument(file_name=file_name, title=_title(reader, file_name), pages=pages,
                           page_count=page_count, pages_without_text=without_text)
+
+
+def _is_xfa_form(reader) -> bool:  # noqa: ANN001 - pypdf.PdfReader
+    """True for a dynamic XFA form, whose pages are drawn by the viewer from XML rather than stored."""
+    try:
+        root = reader.trailer["/Root"]
+        form = root.get("/AcroForm")
+        return bool(root.get("/NeedsRendering")) or bool(form is not None and "/XFA" in form.get_object())
+    except Exception:  # noqa: BLE001 - a broken catalog just means "not known to be a form"
+        return False
 
 
 def _check_size(size: int, file_name: str, max_bytes: int | None) -> None:
@@ -183,6 +204,9 @@ def _title(reader, file_name: str) -> str:  # noqa: ANN001 - pypdf.PdfReader
 
 
 def _short(exc: BaseException) -> str:
+    """The gist of a parser exception, for a message (pypdf reports a stack overflow as "Error reading PDF file")."""
+    if isinstance(exc, RecursionError) or isinstance(exc.__cause__ or exc.__context__, RecursionError):
+        return "its objects are nested too deeply to read"
     text = str(exc) or type(exc).__name__
     return text if len(text) < 160 else text[:157] + "..."
 

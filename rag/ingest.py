@@ -2,8 +2,9 @@
 
 Each file is indexed whole or not at all. Files already indexed (same bytes) are recognised by content hash and
 skipped; a file whose name is indexed with other bytes is a new version that replaces the old one once it is
-fully written. One bad file never stops the others; a model server that fails stops the run, since every later
-file would fail the same way, and leaves nothing half-written.
+fully written. One bad file never stops the others; a model server that fails, a full disk or a read-only data
+folder stops the run, since every later file would fail the same way, and leaves nothing half-written. Every file
+gets a result either way, saying what happened and what to do.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Generator, Iterator, Sequence
 
 from rag.config import Settings
+from rag.datadir import is_fatal, storage_problem, write_errors
 from rag.embeddings import Embedder
 from rag.errors import ModelError, StoreError
 from rag.events import (
@@ -71,6 +73,11 @@ def safe_file_name(name: str) -> str:
     return base or "document.pdf"
 
 
+def human_size(size: int) -> str:
+    """A byte count as people write it: "2.4 MB", "812 KB"."""
+    return f"{size / 1048576:.1f} MB" if size >= 1048576 else f"{max(1, round(size / 1024))} KB"
+
+
 def expand_paths(paths: Sequence[Path | str]) -> list[Path]:
     """Files as given, and the PDFs inside folders (recursively, sorted)."""
     out: list[Path] = []
@@ -117,6 +124,7 @@ class Ingestor:
             plan.append((f, doc_id, problem))
 
         results = self.pool.parse(jobs)
+        stopped: str | None = None  # why the run stopped: the files after that one are not tried
         try:
             for number, (f, doc_id, problem) in enumerate(plan, 1):
                 yield FileStarted(f.name, number, len(plan))
@@ -124,13 +132,15 @@ class Ingestor:
                     yield self._already(f, doc_id)
                 elif problem:
                     yield FileFailed(f.name, problem)
+                elif stopped:
+                    yield FileFailed(f.name, f"{f.name} was not indexed because the run stopped: {stopped} Add it "
+                                     "again once that is fixed.", "stopped")
                 else:
-                    failure = yield from self._index(f, str(doc_id), next(results), replace)
-                    if failure:
-                        yield Failure(failure)
-                        return
+                    stopped = yield from self._index(f, str(doc_id), next(results), replace)
         finally:
             results.close()
+        if stopped:
+            yield Failure(stopped)
 
     def close(self) -> None:
         """Stop the parser processes."""
@@ -144,10 +154,13 @@ class Ingestor:
         except OSError:
             return None, f"{f.name} was not found or can't be read."
         if size > self.settings.max_upload_bytes:
-            return None, (f"{f.name} is {size / 1048576:.1f} MB; the limit is {self.settings.max_upload_mb:g} MB "
-                          "(setting RAG_MAX_UPLOAD_MB).")
+            return None, (f"{f.name} is {human_size(size)}; the limit is {human_size(self.settings.max_upload_bytes)} "
+                          "(setting RAG_MAX_UPLOAD_MB). Split the PDF, or raise the limit.")
         doc_id = content_id(f.path)
-        existing = self.store.get(doc_id)
+        try:
+            existing = self.store.get(doc_id)
+        except write_errors() as exc:
+            return None, f"{f.name} was not indexed: {self._problem(exc)}"
         if existing and existing.status == "ready":
             return doc_id, "indexed"
         return doc_id, None
@@ -183,7 +196,8 @@ class Ingestor:
                 vectors.extend(self.embedder.embed_documents(texts[i:i + step]))
                 yield Embedded(f.name, len(vectors), len(texts))
         except ModelError as exc:
-            yield FileFailed(f.name, f"{exc} Nothing from {f.name} was indexed.", "model")
+            yield FileFailed(f.name, f"{exc} Nothing from {f.name} was kept: add it again once that is fixed.",
+                             "model")
             return str(exc)
         self.timings["embed"] += time.perf_counter() - started
 
@@ -191,29 +205,40 @@ class Ingestor:
         info = DocumentInfo(doc_id=doc_id, file_name=f.name, title=doc.title, pages=doc.page_count,
                             chunks=len(chunks), status="indexing", added_at=time.time(),
                             size_bytes=f.path.stat().st_size, pages_without_text=doc.pages_without_text)
-        older = [d for d in self.store.documents() if d.file_name == f.name and d.doc_id != doc_id]
         try:
+            older = [d for d in self.store.documents() if d.file_name == f.name and d.doc_id != doc_id]
             self.store.begin(info)
             self.store.add_chunks(doc_id, f.name, doc.title, chunks, vectors)
             self.store.save_file(doc_id, f.path)
             self.store.commit(info)
-        except (StoreError, OSError, ValueError, RuntimeError) as exc:
+        except write_errors() as exc:
             log.exception("Writing %s failed", f.name)
             self._discard(doc_id)
-            yield FileFailed(f.name, f"{f.name} could not be written to the index: {exc}", "store")
-            return None
+            problem = self._problem(exc)
+            yield FileFailed(f.name, f"{f.name} was not indexed: {problem} Nothing from it was kept: add it again "
+                             "once that is fixed.", "store")
+            return problem[:1].upper() + problem[1:] if is_fatal(exc) else None  # a full disk fails every file
         self.timings["store"] += time.perf_counter() - started
         replaced = None
         if replace and older:
             for old in older:
-                self.store.delete(old.doc_id)
+                try:
+                    self.store.delete(old.doc_id)
+                except write_errors():
+                    log.exception("Could not remove the older version of %s; both stay listed", f.name)
             replaced = older[-1].doc_id
         yield FileIndexed(f.name, doc_id, "replaced" if replaced else "indexed", doc.page_count, len(chunks),
                           doc.pages_without_text, replaced)
         return None
 
     def _discard(self, doc_id: str) -> None:
+        """Remove what was written of a document; if even that fails, it stays unsearchable ("indexing") and the
+        next start removes it."""
         try:
             self.store.delete(doc_id)
-        except (StoreError, OSError, ValueError, RuntimeError):
+        except write_errors():
             log.exception("Could not clean up %s; it will be removed at the next start", doc_id)
+
+    def _problem(self, exc: BaseException) -> str:
+        """A failed store call in words: a StoreError already says what to do; a disk problem is explained."""
+        return str(exc) if isinstance(exc, StoreError) else storage_problem(self.settings.data_dir, exc)

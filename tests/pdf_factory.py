@@ -333,19 +333,112 @@ def many_pages_pdf(path: Path | str, n: int) -> Path:
     return _write(path, buffer.getvalue())
 
 
+# --- hostile PDFs: hand-written object graphs that attack the parser rather than carry content -------------------
+_HELVETICA = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+_PAGE = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+         b"/Resources << /Font << /F1 %d 0 R >> >>%s >>")
+
+
+def _raw_pdf(objects: list[bytes]) -> bytes:
+    """A PDF from object bodies (object n is ``objects[n - 1]``; object 1 is the catalog), with a correct xref."""
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def _stream(data: bytes, compressed: bytes | None = None) -> bytes:
+    """A Flate-compressed stream object body (``compressed`` when the caller already compressed ``data``)."""
+    body = zlib.compress(data, 9) if compressed is None else compressed
+    return b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(body), body)
+
+
+def _one_page(contents: bytes, page_extra: bytes = b"") -> list[bytes]:
+    """Objects of a one-page PDF whose page (object 3) draws the stream body ``contents`` (object 4)."""
+    return [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            _PAGE % (4, 5, page_extra), contents, _HELVETICA]
+
+
+def cyclic_page_tree_pdf(path: Path | str) -> Path:
+    """Write a PDF whose page tree contains itself (/Kids points back at its own node): a naive walk never ends."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R 2 0 R] /Count 2 >>",
+               _PAGE % (4, 5, b""), _stream(b"BT /F1 12 Tf 72 720 Td (A page in a loop) Tj ET"), _HELVETICA]
+    return _write(path, _raw_pdf(objects))
+
+
+def page_tree_bomb_pdf(path: Path | str, depth: int = 9, fan_out: int = 10) -> Path:
+    """Write a 2 KB PDF claiming ``fan_out ** depth`` pages (10**9 by default): each page-tree node lists the
+    same child ``fan_out`` times, so flattening the tree naively takes forever and all memory."""
+    leaf = 2 + depth
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>"]
+    for level in range(depth):
+        kids = b" ".join([b"%d 0 R" % (3 + level)] * fan_out)
+        objects.append(b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, fan_out ** (depth - level)))
+    objects.append((_PAGE % (leaf + 1, leaf + 2, b"")).replace(b"/Parent 2 0 R", b"/Parent %d 0 R" % (leaf - 1)))
+    objects += [_stream(b"BT /F1 12 Tf 72 720 Td (One page, a billion times) Tj ET"), _HELVETICA]
+    return _write(path, _raw_pdf(objects))
+
+
+def deeply_nested_pdf(path: Path | str, depth: int = 100_000) -> Path:
+    """Write a PDF whose page dictionary holds an array nested ``depth`` levels deep ([[[...]]]), which blows the
+    stack of a recursive parser."""
+    nested = b" /Junk " + b"[" * depth + b"]" * depth
+    return _write(path, _raw_pdf(_one_page(_stream(b"BT /F1 12 Tf 72 720 Td (Deep) Tj ET"), nested)))
+
+
+def flate_bomb_pdf(path: Path | str, megabytes: int = 256) -> Path:
+    """Write a ~0.25 MB PDF whose page content inflates to ``megabytes`` MB (a "zip bomb")."""
+    packer = zlib.compressobj(9)
+    parts = [packer.compress(b"BT /F1 12 Tf 72 720 Td (Hello from the bomb) Tj ET\n")]
+    block = b" " * (1 << 20)
+    parts += [packer.compress(block) for _ in range(megabytes)]
+    parts.append(packer.flush())
+    return _write(path, _raw_pdf(_one_page(_stream(b"", b"".join(parts)))))
+
+
+def slow_pdf(path: Path | str, pages: int = 60, megabytes_per_page: int = 2) -> Path:
+    """Write a small PDF (a few KB) whose every page draws the same ``megabytes_per_page`` MB content stream of
+    text operators: reading it costs seconds of CPU per page and little memory (for time-limit tests)."""
+    operator = b"BT /F1 1 Tf 0 0 Td () Tj ET\n"
+    contents = _stream(operator * ((megabytes_per_page << 20) // len(operator)))
+    kids = b" ".join(b"%d 0 R" % (5 + i) for i in range(pages))
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+               contents, _HELVETICA] + [_PAGE % (3, 4, b"")] * pages
+    return _write(path, _raw_pdf(objects))
+
+
+def memory_hog_pdf(path: Path | str, megabytes: int = 70) -> Path:
+    """Write a ~0.2 MB PDF whose one page is ``megabytes`` MB of text operators (under pypdf's 75 MB inflate
+    limit): reading it takes about 400 MB of memory (for memory-limit tests)."""
+    operator = b"BT /F1 12 Tf 72 720 Td (word) Tj ET\n"
+    return _write(path, _raw_pdf(_one_page(_stream(operator * ((megabytes << 20) // len(operator))))))
+
+
 __all__ = [
     "broken_page_pdf",
     "ENCRYPTION_ALGORITHMS",
     "NOT_A_PDF_KINDS",
     "UNICODE_SAMPLE",
     "corrupt_pdf",
+    "cyclic_page_tree_pdf",
+    "deeply_nested_pdf",
     "empty_file",
     "empty_password_pdf",
+    "flate_bomb_pdf",
     "image_only_pdf",
     "many_pages_pdf",
+    "memory_hog_pdf",
     "mixed_scan_pdf",
     "not_a_pdf",
+    "page_tree_bomb_pdf",
     "password_pdf",
+    "slow_pdf",
     "text_pdf",
     "truncated_pdf",
     "two_column_pdf",

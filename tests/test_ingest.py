@@ -152,7 +152,8 @@ def test_ollama_down_gives_a_clear_error_and_writes_nothing(engine: Engine, tmp_
     events = _run(engine, [pf.text_pdf(tmp_path / "a.pdf", ANNUAL), pf.text_pdf(tmp_path / "b.pdf", HANDBOOK)])
     failure = [e for e in events if isinstance(e, Failure)]
     assert len(failure) == 1 and "ollama serve" in failure[0].message and fake_ollama.url in failure[0].message
-    assert not any(isinstance(e, FileStarted) and e.file_name == "b.pdf" for e in events)  # the run stopped
+    stopped = _final(events)["b.pdf"]  # the run stopped: b.pdf was not tried, and says so
+    assert isinstance(stopped, FileFailed) and stopped.kind == "stopped" and "add it again" in stopped.reason.lower()
     assert engine.store.documents(include_pending=True) == [] and engine.store.count_chunks() == 0
     assert not engine.store.files_dir.exists() or not any(engine.store.files_dir.iterdir())
 

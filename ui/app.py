@@ -3,6 +3,7 @@ at the cited page. Handlers translate engine events into Gradio updates; all eng
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,13 +32,32 @@ from ui import render
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 STAGES = {"rewriting": "Understanding the follow-up…", "rewritten": "Searching…", "retrieving": "Searching…",
           "reranking": "Ranking passages…", "generating": "Writing…"}
-CONCURRENCY = 4  # questions answered at once; Ollama queues the model calls, the engine work is light
+# The queue's limits, chosen on purpose (measured with bench/load.py, see docs/BENCHMARKS.md):
+# - questions (the chat and /ask share the "ask" group): 4 answered at once. The engine's part is light (~15 ms);
+#   the time goes to the chat model, and Ollama answers OLLAMA_NUM_PARALLEL requests per model at once (1 or 4,
+#   by version and memory) and queues the rest where nobody sees it. Four keeps every slot of a parallel Ollama
+#   busy; the fifth user waits in Gradio's queue, which shows their place, instead of in Ollama's, which shows
+#   nothing. More is not faster: the extra questions wait inside Ollama, unseen and in no particular order,
+#   which makes the slowest first tokens slower.
+# - ingestion (the upload box and /upload share the "ingest" group): 1 run at a time. A run already parses in
+#   parallel processes; two runs would compete for the same cores and the same embedding model, and the parser
+#   pool is not safe to share between threads.
+# - everything else (library, status, delete): the same limit of 4 each; they take milliseconds.
+# - at most 64 waiting events; beyond that Gradio refuses new ones with "queue full" rather than growing memory.
+CONCURRENCY = 4
+INGEST_CONCURRENCY = 1
+QUEUE_SIZE = 64
+UPLOAD_DELETE_AFTER_S = 3600  # uploads are copied into the index when they arrive; the upload itself goes after this
 
 
 def build(engine: Engine) -> gr.Blocks:
     """The app's page, wired to ``engine``."""
     s = engine.settings
-    with gr.Blocks(title="Pagewise · chat with your PDFs", fill_width=True) as demo:
+    # Gradio keeps every upload in its cache folder, by default /tmp/gradio: readable by other users, never emptied.
+    # Keep it inside the data folder instead, and have Gradio delete each upload an hour after it arrived.
+    os.environ["GRADIO_TEMP_DIR"] = str((s.data_dir / "uploads").resolve())
+    with gr.Blocks(title="Pagewise · chat with your PDFs", fill_width=True,
+                   delete_cache=(UPLOAD_DELETE_AFTER_S, UPLOAD_DELETE_AFTER_S)) as demo:
         with gr.Row(elem_id="pw-header"):
             gr.HTML(_header(), elem_id="pw-brand")
             status = gr.HTML(elem_id="pw-status-box")
@@ -115,12 +135,12 @@ def build(engine: Engine) -> gr.Blocks:
             yield render.upload_html(states), *_library_updates(engine, selected, added), None
 
         upload.upload(on_upload, [upload, scope], [upload_log, *library_outputs, upload], api_visibility="private",
-                      concurrency_limit=1, concurrency_id="ingest", show_progress="hidden")
+                      concurrency_limit=INGEST_CONCURRENCY, concurrency_id="ingest", show_progress="hidden")
 
         def api_upload(paths: list[str] | None) -> list[dict[str, Any]]:
             return _ingest_results(engine, paths or [])
 
-        api_trigger.click(api_upload, api_files, api_result, api_name="upload", concurrency_limit=1,
+        api_trigger.click(api_upload, api_files, api_result, api_name="upload", concurrency_limit=INGEST_CONCURRENCY,
                           concurrency_id="ingest")
 
         all_btn.click(lambda: gr.update(value=[d.doc_id for d in engine.documents()]), None, scope,
@@ -181,9 +201,10 @@ def build(engine: Engine) -> gr.Blocks:
             return [{"doc_id": d.doc_id, "file_name": d.file_name, "pages": d.pages, "chunks": d.chunks,
                      "added_at": d.added_at} for d in engine.documents()]
 
-        def ask(question: str, doc_ids: list[str] | None = None, think: bool = False) -> dict[str, Any]:
-            """Answer a question from the documents (all, or the given ids): answer, thinking, cited, other."""
-            return _ask_result(engine, question, doc_ids, AskOptions(think=think))
+        def ask(question: str, doc_ids: list[str] | None = None, think: bool = False) -> Iterator[dict[str, Any]]:
+            """Answer a question from the documents (all, or the given ids): answer, thinking, cited, other, error.
+            Streams (``client.submit``): each update has the answer so far; the last has ``done`` true."""
+            yield from _ask_stream(engine, question, doc_ids, AskOptions(think=think))
 
         def delete(doc: str) -> dict[str, Any]:
             """Remove a document by id or file name."""
@@ -222,7 +243,7 @@ def _answer(engine: Engine, message: str, history: list[dict[str, Any]], selecte
                     thought = {"role": "assistant", "content": "",
                                "metadata": {"title": "Thinking…", "status": "pending"}}
                     history.insert(len(history) - 1, thought)
-                thought["content"] += event.text
+                thought["content"] += render.streaming_html(event.text)  # the model's text is shown, never run
             elif isinstance(event, AnswerDelta):
                 if thought is not None and thought["metadata"]["status"] == "pending":
                     thought["metadata"] = {"title": f"Thought for {time.monotonic() - started:.0f} s",
@@ -232,8 +253,9 @@ def _answer(engine: Engine, message: str, history: list[dict[str, Any]], selecte
             elif isinstance(event, Sources):
                 answer["content"] = render.answer_html(text, event)
                 panel = render.sources_html(event, text)
-            elif isinstance(event, Failure):
-                answer["content"] += f"\n\n<span class='pw-error'>⚠ {render.streaming_html(event.message)}</span>"
+            elif isinstance(event, Failure):  # after a partial answer: it stays, marked as interrupted
+                note = f"<span class='pw-error'>⚠ {render.streaming_html(event.message)}</span>"
+                answer["content"] = f"{answer['content']}\n\n{note}" if text else note
             yield history, panel
     except RagError as exc:
         answer["content"] = f"<span class='pw-error'>⚠ {render.streaming_html(str(exc))}</span>"
@@ -254,25 +276,36 @@ def _conversation(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _ask_result(engine: Engine, question: str, doc_ids: list[str] | None, options: AskOptions) -> dict[str, Any]:
-    answer, thinking, sources, error = [], [], None, None
-    for event in engine.ask(question, (), doc_ids, options):
-        if isinstance(event, AnswerDelta):
-            answer.append(event.text)
-        elif isinstance(event, ThinkingDelta):
-            thinking.append(event.text)
-        elif isinstance(event, Sources):
-            sources = event
-        elif isinstance(event, Failure):
-            error = event.message
+def _ask_stream(engine: Engine, question: str, doc_ids: list[str] | None,
+                options: AskOptions) -> Iterator[dict[str, Any]]:
+    """The /ask API's updates: the answer and thinking so far after each piece, then the whole result (``done``)
+    with the cited and other passages and the error, if any (an interrupted answer keeps its text)."""
+    answer: list[str] = []
+    thinking: list[str] = []
+    sources: Sources | None = None
+    error: str | None = None
 
     def passage(p: Any) -> dict[str, Any]:
         return {"doc_id": p.doc_id, "file_name": p.file_name, "page": p.page_start, "text": p.text,
                 "char_start": p.char_start, "char_end": p.char_end, "score": p.score}
 
-    return {"answer": "".join(answer), "thinking": "".join(thinking), "error": error,
-            "cited": [{"number": c.number, **passage(c.passage)} for c in sources.cited] if sources else [],
-            "other": [passage(p) for p in sources.other] if sources else []}
+    def result(done: bool) -> dict[str, Any]:
+        return {"answer": "".join(answer), "thinking": "".join(thinking), "error": error, "done": done,
+                "cited": [{"number": c.number, **passage(c.passage)} for c in sources.cited] if sources else [],
+                "other": [passage(p) for p in sources.other] if sources else []}
+
+    for event in engine.ask(question, (), doc_ids, options):
+        if isinstance(event, AnswerDelta):
+            answer.append(event.text)
+            yield result(False)
+        elif isinstance(event, ThinkingDelta):
+            thinking.append(event.text)
+            yield result(False)
+        elif isinstance(event, Sources):
+            sources = event
+        elif isinstance(event, Failure):
+            error = event.message
+    yield result(True)
 
 
 # --- ingestion ----------------------------------------------------------------------------------------------------
@@ -375,12 +408,22 @@ def launch_options(settings: Settings, engine: Engine) -> dict[str, Any]:
     """Arguments for ``Blocks.launch``: address, login, limits, theme, CSS and the viewer's scripts."""
     gr.set_static_paths([str(ASSETS)])
     return {"server_name": settings.host, "server_port": settings.port, "auth": settings.logins or None,
-            "max_file_size": settings.max_upload_bytes, "allowed_paths": [str(engine.store.files_dir.resolve())],
+            "max_file_size": upload_ceiling(settings), "allowed_paths": [str(engine.store.files_dir.resolve())],
             "theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
             "css_paths": [str(ASSETS / "style.css")], "head": head(engine), "favicon_path": str(ASSETS / "logo.svg"),
             "footer_links": ["api"]}
 
 
+def upload_ceiling(settings: Settings) -> int:
+    """Bytes the web server accepts per uploaded file: twice RAG_MAX_UPLOAD_MB.
+
+    A file over the limit but under this ceiling reaches the engine, which refuses it with its own message (naming
+    the file, its size and the setting) while the other files of the same drop are indexed; the browser refuses a
+    whole drop that holds a larger file, so anything bigger never reaches the disk.
+    """
+    return 2 * settings.max_upload_bytes
+
+
 def queue(demo: gr.Blocks) -> gr.Blocks:
-    """Turn the queue on with deliberate limits: ingestion one run at a time, a few questions at once."""
-    return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
+    """Turn the queue on with the deliberate limits above: ingestion one run at a time, a few questions at once."""
+    return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
