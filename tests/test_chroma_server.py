@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
+import gradio as gr
 import pytest
 
 from rag.config import Settings
@@ -15,6 +16,7 @@ from rag.events import AnswerDelta, FileFailed, FileIndexed, Sources
 from tests import pdf_factory as pf
 from tests.chroma_server import ChromaServer, free_port
 from tests.fake_ollama import FakeOllama
+from ui.app import _library_updates
 
 ACME = ["Acme Corporation annual report for fiscal 2022.",
         "Revenue grew to 41 million dollars in fiscal 2022, driven by sales of rocket skates."]
@@ -92,6 +94,8 @@ def test_the_server_going_away_is_a_clear_error_and_the_app_recovers(tmp_path: P
             engine.documents()
         health = engine.health()
         assert any("Chroma server" in p for p in health.problems)
+        # The web page keeps its library as it was (and warns) instead of failing to load.
+        assert _library_updates(engine, None) == (gr.update(),) * 4
         # An upload meanwhile fails with the same message and leaves nothing behind.
         failed = [e for e in engine.ingest([pf.text_pdf(tmp_path / "zephyr.pdf", ZEPHYR)])
                   if isinstance(e, FileFailed)]

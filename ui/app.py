@@ -352,8 +352,13 @@ def _ingest_results(engine: Engine, paths: list[str]) -> list[dict[str, Any]]:
 
 def _library_updates(engine: Engine, selected: list[str] | None, add: list[str] | None = None) -> tuple[Any, ...]:
     """Table, scope choices (kept selection; new documents added; all when nothing was chosen yet), delete list,
-    and the chat's example questions."""
-    docs = engine.documents()
+    and the chat's example questions. If the index can't be read (a Chroma server away), they stay as they are and
+    a warning says why; the status badge says it too."""
+    try:
+        docs = engine.documents()
+    except RagError as exc:
+        gr.Warning(str(exc))
+        return (gr.update(),) * 4
     ids = [d.doc_id for d in docs]
     value = ids if selected is None else [i for i in selected if i in ids] + [i for i in add or [] if i in ids
                                                                               and i not in selected]
