@@ -23,6 +23,8 @@ from rag.store import Store
 
 log = logging.getLogger(__name__)
 
+_OTHER_CHAT_MODELS = 4  # chat models typed in the settings, besides the default, kept ready
+
 
 class Engine:
     """Chat-with-your-PDFs engine: ingest, list, delete (and, built on these, ask)."""
@@ -66,14 +68,19 @@ class Engine:
         return self._chat
 
     def chat_for(self, model_id: str | None) -> Any:
-        """The chat model called ``model_id`` (the default one when empty), created once and then reused."""
+        """The chat model called ``model_id`` (the default one when empty), created once and then reused; the
+        few most recently used other models are kept."""
         if not model_id or model_id == self.settings.chat_model:
             return self.chat
-        if model_id not in self._chats:
+        model = self._chats.pop(model_id, None)
+        if model is None:
             from rag.llm import make_chat_model
 
-            self._chats[model_id] = make_chat_model(self.settings.with_(chat_model=model_id))
-        return self._chats[model_id]
+            model = make_chat_model(self.settings.with_(chat_model=model_id))
+        self._chats[model_id] = model  # most recent last
+        while len(self._chats) > _OTHER_CHAT_MODELS:
+            self._chats.pop(next(iter(self._chats)))
+        return model
 
     def health(self, chat_model: str | None = None) -> Health:
         """Check that the embedding and chat models can be used; each problem comes with its fix."""

@@ -372,3 +372,11 @@ def test_cli_ask_streams_answer_then_sources(library: dict[str, str], settings: 
     assert cli_main(["ask", "What dividend per share did the board approve?"]) == 0
     out = capsys.readouterr().out
     assert "3 cents" in out and "Sources:" in out and "[1] acme.pdf, p. 3" in out
+
+
+def test_other_chat_models_are_reused_and_bounded(engine: Engine) -> None:
+    first = engine.chat_for("qwen3:4b")
+    assert engine.chat_for("qwen3:4b") is first and engine.chat_for(None) is engine.chat
+    for i in range(10):
+        engine.chat_for(f"other-model:{i}")
+    assert len(engine._chats) == 4 and "other-model:9" in engine._chats and "qwen3:4b" not in engine._chats
