@@ -47,9 +47,9 @@ from rag.config import Settings  # noqa: E402
 from rag.embeddings import Embedder, make_embedder  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from rag.events import FileFailed, FileIndexed  # noqa: E402
-from rag.models import Chunk, DocumentInfo, Page, ParsedDocument  # noqa: E402
+from rag.models import DocumentInfo, Page, ParsedDocument  # noqa: E402
 from rag.retrieval import fuse, hybrid_search  # noqa: E402
-from rag.store import Store, chunk_id  # noqa: E402
+from rag.store import Store, split_chunk_id  # noqa: E402
 
 EVALDATA = ROOT.parent / "shared" / "evaldata"
 DEFAULT_CACHE = ROOT / "bench" / ".cache"
@@ -158,12 +158,7 @@ def financebench(folder: Path, limit_docs: int) -> tuple[list[Path], list[Questi
 def rebuild_lexical(store: Store, doc_ids: Sequence[str]) -> None:
     """Re-tokenize stored chunks into the BM25 index (cheap; picks up tokenizer changes without re-embedding)."""
     for doc_id in doc_ids:
-        got = store.chunks.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
-        chunks = [Chunk(int(m["index"]), t, int(m["page_start"]), int(m["page_end"]), int(m["char_start"]),
-                        int(m["char_end"]), str(m.get("context", "")))
-                  for t, m in zip(got["documents"], got["metadatas"], strict=True)]
-        chunks.sort(key=lambda c: c.index)
-        store.lexical.add(doc_id, [chunk_id(doc_id, c.index) for c in chunks], [c.embed_text for c in chunks])
+        store.lexical.add(doc_id, *store.chunk_texts(doc_id))
 
 
 # --- ours -----------------------------------------------------------------------------------------------------------
@@ -345,7 +340,7 @@ def scifact(folder: Path, settings: Settings, embedder: Embedder, fusions: list[
     pool = max(settings.candidate_pool, 3 * TOP)
     results = {
         "dense": metrics(lambda q: [p.doc_id for p in store.query(memo.embed_query(q), pool, ids)]),
-        "bm25": metrics(lambda q: [cid.rsplit(":", 1)[0] for cid, _ in store.lexical.search(q, pool, ids)]),
+        "bm25": metrics(lambda q: [split_chunk_id(cid)[0] for cid, _ in store.lexical.search(q, pool, ids)]),
     }
     for weights in fusions:
         results[f"hybrid {weights[0]:g}/{weights[1]:g}"] = metrics(

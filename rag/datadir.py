@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from pathlib import Path
+from typing import Callable
 
 from rag.errors import StoreError
 
@@ -32,6 +34,19 @@ def check_writable(folder: Path) -> None:
             probe.unlink(missing_ok=True)
         except OSError:
             pass  # nothing was written, or the folder went read-only meanwhile: nothing to clean up
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Make ``path`` by ``write``-ing a temporary file beside it and renaming that, so no reader, in this process or
+    another, ever sees half a file; on failure (a full disk) the partial copy is removed and the error goes on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def is_fatal(exc: BaseException) -> bool:

@@ -43,6 +43,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from rag.datadir import atomic_write
+
 log = logging.getLogger(__name__)
 
 K1 = 1.5
@@ -151,14 +153,15 @@ def _write(path: Path, counts: _Counts) -> None:
     arrays = {"ids": counts.ids, "lengths": _narrow(counts.lengths), "keys": counts.keys,
               "sizes": _narrow(np.diff(counts.indptr)), "rows": counts.rows, "tf": counts.tf}
     header = json.dumps({"format": _FORMAT, "arrays": [[name, a.dtype.str, len(a)] for name, a in arrays.items()]})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with tmp.open("wb") as fh:
-        at = fh.write(_MAGIC + len(header).to_bytes(4, "little") + header.encode("utf-8"))
-        for a in arrays.values():
-            at += fh.write(bytes(-at % 8))  # each array 8-byte aligned
-            at += fh.write(np.ascontiguousarray(a).tobytes())
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as fh:
+            at = fh.write(_MAGIC + len(header).to_bytes(4, "little") + header.encode("utf-8"))
+            for a in arrays.values():
+                at += fh.write(bytes(-at % 8))  # each array 8-byte aligned
+                at += fh.write(np.ascontiguousarray(a).tobytes())
+
+    atomic_write(path, write)
 
 
 def _read(path: Path) -> _Counts:

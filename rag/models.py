@@ -44,7 +44,12 @@ class Chunk:
     @property
     def embed_text(self) -> str:
         """What the embedder and the lexical index see: the header, then the text."""
-        return f"{self.context}\n{self.text}" if self.context else self.text
+        return indexed_text(self.context, self.text)
+
+
+def indexed_text(context: str, text: str) -> str:
+    """A chunk as the embedder and the lexical index see it: its header (if any), then its text."""
+    return f"{context}\n{text}" if context else text
 
 
 @dataclass(frozen=True)

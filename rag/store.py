@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rag.config import Settings
-from rag.datadir import check_writable
+from rag.datadir import atomic_write, check_writable
 from rag.errors import StoreError
 from rag.lexical import LexicalIndex
-from rag.models import Chunk, DocumentInfo, Passage
+from rag.models import Chunk, DocumentInfo, Passage, indexed_text
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Store:
         check_writable(settings.data_dir)  # a read-only folder or a full disk: say so now, not mid-ingest
         self.client = client if client is not None else open_client(settings)
         self.files_dir = settings.data_dir / "files"
-        self.lexical = LexicalIndex(settings.data_dir / "lexical" / index_name, source=self._chunk_texts)
+        self.lexical = LexicalIndex(settings.data_dir / "lexical" / index_name, source=self.chunk_texts)
         self.vectors_dir = settings.data_dir / "vectors" / index_name
         self._matrices: dict[str, tuple[tuple[int, int], Any]] = {}  # doc_id -> (file stamp, memory-mapped rows)
         self._matrices_lock = threading.Lock()
@@ -163,7 +163,7 @@ class Store:
                             "char_end": c.char_end, "context": c.context} for c in batch],
             )
             self._heartbeat(doc_id)
-        self._save_vectors(doc_id, chunks, vectors)
+        self._save_vectors(doc_id, [c.index for c in chunks], vectors)
         self.lexical.add(doc_id, [chunk_id(doc_id, c.index) for c in chunks], [c.embed_text for c in chunks])
 
     def commit(self, info: DocumentInfo) -> None:
@@ -200,16 +200,9 @@ class Store:
 
     def save_file(self, doc_id: str, source: Path) -> Path:
         """Keep a copy of the original PDF for the viewer (written atomically)."""
-        self.files_dir.mkdir(parents=True, exist_ok=True)
         target = self.file_path(doc_id)
         if not target.exists():
-            tmp = target.with_suffix(f".{os.getpid()}.tmp")
-            try:
-                shutil.copyfile(source, tmp)
-                os.replace(tmp, target)
-            except OSError:
-                tmp.unlink(missing_ok=True)  # e.g. a full disk: leave no partial copy behind
-                raise
+            atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
         return target
 
     # --- search -----------------------------------------------------------------------------------------------
@@ -232,8 +225,8 @@ class Store:
         out: dict[str, float] = {}
         rows: dict[str, list[tuple[str, int]]] = {}
         for cid in chunk_ids:
-            doc_id, _, index = cid.rpartition(":")
-            rows.setdefault(doc_id, []).append((cid, int(index)))
+            doc_id, index = split_chunk_id(cid)
+            rows.setdefault(doc_id, []).append((cid, index))
         missing: list[str] = []
         for doc_id, wanted in rows.items():
             matrices = self._matrices_for([doc_id])
@@ -276,7 +269,7 @@ class Store:
                             ) -> list[tuple[str, float]] | None:
         """HNSW search of the whole collection; None if a chunk outside ``scope`` came back (then filter)."""
         found = _hits(self.chunks.query(query_embeddings=[list(vector)], n_results=k, include=["distances"]))
-        return found if all(cid.rpartition(":")[0] in scope for cid, _ in found) else None
+        return found if all(split_chunk_id(cid)[0] in scope for cid, _ in found) else None
 
     def _nearest_filtered(self, vector: Sequence[float], k: int, scope: Sequence[str]) -> list[tuple[str, float]]:
         """HNSW search through Chroma's ``where`` filter on ``doc_id`` (slow on large collections)."""
@@ -331,26 +324,22 @@ class Store:
                 out.append((doc_id, cached[1]))
         return out
 
-    def _save_vectors(self, doc_id: str, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
+    def _save_vectors(self, doc_id: str, indices: Sequence[int], vectors: Sequence[Sequence[float]]) -> None:
         """Keep the document's normalised vectors for exact scoped search (row i is the chunk of index i)."""
         import numpy as np
 
         path = self._vectors_path(doc_id)
-        if not chunks or [c.index for c in chunks] != list(range(len(chunks))):
+        if not indices or list(indices) != list(range(len(indices))):
             path.unlink(missing_ok=True)  # rows wouldn't map to chunk ids: this document uses Chroma's filter
             return
         matrix = np.asarray(vectors, dtype=np.float32)
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         matrix /= np.where(norms > 0, norms, 1.0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        try:
-            with tmp.open("wb") as fh:
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as fh:  # np.save would add ".npy" to a path
                 np.save(fh, matrix)
-            os.replace(tmp, path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
+
+        atomic_write(path, write)
 
     def _fetch_vectors(self, doc_id: str) -> bool:
         """Write the vector file of a document indexed elsewhere (another app instance, an older version) from
@@ -359,18 +348,15 @@ class Store:
         if not got["ids"]:
             return False
         rows = sorted(zip(got["metadatas"], got["embeddings"], strict=True), key=lambda r: int(r[0]["index"]))
-        if [int(m["index"]) for m, _ in rows] != list(range(len(rows))):
-            return False
-        chunks = [Chunk(int(m["index"]), "", 0, 0, 0, 0) for m, _ in rows]
-        self._save_vectors(doc_id, chunks, [e for _, e in rows])
+        self._save_vectors(doc_id, [int(m["index"]) for m, _ in rows], [e for _, e in rows])
         return self._vectors_path(doc_id).exists()
 
-    def _chunk_texts(self, doc_id: str) -> tuple[list[str], list[str]]:
+    def chunk_texts(self, doc_id: str) -> tuple[list[str], list[str]]:
         """A document's chunk ids and the text BM25 indexes (header and text), read from Chroma, in order."""
         got = self.chunks.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
         rows = sorted(zip(got["ids"], got["documents"], got["metadatas"], strict=True),
                       key=lambda r: int(r[2]["index"]))
-        texts = [Chunk(0, text, 0, 0, 0, 0, str(meta.get("context", ""))).embed_text for _, text, meta in rows]
+        texts = [indexed_text(str(meta.get("context", "")), text) for _, text, meta in rows]
         return [cid for cid, _, _ in rows], texts
 
     def _vectors_path(self, doc_id: str) -> Path:
@@ -401,6 +387,12 @@ class Store:
 def chunk_id(doc_id: str, index: int) -> str:
     """The id of a chunk in the vector store."""
     return f"{doc_id}:{index}"
+
+
+def split_chunk_id(cid: str) -> tuple[str, int]:
+    """(doc_id, index) of a chunk id."""
+    doc_id, _, index = cid.rpartition(":")
+    return doc_id, int(index)
 
 
 def _hits(got: dict[str, Any]) -> list[tuple[str, float]]:
