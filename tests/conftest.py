@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -95,3 +95,23 @@ def engine(settings: Settings) -> Iterator[Engine]:
     eng = Engine(settings)
     yield eng
     eng.close()
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright never downloads a browser here
+
+
+@pytest.fixture
+def browser_page() -> Iterator[Any]:
+    """A fresh headless Chromium page (Debian's /usr/bin/chromium driven by Playwright); dialogs are recorded in
+    ``page.dialogs`` and dismissed."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.dialogs = []
+        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+        yield page
+        browser.close()

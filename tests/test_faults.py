@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
@@ -71,33 +71,26 @@ def test_hostile_structures_fail_alone_with_specific_reasons(engine: Engine, tmp
     assert sorted(d.file_name for d in engine.documents()) == ["acme.pdf", "zephyr.pdf"]
 
 
-def test_a_pdf_that_takes_too_long_is_stopped_while_the_rest_index(settings: Settings, tmp_path: Path) -> None:
-    engine = Engine(settings.with_(parse_timeout=2))  # the slow PDF needs a minute or more of CPU
+@pytest.mark.parametrize("cap", [
+    # The slow PDF needs a minute or more of CPU.
+    ("parse_timeout", 2, pf.slow_pdf, TIME_LIMIT, ["longer than 2 s", "RAG_PARSE_TIMEOUT"]),
+    # The hog needs ~400 MB; a plain PDF ~60 MB.
+    pytest.param(("parse_memory_mb", 250, pf.memory_hog_pdf, MEMORY_LIMIT, ["250 MB", "RAG_PARSE_MEMORY_MB"]),
+                 marks=pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                          reason="the memory cap uses RLIMIT_AS (Linux)")),
+], ids=["time", "memory"])
+def test_a_pdf_over_a_reader_cap_is_stopped_while_the_rest_index(settings: Settings, tmp_path: Path,
+                                                                 cap: tuple[Any, ...]) -> None:
+    setting, limit, make_pdf, kind, says = cap
+    engine = Engine(settings.with_(**{setting: limit}))
     try:
-        files = [pf.text_pdf(tmp_path / "acme.pdf", ACME), pf.slow_pdf(tmp_path / "slow.pdf"),
+        files = [pf.text_pdf(tmp_path / "acme.pdf", ACME), make_pdf(tmp_path / "hostile.pdf"),
                  pf.text_pdf(tmp_path / "zephyr.pdf", ZEPHYR)]
         results = final(list(engine.ingest(files)))
-        assert results["slow.pdf"].kind == TIME_LIMIT
-        assert "longer than 2 s" in results["slow.pdf"].reason and "RAG_PARSE_TIMEOUT" in results["slow.pdf"].reason
+        assert results["hostile.pdf"].kind == kind
+        assert all(words in results["hostile.pdf"].reason for words in says)
         assert results["acme.pdf"].status == "indexed" and results["zephyr.pdf"].status == "indexed"
-        # The killed reader was replaced: the next file reads as usual.
-        more = final(list(engine.ingest([pf.text_pdf(tmp_path / "more.pdf", LONG)])))
-        assert more["more.pdf"].status == "indexed"
-    finally:
-        engine.close()
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the memory cap uses RLIMIT_AS (Linux)")
-def test_a_pdf_that_needs_too_much_memory_is_stopped_while_the_rest_index(settings: Settings,
-                                                                          tmp_path: Path) -> None:
-    engine = Engine(settings.with_(parse_memory_mb=250))  # the hog needs ~400 MB; a plain PDF ~60 MB
-    try:
-        files = [pf.text_pdf(tmp_path / "acme.pdf", ACME), pf.memory_hog_pdf(tmp_path / "hog.pdf"),
-                 pf.text_pdf(tmp_path / "zephyr.pdf", ZEPHYR)]
-        results = final(list(engine.ingest(files)))
-        assert results["hog.pdf"].kind == MEMORY_LIMIT
-        assert "250 MB" in results["hog.pdf"].reason and "RAG_PARSE_MEMORY_MB" in results["hog.pdf"].reason
-        assert results["acme.pdf"].status == "indexed" and results["zephyr.pdf"].status == "indexed"
+        # The stopped reader was replaced: the next file reads as usual.
         more = final(list(engine.ingest([pf.text_pdf(tmp_path / "more.pdf", LONG)])))
         assert more["more.pdf"].status == "indexed"
     finally:
@@ -260,25 +253,6 @@ def test_api_keeps_the_partial_answer_of_an_interrupted_stream(settings: Setting
 
 
 # --- in the browser -------------------------------------------------------------------------------------------------
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture
-def browser_page() -> Iterator[Any]:
-    """A fresh headless Chromium page (Debian's /usr/bin/chromium driven by Playwright)."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.dialogs = []
-        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
-        yield page
-        browser.close()
-
-
 def test_the_chat_keeps_a_partial_answer_and_says_it_was_interrupted(settings: Settings, library: Engine,
                                                                     fake_ollama: FakeOllama,
                                                                     browser_page: Any) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -22,7 +22,6 @@ from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama, default_responder
 from tests.live_app import LiveApp
 
-CHROMIUM = "/usr/bin/chromium"
 HANDBOOK = ["Employee handbook of the Zephyr Institute. Welcome to the team.",
             "Vacation policy: every employee receives 30 days of paid leave each year.",
             "Parking rules: the north garage is free for cyclists."]
@@ -179,22 +178,6 @@ def evil_responder(body: dict[str, Any]) -> tuple[str, str]:
     """The stand-in's usual answer, with markup that would run if the page rendered it as HTML."""
     thinking, content = default_responder(body)
     return f"{thinking} {EVIL}", f"{EVIL} {content} <b onmouseover=alert(3)>bold</b> [1]"
-
-
-@pytest.fixture
-def browser_page() -> Iterator[Any]:
-    """A fresh headless Chromium page (Debian's /usr/bin/chromium driven by Playwright); dialogs are recorded."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.dialogs = []
-        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
-        yield page
-        browser.close()
 
 
 def test_html_and_script_in_the_models_output_stay_inert(settings: Settings, tmp_path: Path,
