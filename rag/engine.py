@@ -100,11 +100,12 @@ class Engine:
             except ModelError as exc:
                 if str(exc) not in problems:
                     problems.append(str(exc))
-        if self.backends is None:
-            return Health(self.embedder.describe, chat.describe, problems, loading=list(loading.values()),
-                          index=self.embedder.index_name)
-        return Health(self.embedder.model_id, chat.model_id, problems, backend=self.backends.summary,
-                      loading=list(loading.values()), index=self.embedder.index_name)
+        if self.backends is None:  # models given by the caller: each says where it runs
+            embedder, answers, backend = self.embedder.describe, chat.describe, ""
+        else:
+            embedder, answers, backend = self.embedder.model_id, chat.model_id, self.backends.summary
+        return Health(embedder, answers, problems, backend=backend, loading=list(loading.values()),
+                      index=self.embedder.index_name)
 
     def warm_up(self, background: bool = True) -> threading.Thread | None:
         """Load the in-process models now (downloading them on first use) rather than on the first question.

@@ -218,10 +218,7 @@ class Store:
 
     def dense_scores(self, vector: Sequence[float], chunk_ids: Sequence[str]) -> dict[str, float]:
         """Cosine similarity of ``vector`` to each of the given chunks (those that exist)."""
-        import numpy as np
-
-        q = np.asarray(vector, dtype=np.float32)
-        q = q / (float(np.linalg.norm(q)) or 1.0)
+        q = _unit(vector)
         out: dict[str, float] = {}
         rows: dict[str, list[tuple[str, int]]] = {}
         for cid in chunk_ids:
@@ -240,8 +237,7 @@ class Store:
         if missing:
             got = self.chunks.get(ids=missing, include=["embeddings"])
             for cid, emb in zip(got["ids"], got["embeddings"], strict=True):
-                v = np.asarray(emb, dtype=np.float32)
-                out[cid] = float(v @ q) / (float(np.linalg.norm(v)) or 1.0)
+                out[cid] = float(_unit(emb) @ q)
         return out
 
     def query(self, vector: Sequence[float], k: int, doc_ids: Sequence[str] | None = None) -> list[Passage]:
@@ -286,10 +282,9 @@ class Store:
         if matrices is None:
             return None
         rows = sum(m.shape[0] for _, m in matrices)
-        q = np.asarray(vector, dtype=np.float32)
+        q = _unit(vector)
         if rows == 0 or rows > _EXACT_SCAN_LIMIT or any(m.shape[1] != q.shape[0] for _, m in matrices):
             return None
-        q = q / (float(np.linalg.norm(q)) or 1.0)
         # einsum is single-threaded SIMD: steadier than a threaded BLAS gemv on small, memory-bound products.
         scores = np.concatenate([np.einsum("ij,j->i", m, q) for _, m in matrices])
         owners = np.repeat(np.arange(len(matrices)), [m.shape[0] for _, m in matrices])
@@ -393,6 +388,14 @@ def split_chunk_id(cid: str) -> tuple[str, int]:
     """(doc_id, index) of a chunk id."""
     doc_id, _, index = cid.rpartition(":")
     return doc_id, int(index)
+
+
+def _unit(vector: Sequence[float]) -> Any:
+    """``vector`` as a float32 array of length 1 (a zero vector stays zero)."""
+    import numpy as np
+
+    v = np.asarray(vector, dtype=np.float32)
+    return v / (float(np.linalg.norm(v)) or 1.0)
 
 
 def _hits(got: dict[str, Any]) -> list[tuple[str, float]]:
