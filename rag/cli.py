@@ -22,6 +22,7 @@ from rag.events import (
     Progress,
     Sources,
     ThinkingDelta,
+    sources_record,
 )
 
 
@@ -127,7 +128,6 @@ def _ingest(engine: Any, args: argparse.Namespace) -> int:
 
 def _ask(engine: Any, args: argparse.Namespace) -> int:
     import json
-    from dataclasses import asdict
 
     from rag.answer import AskOptions
 
@@ -159,10 +159,7 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
             _err(f"(searching for: {event.detail})")
     if args.json:
         payload = {"question": args.question, "answer": "".join(answer), "thinking": "".join(thinking),
-                   "query": sources.query if sources else args.question,
-                   "cited": [{"number": c.number, **asdict(c.passage)} for c in sources.cited] if sources else [],
-                   "other": [asdict(p) for p in sources.other] if sources else [],
-                   "dropped_citations": sources.dropped_citations if sources else 0, "error": failure}
+                   **sources_record(sources), "error": failure}
         _out(json.dumps(payload, ensure_ascii=False, indent=2))
         return 1 if failure else 0
     _write("\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from rag.models import Citation, Passage
 
@@ -103,6 +104,21 @@ class Sources:
     other: list[Passage]
     dropped_citations: int = 0
     query: str = ""
+
+
+def passage_record(p: Passage) -> dict[str, Any]:
+    """A passage as the CLI's ``--json`` and the ``/ask`` API give it (a chunk never crosses a page: one page)."""
+    return {"doc_id": p.doc_id, "file_name": p.file_name, "title": p.title, "page": p.page_start, "text": p.text,
+            "char_start": p.char_start, "char_end": p.char_end, "score": p.score}
+
+
+def sources_record(sources: Sources | None) -> dict[str, Any]:
+    """The sources of an answer as the CLI's ``--json`` and the ``/ask`` API give them (empty before they come)."""
+    if sources is None:
+        return {"query": "", "cited": [], "other": [], "dropped_citations": 0}
+    return {"query": sources.query,
+            "cited": [{"number": c.number, **passage_record(c.passage)} for c in sources.cited],
+            "other": [passage_record(p) for p in sources.other], "dropped_citations": sources.dropped_citations}
 
 
 IngestEvent = FileStarted | PagesParsed | ChunksMade | Embedded | FileIndexed | FileFailed | Failure

@@ -357,7 +357,7 @@ def test_cli_ask_json(library: dict[str, str], settings: Settings, monkeypatch: 
     assert cli_main(["ask", "How many days of paid vacation leave does an employee receive?", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert "30 days" in payload["answer"] and payload["thinking"]
-    assert payload["cited"][0]["file_name"] == "zephyr.pdf" and payload["cited"][0]["page_start"] == 2
+    assert payload["cited"][0]["file_name"] == "zephyr.pdf" and payload["cited"][0]["page"] == 2
 
     assert cli_main(["ask", "How many days of paid vacation leave does an employee receive?",
                      "--doc", "acme.pdf", "--no-think"]) == 0

@@ -233,6 +233,7 @@ def test_api_upload_list_ask_delete(app: App, tmp_path: Path) -> None:
     result = client.predict("How high is a geostationary orbit?", [orbit["doc_id"]], False, api_name="/ask")
     assert "35786" in result["answer"] and result["cited"][0]["page"] == 2
     assert result["cited"][0]["file_name"] == "orbit notes.pdf" and result["error"] is None
+    assert result["query"] == "How high is a geostationary orbit?" and result["dropped_citations"] == 0
 
     removed = client.predict(orbit["doc_id"], api_name="/delete")
     assert removed["file_name"] == "orbit notes.pdf"

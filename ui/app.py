@@ -25,6 +25,7 @@ from rag.events import (
     Progress,
     Sources,
     ThinkingDelta,
+    sources_record,
 )
 from rag.ingest import SourceFile
 from ui import render
@@ -285,14 +286,9 @@ def _ask_stream(engine: Engine, question: str, doc_ids: list[str] | None,
     sources: Sources | None = None
     error: str | None = None
 
-    def passage(p: Any) -> dict[str, Any]:
-        return {"doc_id": p.doc_id, "file_name": p.file_name, "page": p.page_start, "text": p.text,
-                "char_start": p.char_start, "char_end": p.char_end, "score": p.score}
-
     def result(done: bool) -> dict[str, Any]:
-        return {"answer": "".join(answer), "thinking": "".join(thinking), "error": error, "done": done,
-                "cited": [{"number": c.number, **passage(c.passage)} for c in sources.cited] if sources else [],
-                "other": [passage(p) for p in sources.other] if sources else []}
+        return {"answer": "".join(answer), "thinking": "".join(thinking), **sources_record(sources), "error": error,
+                "done": done}
 
     for event in engine.ask(question, (), doc_ids, options):
         if isinstance(event, AnswerDelta):
