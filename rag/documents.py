@@ -54,7 +54,16 @@ def sniff(data: bytes, file_name: str) -> None:
 
 
 def clean_text(text: str) -> str:
-    """Repair common extraction noise: ligatures, soft hyphens, words hyphenated at line ends, runs of spaces."""
+    """Repair common extraction noise: ligatures, soft hyphens, words hyphenated at line ends, runs of spaces,
+    and table rows torn into one cell per line.
+
+    Some PDF generators (common in financial filings) draw every table cell as its own text object, and pypdf
+    puts each on its own line with blank lines between: "Depreciation and amortization", "1,488", "1,544",
+    "1,474". A line that holds only a figure (a number, a bracketed or signed one, a percentage, a currency sign
+    or a dash) is joined to the line before it, so the row reads "Depreciation and amortization 1,488 1,544
+    1,474" again: the label and its figures then stay in one chunk, a chunk holds more of the table, and a
+    column heading line ("(Millions) 2018 2017 2016") keeps its years together.
+    """
     text = unicodedata.normalize("NFKC", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00ad", "")
     text = _CONTROL.sub("", text)
@@ -62,6 +71,7 @@ def clean_text(text: str) -> str:
     text = _HYPHEN_BREAK.sub(r"\1\2", text)
     text = _SPACES.sub(" ", text)
     text = _SPACE_AROUND_NEWLINE.sub("\n", text)
+    text = _CELL_BREAK.sub(" ", text)
     text = _MANY_NEWLINES.sub("\n\n", text)
     return text.strip()
 
@@ -71,6 +81,8 @@ _HYPHEN_BREAK = re.compile(r"(\w)-\n(?=[a-z])(\w)")
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 _SPACE_AROUND_NEWLINE = re.compile(r" *\n *")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
+_FIGURE = r"(?:[$€£¥] ?)?\(?[-−–—]?[$€£¥]?\d[\d,]*(?:\.\d+)?\)?(?: ?%)?|[$€£¥%−–—-]"
+_CELL_BREAK = re.compile(rf"(?<=\S)\n+(?=(?:{_FIGURE})(?:\n|$))")  # line breaks before a line that is one figure
 
 
 def title_from_file_name(file_name: str) -> str:
@@ -196,9 +208,11 @@ def _title(reader, file_name: str) -> str:  # noqa: ANN001 - pypdf.PdfReader
         title = (meta.title or "").strip() if meta else ""
     except Exception:  # noqa: BLE001 - broken metadata is common and harmless
         return fallback
-    # Metadata titles are often junk ("untitled", "Microsoft Word - x.docx", a temp file name).
+    # Metadata titles are often junk ("untitled", "Microsoft Word - x.docx", a temp file name, or a filing number
+    # such as "0000078003-22-000027", which has hardly a letter).
     if len(title) < 4 or len(title) > 200 or title.lower() in {"untitled", "title", "document"} or \
-            re.search(r"\.(docx?|indd|tmp|pdf)$|^microsoft word", title, re.I):
+            re.search(r"\.(docx?|indd|tmp|pdf)$|^microsoft word", title, re.I) or \
+            len(re.findall(r"[^\W\d_]", title)) < 3:
         return fallback
     return f"{fallback} — {title}" if fallback.lower() not in title.lower() else title
 

@@ -129,6 +129,26 @@ def text_pdf(path: Path | str, pages: list[str], title: str | None = None) -> Pa
     return _write(path, _text_pdf_bytes(pages, title))
 
 
+def table_pdf(path: Path | str, caption: str, rows: list[list[str]]) -> Path:
+    """A page with a caption and a table drawn cell by cell (each cell its own text object, as many financial
+    filings are typeset), which pypdf extracts one cell per line."""
+    font = _register_font()
+    buffer = io.BytesIO()
+    canvas = Canvas(buffer, pagesize=A4, invariant=1)
+    _blank_metadata(canvas)
+    canvas.setFont(font, FONT_SIZE)
+    y = PAGE_HEIGHT - MARGIN - FONT_SIZE
+    canvas.drawString(MARGIN, y, caption)
+    for row in rows:
+        y -= 1.6 * FONT_SIZE
+        canvas.drawString(MARGIN, y, row[0])
+        for i, cell in enumerate(row[1:]):
+            canvas.drawRightString(PAGE_WIDTH - MARGIN - 70 * (len(row) - 2 - i), y, cell)
+    canvas.showPage()
+    canvas.save()
+    return _write(path, buffer.getvalue())
+
+
 def two_column_pdf(path: Path | str, left: str, right: str, *, interleaved: bool = False) -> Path:
     """Write a one-page PDF with two columns of wrapped text side by side.
 

@@ -26,6 +26,16 @@ def test_pages_are_numbered_from_one(tmp_path: Path) -> None:
     assert doc.title == "Fruit Facts Handbook"  # the file name "fruit" is already part of it
 
 
+@pytest.mark.parametrize(("meta", "expected"), [
+    ("Q1 2023 8-K - Exhibit 99.1", "Acme Q1 — Q1 2023 8-K - Exhibit 99.1"),  # a real title: kept after the file name
+    ("0000078003-22-000027", "Acme Q1"),  # a filing number, not a title
+    ("Microsoft Word - F20_10K_VFinal.docx", "Acme Q1"),
+    ("untitled", "Acme Q1"),
+])
+def test_metadata_title_kept_only_when_it_reads_as_one(tmp_path: Path, meta: str, expected: str) -> None:
+    assert load_pdf(pf.text_pdf(tmp_path / "Acme_Q1.pdf", PAGES, title=meta)).title == expected
+
+
 def test_unicode_text_survives(tmp_path: Path) -> None:
     doc = load_pdf(pf.text_pdf(tmp_path / "u.pdf", ["Zürich café naïve — Straße, Ærø, cost €100"]))
     text = doc.pages[0].text
@@ -90,6 +100,27 @@ def test_too_large_by_bytes_and_by_pages(tmp_path: Path) -> None:
 def test_clean_text_repairs_extraction_noise() -> None:
     raw = "The infor-\nmation  was   \ufb01ne.\r\nA well-\nKnown soft\u00adhyphen.\n\n\n\nEnd \x00"
     assert clean_text(raw) == "The information was fine.\nA well-\nKnown softhyphen.\n\nEnd"
+
+
+def test_table_rows_drawn_cell_by_cell_read_as_rows(tmp_path: Path) -> None:
+    rows = [["(Millions)", "2018", "2017", "2016"],
+            ["Net income", "$ 5,363", "$ 4,869", "$ 5,058"],
+            ["Purchases of property, plant and equipment (PP&E)", "(1,577)", "(1,373)", "(1,420)"],
+            ["Other — net", "—", "(6)", "(4)"],
+            ["Operating income margin", "22.4 %", "−3.1%", "-0.5"]]
+    path = pf.table_pdf(tmp_path / "cash.pdf", "Consolidated Statement of Cash Flows", rows)
+    text = load_pdf(path).pages[0].text
+    lines = text.split("\n")
+    assert lines[0] == "Consolidated Statement of Cash Flows"
+    for row in rows:
+        assert " ".join(row) in lines, (row, lines)
+
+
+def test_lone_figures_join_the_line_before_and_nothing_else_does() -> None:
+    raw = "Net income\n \n$\n5,363\n \n$\n4,869\nMargin\n22.4\n%\nIn fiscal\n2022\nwe grew.\n\nSee item 7.\n\nRisks\n1.\nItem 1A"
+    assert clean_text(raw) == ("Net income $ 5,363 $ 4,869\nMargin 22.4 %\nIn fiscal 2022\nwe grew.\n\nSee item 7.\n\n"
+                               "Risks\n1.\nItem 1A")
+    assert clean_text("42\nFirst line") == "42\nFirst line"  # a figure opening the text has no line before it
 
 
 def test_title_from_file_name() -> None:
