@@ -31,6 +31,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -283,23 +284,61 @@ def _tutorial_chunks(path: Path) -> tuple[list[str], list[int]]:
 
 
 # --- SciFact --------------------------------------------------------------------------------------------------------
-def scifact(folder: Path, settings: Settings, embedder: Embedder, fusions: list[tuple[float, float]],
-            limit: int) -> tuple[float, dict[str, tuple[float, float]]]:
-    """Each abstract one document (title = its title), through our chunking and store; corpus-wide search.
-    Returns (index seconds, method → (nDCG@10, recall@10)) over the test queries."""
+def scifact(folder: Path, limit: int) -> tuple[list[dict[str, str]], dict[str, str], dict[str, set[str]]]:
+    """BEIR SciFact's abstracts (``limit``: every one a test query needs, then the first others up to that many),
+    test queries and relevant abstracts per query."""
+    rows = [json.loads(line) for line in folder.joinpath("corpus.jsonl").read_text(encoding="utf-8").splitlines()]
+    qrel_lines = folder.joinpath("qrels", "test.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    if limit:
+        judged = {line.split("\t")[1] for line in qrel_lines}
+        others = [r for r in rows if r["_id"] not in judged][:max(0, limit - len(judged))]
+        keep = judged | {r["_id"] for r in others}
+        rows = [r for r in rows if r["_id"] in keep]
+    queries = {json.loads(x)["_id"]: json.loads(x)["text"]
+               for x in folder.joinpath("queries.jsonl").read_text(encoding="utf-8").splitlines()}
+    qrels: dict[str, set[str]] = {}
+    for line in qrel_lines:
+        qid, did, rel = line.strip().split("\t")
+        if int(rel) > 0:
+            qrels.setdefault(qid, set()).add(did)
+    return rows, queries, qrels
+
+
+def cranfield(folder: Path) -> tuple[list[dict[str, str]], dict[str, str], dict[str, set[str]]]:
+    """Cranfield 1400 (SMART format): abstracts, queries (numbered 1..225 by their order, as the judgements are)
+    and the abstracts judged relevant (codes 1-4; the unexplained -1 lines are dropped)."""
+    def records(text: str) -> list[dict[str, str]]:
+        out = []
+        for block in re.split(r"^\.I ", text, flags=re.M)[1:]:
+            head, _, rest = block.partition("\n")
+            fields = dict(re.findall(r"^\.([TABW])\n(.*?)(?=^\.[TABW]\n|\Z)", rest, flags=re.M | re.S))
+            out.append({"_id": head.strip(), "title": " ".join(fields.get("T", "").split()),
+                        "text": " ".join(fields.get("W", "").split())})
+        return out
+
+    rows = records(folder.joinpath("cran.all.1400").read_text(encoding="utf-8"))
+    asked = records(folder.joinpath("cran.qry").read_text(encoding="utf-8"))
+    queries = {str(n): q["text"] for n, q in enumerate(asked, 1)}
+    qrels: dict[str, set[str]] = {}
+    for line in folder.joinpath("cranqrel").read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and 1 <= int(parts[2]) <= 4:
+            qrels.setdefault(parts[0], set()).add(parts[1])
+    return rows, queries, qrels
+
+
+def collection(name: str, rows: list[dict[str, str]], queries: dict[str, str], qrels: dict[str, set[str]],
+               settings: Settings, embedder: Embedder, fusions: list[tuple[float, float]]
+               ) -> tuple[float, dict[str, tuple[float, float]]]:
+    """A collection of short texts, each one document (title = its title), through our chunking and store, searched
+    corpus-wide. Returns (index seconds, method → (nDCG@10, recall@10)) over the judged queries."""
     import math
 
     started = time.perf_counter()
     store = Store(settings, embedder.index_name)
     done = set(store.ready_ids())
-    rows = [json.loads(line) for line in folder.joinpath("corpus.jsonl").read_text(encoding="utf-8").splitlines()]
-    qrel_lines = folder.joinpath("qrels", "test.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    if limit:  # a smaller corpus: every abstract some test query needs, plus the first others up to ``limit``
-        judged = {line.split("\t")[1] for line in qrel_lines}
-        others = [r for r in rows if r["_id"] not in judged][:max(0, limit - len(judged))]
-        keep = judged | {r["_id"] for r in others}
-        rows = [r for r in rows if r["_id"] in keep]
-    todo = [r for r in rows if f"sf{r['_id']}" not in done]
+    doc = lambda rid: f"{name}{rid}"  # noqa: E731
+    todo = [r for r in rows if doc(r["_id"]) not in done]
     for i in range(0, len(todo), 256):  # embed in large batches, write document by document
         batch = [(r, chunk_document(ParsedDocument(f"{r['_id']}.txt", r["title"], [Page(1, r["text"])], 1),
                                     settings.chunk_tokens, settings.chunk_overlap, settings.tokenizer))
@@ -307,35 +346,31 @@ def scifact(folder: Path, settings: Settings, embedder: Embedder, fusions: list[
         vectors = embedder.embed_documents([c.embed_text for _, chunks in batch for c in chunks])
         for r, chunks in batch:
             doc_vectors, vectors = vectors[:len(chunks)], vectors[len(chunks):]
-            info = DocumentInfo(f"sf{r['_id']}", f"{r['_id']}.txt", r["title"], 1, len(chunks), "indexing", 0.0)
+            info = DocumentInfo(doc(r["_id"]), f"{r['_id']}.txt", r["title"], 1, len(chunks), "indexing", 0.0)
             store.begin(info)
             store.add_chunks(info.doc_id, info.file_name, info.title, chunks, doc_vectors)
             store.commit(info)
-        print(f"  scifact indexed {i + len(batch)}/{len(todo)} ({time.perf_counter() - started:.0f} s)",
+        print(f"  {name} indexed {i + len(batch)}/{len(todo)} ({time.perf_counter() - started:.0f} s)",
               file=sys.stderr)
-    ids = [f"sf{r['_id']}" for r in rows]
+    ids = [doc(r["_id"]) for r in rows]
     if not todo:  # a cached index: re-tokenize, so BM25 changes show without re-embedding
         rebuild_lexical(store, ids)
     index_seconds = time.perf_counter() - started
 
-    queries = {json.loads(x)["_id"]: json.loads(x)["text"]
-               for x in folder.joinpath("queries.jsonl").read_text(encoding="utf-8").splitlines()}
-    qrels: dict[str, set[str]] = {}
-    for line in qrel_lines:
-        qid, did, rel = line.strip().split("\t")
-        if int(rel) > 0 and f"sf{did}" in set(ids):
-            qrels.setdefault(qid, set()).add(f"sf{did}")
+    present = set(ids)
+    judged = {qid: {doc(d) for d in rel} & present for qid, rel in qrels.items() if qid in queries}
+    judged = {qid: rel for qid, rel in judged.items() if rel}
     memo = MemoEmbedder(embedder)
 
     def metrics(rank: Callable[[str], list[str]]) -> tuple[float, float]:
         ndcg = recall = 0.0
-        for qid, relevant in qrels.items():
+        for qid, relevant in judged.items():
             docs = list(dict.fromkeys(rank(queries[qid])))[:TOP]  # chunks → documents, first appearance
             dcg = sum(1 / math.log2(i + 2) for i, d in enumerate(docs) if d in relevant)
             ideal = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), TOP)))
             ndcg += dcg / ideal
             recall += len(relevant & set(docs)) / len(relevant)
-        return ndcg / len(qrels), recall / len(qrels)
+        return ndcg / len(judged), recall / len(judged)
 
     pool = max(settings.candidate_pool, 3 * TOP)
     results = {
@@ -379,6 +414,8 @@ def main() -> int:
     parser.add_argument("--scifact-data", type=Path, default=EVALDATA / "beir_scifact")
     parser.add_argument("--scifact-limit", type=int, default=0,
                         help="a corpus of N abstracts: all judged ones, then the first others (0 = all)")
+    parser.add_argument("--cranfield", action="store_true", help="also evaluate Cranfield 1400 (aeronautics)")
+    parser.add_argument("--cranfield-data", type=Path, default=EVALDATA / "cranfield")
     args = parser.parse_args()
 
     base = Settings.from_env(embed_backend="sentence-transformers", embed_model=args.embedder, rerank=False)
@@ -411,12 +448,18 @@ def main() -> int:
         print(f"{pipeline:<10}{method:<16}{s.r1:>7.2f}{s.r5:>7.2f}{s.r10:>7.2f}{s.mrr:>8.3f}{s.seconds:>9.1f}")
     print("; ".join(timings) + "  (hybrid d/l = dense/lexical weights; the first hybrid row is the settings')")
 
+    extra = []
     if args.scifact:
-        sf_settings = base.with_(data_dir=args.cache / f"scifact-{key}-{args.scifact_limit}")
-        seconds, sf = scifact(args.scifact_data, sf_settings, embedder, fusions, args.scifact_limit)
-        print(f"\nSciFact test (abstract = document, corpus-wide search), index {seconds:.0f} s")
+        extra.append(("sf", f"SciFact test, {args.scifact_limit or 'all'} abstracts",
+                      scifact(args.scifact_data, args.scifact_limit), f"scifact-{key}-{args.scifact_limit}"))
+    if args.cranfield:
+        extra.append(("cr", "Cranfield 1400", cranfield(args.cranfield_data), f"cranfield-{key}"))
+    for prefix, label, (corpus, queries, qrels), folder in extra:
+        seconds, got = collection(prefix, corpus, queries, qrels, base.with_(data_dir=args.cache / folder), embedder,
+                                  fusions)
+        print(f"\n{label} (abstract = document, corpus-wide search), index {seconds:.0f} s")
         print(f"{'method':<16}{'nDCG@10':>9}{'R@10':>7}")
-        for method, (ndcg, recall) in sf.items():
+        for method, (ndcg, recall) in got.items():
             print(f"{method:<16}{ndcg:>9.3f}{recall:>7.2f}")
     return 0
 

@@ -126,6 +126,7 @@ def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: i
 
     pages: list[Page] = []
     failed_pages = 0
+    unmapped = 0
     first_error = ""
     for number in range(1, page_count + 1):
         try:
@@ -137,7 +138,12 @@ def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: i
             failed_pages += 1
             first_error = first_error or _short(exc)
             raw = ""
-        pages.append(Page(number, clean_text(raw)))
+        text = clean_text(raw)
+        if text and unreadable(text):
+            log.info("%s: page %d has text that can't be read (fonts without a character mapping)", file_name, number)
+            unmapped += 1
+            text = ""
+        pages.append(Page(number, text))
 
     without_text = [p.number for p in pages if not p.text]
     if len(without_text) == page_count:
@@ -148,11 +154,32 @@ def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: i
         if _is_xfa_form(reader):
             raise NoTextError(f"{file_name} is a dynamic XFA form (Adobe LiveCycle): its content is not stored as "
                               "PDF pages. Open it in Adobe Acrobat or Reader, print it to PDF, and upload that.")
+        if unmapped:
+            raise NoTextError(f"{file_name}'s text can't be read: its fonts have no mapping from glyphs to "
+                              "characters, so what a parser gets is glyph codes, not words. Run OCR on it, replacing "
+                              "the text layer (for example `ocrmypdf --force-ocr in.pdf out.pdf`), and upload the "
+                              "result.")
         raise NoTextError(f"{file_name} has no text layer: its pages are images or blank (a scanned "
                           "document?), so there is nothing to search. Run OCR on it first (for example "
                           "`ocrmypdf in.pdf out.pdf`) and upload the result.")
     return ParsedDocument(file_name=file_name, title=_title(reader, file_name), pages=pages,
                           page_count=page_count, pages_without_text=without_text)
+
+
+def unreadable(text: str) -> bool:
+    """True for a page's extracted text that is glyph codes rather than words: a font without a character mapping
+    gives pypdf's glyph names ("/g437/g258") or private-use code points, or five or more symbols and single
+    digits with no word or number among them ('"7+%-'). Any run of three letters (in any script) or two digits
+    counts as readable."""
+    visible = len("".join(text.split()))
+    codes = sum(len(m) for m in _GLYPH_CODES.findall(text))
+    if codes * 2 >= visible:
+        return True
+    return visible >= 5 and not _WORDISH.search(text)
+
+
+_GLYPH_CODES = re.compile(r"/g\d+|[\ue000-\uf8ff]+")
+_WORDISH = re.compile(r"[^\W\d_]{3,}|\d{2,}")
 
 
 def _is_xfa_form(reader) -> bool:  # noqa: ANN001 - pypdf.PdfReader

@@ -13,6 +13,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Sequence
 
 import reportlab
 from pypdf import PdfReader, PdfWriter
@@ -383,6 +384,26 @@ def _one_page(contents: bytes, page_extra: bytes = b"") -> list[bytes]:
     """Objects of a one-page PDF whose page (object 3) draws the stream body ``contents`` (object 4)."""
     return [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
             _PAGE % (4, 5, page_extra), contents, _HELVETICA]
+
+
+def unmapped_font_pdf(path: Path | str, readable: Sequence[str] = ()) -> Path:
+    """Pages of text in a Helvetica font (``readable``), then one page drawn in a Type3 font whose glyphs
+    ("g437", "g258") have no mapping to characters: its text can't be extracted, only glyph names."""
+    pages = list(readable) + [None]
+    n = len(pages)
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
+               b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(b"%d 0 R" % (5 + 2 * i) for i in range(n)), n),
+               _HELVETICA,
+               b"<< /Type /Font /Subtype /Type3 /FontBBox [0 0 500 700] /FontMatrix [0.001 0 0 0.001 0 0] "
+               b"/CharProcs << /g437 %d 0 R /g258 %d 0 R >> /Encoding << /Type /Encoding /Differences [1 /g437 /g258] "
+               b">> /FirstChar 1 /LastChar 2 /Widths [500 500] >>" % (5 + 2 * n, 5 + 2 * n)]
+    for i, text in enumerate(pages):
+        font = 3 if text is not None else 4
+        shown = text.encode("latin-1") if text is not None else b"\x01\x02\x01\x02\x01\x02"
+        objects.append(_PAGE % (6 + 2 * i, font, b""))
+        objects.append(_stream(b"BT /F1 12 Tf 72 700 Td (" + shown + b") Tj ET"))
+    objects.append(_stream(b"0 0 0 0 500 700 d1 0 0 500 700 re f"))
+    return _write(path, _raw_pdf(objects))
 
 
 def cyclic_page_tree_pdf(path: Path | str) -> Path:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.documents import clean_text, load_pdf, title_from_file_name
+from rag.documents import clean_text, load_pdf, title_from_file_name, unreadable
 from rag.errors import (
     CorruptPdfError,
     EmptyFileError,
@@ -117,10 +117,28 @@ def test_table_rows_drawn_cell_by_cell_read_as_rows(tmp_path: Path) -> None:
 
 
 def test_lone_figures_join_the_line_before_and_nothing_else_does() -> None:
-    raw = "Net income\n \n$\n5,363\n \n$\n4,869\nMargin\n22.4\n%\nIn fiscal\n2022\nwe grew.\n\nSee item 7.\n\nRisks\n1.\nItem 1A"
+    raw = ("Net income\n \n$\n5,363\n \n$\n4,869\nMargin\n22.4\n%\nIn fiscal\n2022\nwe grew.\n\nSee item 7.\n\n"
+           "Risks\n1.\nItem 1A")
     assert clean_text(raw) == ("Net income $ 5,363 $ 4,869\nMargin 22.4 %\nIn fiscal 2022\nwe grew.\n\nSee item 7.\n\n"
                                "Risks\n1.\nItem 1A")
     assert clean_text("42\nFirst line") == "42\nFirst line"  # a figure opening the text has no line before it
+
+
+def test_text_in_fonts_without_a_character_mapping_is_not_indexed_as_words(tmp_path: Path) -> None:
+    mixed = load_pdf(pf.unmapped_font_pdf(tmp_path / "mixed.pdf", ["Readable page about apples and pears."]))
+    assert [p.text for p in mixed.pages] == ["Readable page about apples and pears.", ""]
+    assert mixed.pages_without_text == [2]  # listed like a scanned page, not indexed as "/g437/g258"
+    with pytest.raises(NoTextError, match="no mapping from glyphs to characters.*ocrmypdf --force-ocr"):
+        load_pdf(pf.unmapped_font_pdf(tmp_path / "glyphs.pdf"))
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("/g437/g258/g437", True), ('"7+%-', True), ("\ue001\ue002\ue003 ab", True),
+    ("12", False), ("A-1", False), ("x = 5", False), ("Fig. 3", False), ("第一章", False),
+    ("(1,577) (1,373)", False), ("/g437 and the rest of a long readable sentence", False),
+])
+def test_unreadable_text(text: str, expected: bool) -> None:
+    assert unreadable(text) is expected
 
 
 def test_title_from_file_name() -> None:
