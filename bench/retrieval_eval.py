@@ -19,6 +19,7 @@ averages 1/rank of the first hit.
     python bench/retrieval_eval.py --fusion 1:0.6,1:1               # extra hybrid rows with other weights
     python bench/retrieval_eval.py --scope all                      # every question searches every filing
     python bench/retrieval_eval.py --scifact                        # also BEIR SciFact (5,183 abstracts)
+    python bench/retrieval_eval.py --cranfield                      # also Cranfield 1400 (aeronautics abstracts)
 
 Indexes are kept under ``--cache`` (default bench/.cache), keyed by pipeline, embedder, dtype, chunk settings
 and the source of the modules that shape chunks, so a re-run that only changes fusion weights (or the BM25
