@@ -59,10 +59,11 @@ def clean_text(text: str) -> str:
 
     Some PDF generators (common in financial filings) draw every table cell as its own text object, and pypdf
     puts each on its own line with blank lines between: "Depreciation and amortization", "1,488", "1,544",
-    "1,474". A line that holds only a figure (a number, a bracketed or signed one, a percentage, a currency sign
-    or a dash) is joined to the line before it, so the row reads "Depreciation and amortization 1,488 1,544
-    1,474" again: the label and its figures then stay in one chunk, a chunk holds more of the table, and a
-    column heading line ("(Millions) 2018 2017 2016") keeps its years together.
+    "1,474". A line that holds only figures (numbers, bracketed or signed ones, percentages, currency signs,
+    dashes, or a bracket or percent sign split from its number) is joined to the line before it, so the row reads
+    "Depreciation and amortization 1,488 1,544 1,474" again: the label and its figures then stay in one chunk, a
+    chunk holds more of the table, and a column heading line ("(Millions) 2018 2017 2016") keeps its years
+    together. Page numbers closing a page join its last line, which is harmless.
     """
     text = unicodedata.normalize("NFKC", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00ad", "")
@@ -81,8 +82,10 @@ _HYPHEN_BREAK = re.compile(r"(\w)-\n(?=[a-z])(\w)")
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 _SPACE_AROUND_NEWLINE = re.compile(r" *\n *")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
-_FIGURE = r"(?:[$€£¥] ?)?\(?[-−–—]?[$€£¥]?\d[\d,]*(?:\.\d+)?\)?(?: ?%)?|[$€£¥%−–—-]"
-_CELL_BREAK = re.compile(rf"(?<=\S)\n+(?=(?:{_FIGURE})(?:\n|$))")  # line breaks before a line that is one figure
+# A figure: a number with its sign, currency, brackets and percent sign, or one of those alone (an empty cell's
+# dash, a bracket or percent sign split from its number). A line of figures joins the line before it.
+_FIGURE = r"[(\[$€£¥−–—-]{0,3}\d[\d,]*(?:\.\d+)?[)\]%]{0,2}|[()$€£¥%−–—-]{1,3}"
+_CELL_BREAK = re.compile(rf"(?<=\S)\n+(?=(?:{_FIGURE})(?: (?:{_FIGURE}))*(?:\n|$))")
 
 
 def title_from_file_name(file_name: str) -> str:

@@ -122,6 +122,9 @@ def test_lone_figures_join_the_line_before_and_nothing_else_does() -> None:
     assert clean_text(raw) == ("Net income $ 5,363 $ 4,869\nMargin 22.4 %\nIn fiscal 2022\nwe grew.\n\nSee item 7.\n\n"
                                "Risks\n1.\nItem 1A")
     assert clean_text("42\nFirst line") == "42\nFirst line"  # a figure opening the text has no line before it
+    # a bracket or percent sign split from its number, and a line of several figures
+    raw = "Interest, net (4,378\n) (0.1\n%) 467 0.1 %\nTaxes"
+    assert clean_text(raw) == "Interest, net (4,378 ) (0.1 %) 467 0.1 %\nTaxes"
 
 
 def test_text_in_fonts_without_a_character_mapping_is_not_indexed_as_words(tmp_path: Path) -> None:
