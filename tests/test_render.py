@@ -8,7 +8,7 @@ from rag.config import Settings
 from rag.errors import ConfigError
 from rag.events import Sources
 from rag.ingest import SourceFile, safe_file_name
-from rag.models import Citation, Health, Passage
+from rag.models import Citation, DocumentInfo, Health, Passage
 from ui import render
 
 EVIL = "<img src=x onerror=alert(1)><script>alert(2)</script>"
@@ -35,6 +35,17 @@ def test_model_and_pdf_text_is_escaped_everywhere() -> None:
                  render.status_html(Health("e", "c", [EVIL]))):
         assert "<img" not in html and "<script" not in html
         assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_library_table_lists_documents_escaped() -> None:
+    docs = [DocumentInfo("d1", "<b>q3</b>.pdf", 'Q3 "report"', 12, 40, "ready", 0.0),
+            DocumentInfo("d2", "notes.pdf", "", 1, 2, "ready", 0.0)]
+    html = render.library_html(docs)
+    assert "2 documents" in html and html.count("<tr>") == 3  # header + 2 rows
+    assert "&lt;b&gt;q3&lt;/b&gt;.pdf" in html and "<b>q3" not in html
+    assert 'title="Q3 &quot;report&quot;"' in html and 'title="notes.pdf"' in html  # no title: the file name
+    assert ">12<" in html and ">40<" in html
+    assert "No documents yet" in render.library_html([])
 
 
 def test_sources_mark_the_cited_sentence() -> None:

@@ -68,16 +68,14 @@ def build(engine: Engine) -> gr.Blocks:
             # --- library ------------------------------------------------------------------------------------
             with gr.Column(scale=3, min_width=280, elem_id="pw-left"):
                 upload = gr.File(label=f"Drop PDFs here (up to {s.max_upload_mb:g} MB each)", file_count="multiple",
-                                 file_types=[".pdf"], elem_id="pw-upload", height=140)
+                                 file_types=[".pdf"], elem_id="pw-upload", height=160)
                 upload_log = gr.HTML(elem_id="pw-upload-log")
                 scope = gr.CheckboxGroup(label="Ask about", info="Questions are answered from the checked documents.",
                                          elem_id="pw-scope")
                 with gr.Row():
                     all_btn = gr.Button("All", size="sm")
                     none_btn = gr.Button("None", size="sm")
-                library = gr.Dataframe(headers=["Document", "Pages", "Chunks", "Added"], label="Library",
-                                       column_widths=["44%", "16%", "18%", "22%"],
-                                       interactive=False, wrap=True, elem_id="pw-library")
+                library = gr.HTML(render.library_html([]), container=True, elem_id="pw-library")
                 with gr.Accordion("Remove a document", open=False):
                     to_delete = gr.Dropdown(label="Document", choices=[], elem_id="pw-delete-doc")
                     delete_btn = gr.Button("Remove…", variant="secondary", size="sm", elem_id="pw-delete")
@@ -359,7 +357,7 @@ def _library_updates(engine: Engine, selected: list[str] | None, add: list[str] 
     value = ids if selected is None else [i for i in selected if i in ids] + [i for i in add or [] if i in ids
                                                                               and i not in selected]
     choices = [(render.doc_label(d), d.doc_id) for d in docs]
-    return (gr.update(value=render.library_rows(docs)), gr.update(choices=choices, value=value),
+    return (gr.update(value=render.library_html(docs)), gr.update(choices=choices, value=value),
             gr.update(choices=choices, value=None), gr.update(examples=_examples(docs)))
 
 

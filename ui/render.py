@@ -158,12 +158,23 @@ def _code(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
 
 
-def library_rows(docs: Sequence[DocumentInfo]) -> list[list[object]]:
-    """Rows of the library table."""
+def library_html(docs: Sequence[DocumentInfo]) -> str:
+    """The library as a table: each document's file name (its title as a tooltip), pages, chunks and when it was
+    added; a hint to drop PDFs when there are none."""
     import time
 
-    return [[d.file_name, d.pages, d.chunks, time.strftime("%d %b %Y", time.localtime(d.added_at))]
-            for d in docs]
+    if not docs:
+        return ('<div class="pw-lib-title">Library</div>'
+                '<div class="pw-library-empty">No documents yet: drop PDFs above.</div>')
+    rows = "".join(
+        f'<tr><td class="pw-lib-name" title="{escape(d.title or d.file_name)}">{escape(d.file_name)}</td>'
+        f'<td class="pw-lib-n">{d.pages}</td><td class="pw-lib-n">{d.chunks}</td>'
+        f'<td class="pw-lib-date">{time.strftime("%d %b %Y", time.localtime(d.added_at))}</td></tr>'
+        for d in docs)
+    count = f"{len(docs)} document{'s' if len(docs) != 1 else ''}"
+    return (f'<div class="pw-lib-title">Library <span>· {count}</span></div>'
+            '<table class="pw-library"><thead><tr><th>Document</th><th class="pw-lib-n">Pages</th>'
+            f'<th class="pw-lib-n">Chunks</th><th>Added</th></tr></thead><tbody>{rows}</tbody></table>')
 
 
 def doc_label(d: DocumentInfo) -> str:
