@@ -20,6 +20,7 @@ averages 1/rank of the first hit.
     python bench/retrieval_eval.py --scope all                      # every question searches every filing
     python bench/retrieval_eval.py --scifact                        # also BEIR SciFact (5,183 abstracts)
     python bench/retrieval_eval.py --cranfield                      # also Cranfield 1400 (aeronautics abstracts)
+    python bench/retrieval_eval.py --reranker Qwen/Qwen3-Reranker-0.6B   # a "+rerank" row (the top 20 reordered)
 
 Indexes are kept under ``--cache`` (default bench/.cache), keyed by pipeline, embedder, dtype, chunk settings
 and the source of the modules that shape chunks, so a re-run that only changes fusion weights (or the BM25
@@ -165,8 +166,10 @@ def rebuild_lexical(store: Store, doc_ids: Sequence[str]) -> None:
 
 # --- ours -----------------------------------------------------------------------------------------------------------
 def ours(files: list[Path], questions: list[Question], settings: Settings, embedder: Embedder,
-         fusions: list[tuple[float, float]], everywhere: bool = False) -> tuple[float, dict[str, Scores]]:
-    """Index with the engine (cached), then score dense, BM25 and hybrid; returns (index seconds, scores)."""
+         fusions: list[tuple[float, float]], everywhere: bool = False, reranker: Any = None,
+         rerank_candidates: int = 20) -> tuple[float, dict[str, Scores]]:
+    """Index with the engine (cached), then score dense, BM25 and hybrid, and with a ``reranker`` the settings'
+    hybrid with its first ``rerank_candidates`` passages reordered by it; returns (index seconds, scores)."""
     started = time.perf_counter()
     engine = Engine(settings, embedder=embedder)
     try:
@@ -201,9 +204,17 @@ def ours(files: list[Path], questions: list[Question], settings: Settings, embed
             return [span(p) for p in hybrid_search(store, memo, q.text, scope(q), settings.candidate_pool, *weights)]
         return run
 
+    def reranked(q: Question) -> list[Span]:
+        found = hybrid_search(store, memo, q.text, scope(q), settings.candidate_pool, *fusions[0])[:rerank_candidates]
+        scores = reranker.score(q.text, [p.text for p in found])
+        order = sorted(range(len(found)), key=lambda i: -scores[i])
+        return [span(found[i]) for i in order]
+
     results = {"dense": score(questions, dense), "bm25": score(questions, lexical)}
     for weights in fusions:
         results[f"hybrid {weights[0]:g}/{weights[1]:g}"] = score(questions, hybrid(weights))
+    if reranker is not None:
+        results[f"+rerank top {rerank_candidates}"] = score(questions, reranked)
     return index_seconds, results
 
 
@@ -409,6 +420,9 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--fusion", default="", help="extra hybrid weights to score, 'dense:lexical,...'")
     parser.add_argument("--no-tutorial", action="store_true", help="skip the tutorial pipeline")
+    parser.add_argument("--reranker", default="",
+                        help="also rerank the default hybrid's candidates with this Qwen3-Reranker (id or path)")
+    parser.add_argument("--rerank-candidates", type=int, default=20, help="how many candidates the reranker orders")
     parser.add_argument("--scope", choices=("own", "all"), default="own",
                         help="each question searches its own filing (own) or every filing (all)")
     parser.add_argument("--scifact", action="store_true", help="also evaluate BEIR SciFact (slow: 5k abstracts)")
@@ -429,12 +443,20 @@ def main() -> int:
     print(f"FinanceBench: {len(questions)} questions over {len(files)} filings; {scoping}. "
           f"Embedder {Path(args.embedder).name} ({args.dtype}); "
           f"our chunks {settings.chunk_tokens}/{settings.chunk_overlap} tokens, fusion pool "
-          f"{settings.candidate_pool}; reranker off.")
+          f"{settings.candidate_pool}; reranker {Path(args.reranker).name if args.reranker else 'off'}.")
     embedder = load_embedder(settings, args.dtype)
 
     rows: list[tuple[str, str, Scores]] = []
     timings: list[str] = []
-    seconds, got = ours(files, questions, settings, embedder, fusions, args.scope == "all")
+    reranker = None
+    if args.reranker:
+        from rag.rerank import Qwen3Reranker
+
+        reranker = Qwen3Reranker(args.reranker, settings.rerank_instruction, settings.rerank_max_tokens,
+                                 settings.rerank_batch_size)
+        reranker.load()
+    seconds, got = ours(files, questions, settings, embedder, fusions, args.scope == "all", reranker,
+                        args.rerank_candidates)
     rows += [("ours", m, s) for m, s in got.items()]
     timings.append(f"ours index {seconds:.0f} s (cache {settings.data_dir.name})")
     if not args.no_tutorial:
