@@ -241,7 +241,8 @@ STAGES = {
     "dense": "dense search (ids and scores)",
     "lexical": "lexical: BM25 search",
     "cross": "scoring the other retriever's finds",
-    "fuse": "fusion (weighted RRF)",
+    "title": "title match (BM25 over titles)",
+    "fuse": "fusion (scaled scores)",
     "fetch": "fetch the pool's passages",
     "prompt": "prompt building (token counting)",
     "cite": "citation resolution",
@@ -256,7 +257,9 @@ def instrument(watch: Stopwatch) -> None:
     Store.lexical_scores = watch.wrap("cross", Store.lexical_scores)  # type: ignore[method-assign]
     Store.get_passages = watch.wrap("fetch", Store.get_passages)  # type: ignore[method-assign]
     LexicalIndex.search = watch.wrap("lexical", LexicalIndex.search)  # type: ignore[method-assign]
+    Store.title_scores = watch.wrap("title", Store.title_scores)  # type: ignore[method-assign]
     rag.retrieval.fuse = watch.wrap("fuse", rag.retrieval.fuse)
+    rag.retrieval.fuse_scores = watch.wrap("fuse", rag.retrieval.fuse_scores)
     rag.answer.build_messages = watch.wrap("prompt", rag.answer.build_messages)
     rag.answer.resolve = watch.wrap("cite", rag.answer.resolve)
 

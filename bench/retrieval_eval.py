@@ -2,9 +2,11 @@
 
 Ours is the app's own path: ``Engine.ingest`` (our parsing and chunking, chunk headers), then dense =
 ``store.query``, BM25 = ``store.lexical.search``, hybrid = ``rag.retrieval.hybrid_search`` with the settings'
-fusion weights (reranker off). The tutorial pipeline, in the same run and with the same embedder, is pypdf page by
-page → RecursiveCharacterTextSplitter (1000 characters, 200 overlap) → dense search; for comparison also its BM25
-(whitespace-and-punctuation tokens, no stemming) and plain reciprocal rank fusion of the two.
+fusion (reranker off), and for comparison the other fusions given with ``--fusion`` (by default rank fusion with
+the weights it used to have, and score fusion without the title term). Each of our rows joins the chunks of one
+page into one passage, as the app does. The tutorial pipeline, in the same run and with the same embedder, is
+pypdf page by page → RecursiveCharacterTextSplitter (1000 characters, 200 overlap) → dense search; for comparison
+also its BM25 (whitespace-and-punctuation tokens, no stemming) and plain reciprocal rank fusion of the two.
 
 Scoping: every FinanceBench question names its filing (``doc_name``) and all its evidence lies in that filing.
 By default each question searches only its own document, as a user who selected that PDF would; with
@@ -16,7 +18,7 @@ averages 1/rank of the first hit.
 
     python bench/retrieval_eval.py                                  # all 28 filings, 83 questions
     python bench/retrieval_eval.py --limit-docs 12 --dtype bfloat16 # the 12 smallest filings, faster embedding
-    python bench/retrieval_eval.py --fusion 1:0.6,1:1               # extra hybrid rows with other weights
+    python bench/retrieval_eval.py --fusion rrf:1:1,scores:0.7:0.3:0.1  # extra hybrid rows (method:dense:bm25[:title])
     python bench/retrieval_eval.py --scope all                      # every question searches every filing
     python bench/retrieval_eval.py --scifact                        # also BEIR SciFact (5,183 abstracts)
     python bench/retrieval_eval.py --cranfield                      # also Cranfield 1400 (aeronautics abstracts)
@@ -51,7 +53,7 @@ from rag.embeddings import Embedder, make_embedder  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from rag.events import FileFailed, FileIndexed  # noqa: E402
 from rag.models import DocumentInfo, Page, ParsedDocument  # noqa: E402
-from rag.retrieval import fuse, hybrid_search  # noqa: E402
+from rag.retrieval import Fusion, fuse, hybrid_search, merge_pages  # noqa: E402
 from rag.store import Store, split_chunk_id  # noqa: E402
 
 EVALDATA = ROOT.parent / "shared" / "evaldata"
@@ -166,7 +168,7 @@ def rebuild_lexical(store: Store, doc_ids: Sequence[str]) -> None:
 
 # --- ours -----------------------------------------------------------------------------------------------------------
 def ours(files: list[Path], questions: list[Question], settings: Settings, embedder: Embedder,
-         fusions: list[tuple[float, float]], everywhere: bool = False, reranker: Any = None,
+         fusions: list[Fusion], everywhere: bool = False, reranker: Any = None,
          rerank_candidates: int = 20) -> tuple[float, dict[str, Scores]]:
     """Index with the engine (cached), then score dense, BM25 and hybrid, and with a ``reranker`` the settings'
     hybrid with its first ``rerank_candidates`` passages reordered by it; returns (index seconds, scores)."""
@@ -191,28 +193,30 @@ def ours(files: list[Path], questions: list[Question], settings: Settings, embed
     scope = lambda q: every if everywhere else [by_name[f"{q.doc}.pdf"]]  # noqa: E731
     span = lambda p: (Path(p.file_name).stem, p.page_start, p.page_end)  # noqa: E731
 
+    pool = settings.candidate_pool
+
     def dense(q: Question) -> list[Span]:
-        return [span(p) for p in store.query(memo.embed_query(q.text), TOP, scope(q))]
+        return [span(p) for p in merge_pages(store.query(memo.embed_query(q.text), pool, scope(q)))]
 
     def lexical(q: Question) -> list[Span]:
-        hits = store.lexical.search(q.text, TOP, scope(q))
+        hits = store.lexical.search(q.text, pool, scope(q))
         found = store.get_passages([cid for cid, _ in hits])
-        return [span(found[cid]) for cid, _ in hits if cid in found]
+        return [span(p) for p in merge_pages([found[cid] for cid, _ in hits if cid in found])]
 
-    def hybrid(weights: tuple[float, float]) -> Callable[[Question], list[Span]]:
+    def hybrid(fusion: Fusion) -> Callable[[Question], list[Span]]:
         def run(q: Question) -> list[Span]:
-            return [span(p) for p in hybrid_search(store, memo, q.text, scope(q), settings.candidate_pool, *weights)]
+            return [span(p) for p in hybrid_search(store, memo, q.text, scope(q), pool, fusion)]
         return run
 
     def reranked(q: Question) -> list[Span]:
-        found = hybrid_search(store, memo, q.text, scope(q), settings.candidate_pool, *fusions[0])[:rerank_candidates]
+        found = hybrid_search(store, memo, q.text, scope(q), pool, fusions[0])[:rerank_candidates]
         scores = reranker.score(q.text, [p.text for p in found])
         order = sorted(range(len(found)), key=lambda i: -scores[i])
         return [span(found[i]) for i in order]
 
     results = {"dense": score(questions, dense), "bm25": score(questions, lexical)}
-    for weights in fusions:
-        results[f"hybrid {weights[0]:g}/{weights[1]:g}"] = score(questions, hybrid(weights))
+    for fusion in fusions:
+        results[label(fusion)] = score(questions, hybrid(fusion))
     if reranker is not None:
         results[f"+rerank top {rerank_candidates}"] = score(questions, reranked)
     return index_seconds, results
@@ -340,7 +344,7 @@ def cranfield(folder: Path) -> tuple[list[dict[str, str]], dict[str, str], dict[
 
 
 def collection(name: str, rows: list[dict[str, str]], queries: dict[str, str], qrels: dict[str, set[str]],
-               settings: Settings, embedder: Embedder, fusions: list[tuple[float, float]]
+               settings: Settings, embedder: Embedder, fusions: list[Fusion]
                ) -> tuple[float, dict[str, tuple[float, float]]]:
     """A collection of short texts, each one document (title = its title), through our chunking and store, searched
     corpus-wide. Returns (index seconds, method → (nDCG@10, recall@10)) over the judged queries."""
@@ -389,9 +393,9 @@ def collection(name: str, rows: list[dict[str, str]], queries: dict[str, str], q
         "dense": metrics(lambda q: [p.doc_id for p in store.query(memo.embed_query(q), pool, ids)]),
         "bm25": metrics(lambda q: [split_chunk_id(cid)[0] for cid, _ in store.lexical.search(q, pool, ids)]),
     }
-    for weights in fusions:
-        results[f"hybrid {weights[0]:g}/{weights[1]:g}"] = metrics(
-            lambda q, w=weights: [p.doc_id for p in hybrid_search(store, memo, q, ids, pool, *w)])
+    for fusion in fusions:
+        results[label(fusion)] = metrics(
+            lambda q, f=fusion: [p.doc_id for p in hybrid_search(store, memo, q, ids, pool, f)])
     return index_seconds, results
 
 
@@ -405,10 +409,23 @@ def _default_embedder() -> str:
         return "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def _fusions(text: str, settings: Settings) -> list[tuple[float, float]]:
-    default = (settings.dense_weight, settings.lexical_weight)
-    extra = [tuple(float(x) for x in item.split(":")) for item in text.split(",") if item.strip()]
-    return [default] + [w for w in extra if w != default]  # type: ignore[misc]
+def label(fusion: Fusion) -> str:
+    """A row name: "scores .8/.2/.1" (dense/BM25/title weights) or "rrf 1/.6"."""
+    weights = [fusion.dense, fusion.lexical] + ([fusion.title] if fusion.method == "scores" else [])
+    return f"{fusion.method} " + "/".join(re.sub(r"^0\.", ".", f"{w:g}") for w in weights)
+
+
+def _fusions(text: str, settings: Settings) -> list[Fusion]:
+    """The settings' fusion first, then those named in ``text`` ("rrf:1:0.6,scores:0.8:0.2:0")."""
+    default = Fusion.from_settings(settings)
+    extra = []
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        method, *weights = item.split(":")
+        if method not in ("scores", "rrf") or not 2 <= len(weights) <= 3:
+            raise SystemExit(f"--fusion {item!r}: expected scores:DENSE:BM25[:TITLE] or rrf:DENSE:BM25")
+        values = [float(w) for w in weights] + [0.0] * (3 - len(weights))
+        extra.append(Fusion(method, *values))
+    return [default] + [f for f in dict.fromkeys(extra) if f != default]
 
 
 def main() -> int:
@@ -418,7 +435,9 @@ def main() -> int:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--limit-docs", type=int, default=0, help="only the N smallest filings (0 = all)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--fusion", default="", help="extra hybrid weights to score, 'dense:lexical,...'")
+    parser.add_argument("--fusion", default="rrf:1:0.6,scores:0.8:0.2:0",
+                        help="extra hybrid rows: 'scores:DENSE:BM25[:TITLE]' or 'rrf:DENSE:BM25', comma-separated "
+                        "(default: rank fusion at its former default, and score fusion without the title term)")
     parser.add_argument("--no-tutorial", action="store_true", help="skip the tutorial pipeline")
     parser.add_argument("--reranker", default="",
                         help="also rerank the default hybrid's candidates with this Qwen3-Reranker (id or path)")
@@ -466,10 +485,11 @@ def main() -> int:
         rows += [("tutorial", m, s) for m, s in got.items()]
         timings.append(f"tutorial index {seconds:.0f} s")
 
-    print(f"\n{'pipeline':<10}{'method':<16}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MRR@10':>8}{'query s':>9}")
+    print(f"\n{'pipeline':<10}{'method':<20}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MRR@10':>8}{'query s':>9}")
     for pipeline, method, s in rows:
-        print(f"{pipeline:<10}{method:<16}{s.r1:>7.2f}{s.r5:>7.2f}{s.r10:>7.2f}{s.mrr:>8.3f}{s.seconds:>9.1f}")
-    print("; ".join(timings) + "  (hybrid d/l = dense/lexical weights; the first hybrid row is the settings')")
+        print(f"{pipeline:<10}{method:<20}{s.r1:>7.2f}{s.r5:>7.2f}{s.r10:>7.2f}{s.mrr:>8.3f}{s.seconds:>9.1f}")
+    print("; ".join(timings) + "  (hybrid rows: fusion method and dense/BM25[/title] weights; the first is the "
+          "settings')")
 
     extra = []
     if args.scifact:
@@ -481,9 +501,9 @@ def main() -> int:
         seconds, got = collection(prefix, corpus, queries, qrels, base.with_(data_dir=args.cache / folder), embedder,
                                   fusions)
         print(f"\n{label} (abstract = document, corpus-wide search), index {seconds:.0f} s")
-        print(f"{'method':<16}{'nDCG@10':>9}{'R@10':>7}")
+        print(f"{'method':<20}{'nDCG@10':>9}{'R@10':>7}")
         for method, (ndcg, recall) in got.items():
-            print(f"{method:<16}{ndcg:>9.3f}{recall:>7.2f}")
+            print(f"{method:<20}{ndcg:>9.3f}{recall:>7.2f}")
     return 0
 
 

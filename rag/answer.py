@@ -15,7 +15,7 @@ from rag.errors import GenerationError, ModelError
 from rag.events import AnswerDelta, AnswerEvent, Failure, Progress, Sources
 from rag.models import Passage
 from rag.prompts import build_messages, needs_rewrite, rewrite_messages, strip_citations
-from rag.retrieval import hybrid_search
+from rag.retrieval import Fusion, hybrid_search
 from rag.store import Store
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,8 @@ class Answerer:
                 yield Progress("rewritten", query)
             yield Progress("retrieving", query)
             # Without the reranker only the first top_k are used: read a few more, as chunks of a page merge.
-            candidates = hybrid_search(self.store, self.embedder, query, scope, pool, s.dense_weight,
-                                       s.lexical_weight, keep=None if use_rerank else 2 * top_k)
+            candidates = hybrid_search(self.store, self.embedder, query, scope, pool, Fusion.from_settings(s),
+                                       keep=None if use_rerank else 2 * top_k)
             if use_rerank and candidates:
                 yield Progress("reranking", f"{len(candidates)} candidates")
                 passages = self._rerank(query, candidates, top_k)

@@ -94,8 +94,13 @@ class Settings:
                                        "(but at least RAG_MIN_K are kept).")
     min_relevance: float = _setting(0.02, min=0, max=1, doc="If the best reranked passage scores below this, the "
                                     "documents are taken not to contain the answer.")
-    dense_weight: float = _setting(1.0, min=0, max=10, doc="Weight of dense (embedding) ranks in the fusion.")
-    lexical_weight: float = _setting(0.6, min=0, max=10, doc="Weight of BM25 ranks in the fusion.")
+    fusion: str = _setting("scores", choices=("scores", "rrf"),
+                           doc="How dense and BM25 results are combined: scores (each scaled 0-1 among the "
+                           "candidates, then weighted; adds the title match) or rrf (weighted reciprocal rank).")
+    dense_weight: float = _setting(0.8, min=0, max=10, doc="Weight of dense (embedding) search in the fusion.")
+    lexical_weight: float = _setting(0.2, min=0, max=10, doc="Weight of BM25 in the fusion.")
+    title_weight: float = _setting(0.1, min=0, max=10, doc="Weight of how well a document's title and file name "
+                                   "match the question (RAG_FUSION=scores, several documents searched).")
     history_turns: int = _setting(6, min=0, max=100, doc="Earlier messages sent along with a question.")
 
     # --- storage ----------------------------------------------------------------------------------------------

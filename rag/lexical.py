@@ -90,6 +90,27 @@ def tokenize(text: str) -> list[str]:
     return [w if w[0].isdigit() else s for w, s in zip(words, stemmer.stemWords(words), strict=True)]
 
 
+def title_scores(query: str, titles: dict[str, Sequence[str]]) -> dict[str, float]:
+    """How well each document's title (already tokenized) matches ``query``: BM25 over the given titles (k1 1.2,
+    b 0.75), scaled so the best match is 1; documents whose title shares no term with the query are left out."""
+    terms = set(tokenize(query))
+    if not terms or not titles:
+        return {}
+    counts = {doc_id: Counter(tokens) for doc_id, tokens in titles.items()}
+    average = max(1.0, sum(len(t) for t in titles.values()) / len(titles))
+    df = Counter(term for c in counts.values() for term in terms if term in c)
+    n = len(titles)
+    scores: dict[str, float] = {}
+    for doc_id, c in counts.items():
+        norm = 1.2 * (0.25 + 0.75 * len(titles[doc_id]) / average)
+        score = sum(math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) * c[t] * 2.2 / (c[t] + norm)
+                    for t in terms if t in c)
+        if score > 0:
+            scores[doc_id] = score
+    best = max(scores.values(), default=0.0)
+    return {doc_id: score / best for doc_id, score in scores.items()} if best > 0 else {}
+
+
 def term_key(term: str) -> int:
     """The 64-bit name of a term's column (the same in every process and version of this format)."""
     return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=8).digest(), "little")

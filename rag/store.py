@@ -32,7 +32,7 @@ from typing import Any, Sequence
 from rag.config import Settings
 from rag.datadir import atomic_write, check_writable
 from rag.errors import StoreError
-from rag.lexical import LexicalIndex
+from rag.lexical import LexicalIndex, title_scores, tokenize
 from rag.models import Chunk, DocumentInfo, Passage, indexed_text
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ class Store:
         self._matrices: dict[str, tuple[tuple[int, int], Any]] = {}  # doc_id -> (file stamp, memory-mapped rows)
         self._matrices_lock = threading.Lock()
         self._ready: tuple[float, list[str]] | None = None  # (when read, ids); one registry read per question
+        self._title_terms: dict[str, list[str]] = {}  # doc_id -> its title's tokens (a doc id is the PDF's hash)
         self._max_batch = max(1, int(self.client.get_max_batch_size()))
         self.registry = self.client.get_or_create_collection(f"docs-{index_name}", embedding_function=None)
         self.chunks = self.client.get_or_create_collection(
@@ -170,6 +171,7 @@ class Store:
         """Make a fully written document searchable."""
         self.registry.upsert(ids=[info.doc_id], embeddings=[[1.0]], metadatas=[_meta(info, status=READY)])
         self._ready = None  # after the write, so a concurrent read can't cache the state before it
+        self._title_terms.pop(info.doc_id, None)
 
     def delete(self, doc_id: str) -> None:
         """Remove a document: its chunks, its registry record and its stored file."""
@@ -178,6 +180,7 @@ class Store:
         self.lexical.remove(doc_id)
         self.registry.delete(ids=[doc_id])
         self._ready = None
+        self._title_terms.pop(doc_id, None)
         self.file_path(doc_id).unlink(missing_ok=True)
 
     def recover(self) -> list[str]:
@@ -215,6 +218,15 @@ class Store:
         """BM25 scores of the given chunks (0 for those that don't match)."""
         self.lexical.sync(self.ready_ids())
         return self.lexical.scores(query, chunk_ids)
+
+    def title_scores(self, query: str, doc_ids: Sequence[str]) -> dict[str, float]:
+        """How well each document's title matches ``query``, among ``doc_ids`` (best 1; no match left out)."""
+        missing = [d for d in dict.fromkeys(doc_ids) if d not in self._title_terms]
+        if missing:
+            got = self.registry.get(ids=missing, include=["metadatas"])
+            for doc_id, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
+                self._title_terms[doc_id] = tokenize(str(meta.get("title") or meta.get("file_name", "")))
+        return title_scores(query, {d: self._title_terms[d] for d in doc_ids if d in self._title_terms})
 
     def dense_scores(self, vector: Sequence[float], chunk_ids: Sequence[str]) -> dict[str, float]:
         """Cosine similarity of ``vector`` to each of the given chunks (those that exist)."""

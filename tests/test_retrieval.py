@@ -1,12 +1,18 @@
-"""Fusion of dense and BM25 rankings: each retriever scores the other's finds, so a passage only BM25 found can
-still make the candidate pool, and one BM25 knows nothing of gets nothing from it."""
+"""Fusion of dense and BM25 results: each retriever scores the other's finds, so a passage only BM25 found can
+still make the candidate pool, and one BM25 knows nothing of gets nothing from it; scaled scores keep how far
+apart candidates are; the title term favours the document a question names."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import pytest
+
+from rag.lexical import title_scores, tokenize
 from rag.models import Passage
-from rag.retrieval import fuse, hybrid_search, merge_pages
+from rag.retrieval import Fusion, fuse, fuse_scores, hybrid_search, merge_pages
+
+RRF = Fusion("rrf", 1.0, 0.6, 0.0)
 
 
 def _passage(cid: str, score: float = 0.0, per_page: int = 1) -> Passage:
@@ -26,8 +32,10 @@ class StubEmbedder:
 class StubStore:
     """Dense search finds d0..d39 (cosine 0.9 down to 0.51); BM25 finds "rare:0" first, then d30..d38."""
 
-    def __init__(self, per_page: int = 1) -> None:
+    def __init__(self, per_page: int = 1, titles: dict[str, float] | None = None) -> None:
         self.per_page = per_page
+        self.titles = titles or {}
+        self.title_asked: list[list[str]] = []
         self.dense = {f"d:{i}": 0.9 - 0.01 * i for i in range(40)}
         self.dense["rare:0"] = 0.45  # just below dense search's weakest find
         self.bm25 = {"rare:0": 12.0, **{f"d:{i}": 5.0 - 0.1 * (i - 30) for i in range(30, 39)}}
@@ -46,40 +54,91 @@ class StubStore:
     def lexical_scores(self, query: str, ids: Sequence[str]) -> dict[str, float]:
         return {cid: self.bm25.get(cid, 0.0) for cid in ids}
 
+    def title_scores(self, query: str, doc_ids: Sequence[str]) -> dict[str, float]:
+        self.title_asked.append(list(doc_ids))
+        return {d: s for d, s in self.titles.items() if d in doc_ids}
+
     def get_passages(self, ids: Sequence[str]) -> dict[str, Passage]:
         self.read = list(ids)
         return {cid: _passage(cid, per_page=self.per_page) for cid in ids}
 
 
-def test_a_passage_only_bm25_found_makes_the_pool_and_outranks_weak_dense_finds() -> None:
+@pytest.mark.parametrize("fusion", [Fusion(), RRF], ids=["scores", "rrf"])
+def test_a_passage_only_bm25_found_makes_the_pool(fusion: Fusion) -> None:
     store = StubStore()
-    found = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], pool=40)]
+    found = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], 40, fusion)]
     assert len(found) == 40
-    assert "rare:0" in found
+    assert "rare:0" in found and "d:39" not in found  # BM25's first beats dense's weakest find that BM25 lacks
     assert store.scored == ["rare:0"]  # only the passage dense search missed was scored again
-    # Ranked by both: BM25's first and dense's 41st beats dense's 20th that BM25 ranks nowhere.
-    assert found.index("rare:0") < found.index("d:20")
     # Plain RRF over the two truncated lists would have left it out of the pool.
     plain = [cid for cid, _ in fuse([(1.0, list(store.dense)[:40]),
                                      (0.6, [c for c, _ in store.lexical_search("q", 40, [])])])][:40]
     assert "rare:0" not in plain
 
 
+def test_rank_fusion_lifts_bm25s_first_above_middling_dense_finds() -> None:
+    store = StubStore()
+    found = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], 40, RRF)]
+    # Ranked by both: BM25's first and dense's 41st beats dense's 20th that BM25 ranks nowhere.
+    assert found.index("rare:0") < found.index("d:20")
+
+
+def test_scaled_scores_keep_how_far_apart_the_candidates_are() -> None:
+    dense = {"x": 0.80, "y": 0.79, "z": 0.50}  # x and y nearly tied in dense search
+    bm25 = {"x": 1.0, "y": 9.0, "z": 0.0}  # y far ahead in BM25
+    by_scores = [cid for cid, _ in fuse_scores([(0.8, dense), (0.2, bm25)], ["x", "y", "z"])]
+    by_ranks = [cid for cid, _ in fuse([(1.0, ["x", "y", "z"]), (0.6, ["y", "x"])])]
+    assert by_scores[0] == "y"  # a hair behind in one, far ahead in the other
+    assert by_ranks[0] == "x"  # ranks see only first and second in each
+    scored = dict(fuse_scores([(0.8, dense), (0.2, bm25)], ["x", "y", "z"]))
+    assert scored["z"] == 0.0 and scored["y"] == pytest.approx(0.8 * 0.29 / 0.30 + 0.2)
+    # A candidate a signal didn't score gets that signal's lowest score; a signal without spread adds nothing.
+    assert dict(fuse_scores([(1.0, {"a": 0.9, "b": 0.6})], ["a", "b", "c"]))["c"] == 0.0
+    assert dict(fuse_scores([(1.0, {"a": 0.5, "b": 0.5})], ["a", "b"])) == {"a": 0.0, "b": 0.0}
+
+
 def test_bm25_only_lifts_passages_that_share_a_term_with_the_question() -> None:
     store = StubStore()
-    found = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], pool=41)]
-    # d:30..d:38 match the question's words; d:39 doesn't, so the lexical ranking can't lift it above them.
-    assert found.index("d:39") > max(found.index(f"d:{i}") for i in range(30, 39))
-    # Dense order holds among passages BM25 scores alike (none of d0..d29 matches a term).
-    assert [c for c in found if c in {f"d:{i}" for i in range(30)}] == [f"d:{i}" for i in range(30)]
+    for fusion in (Fusion(), RRF):
+        found = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], 41, fusion)]
+        # d:30..d:38 match the question's words; d:39 doesn't, so BM25 can't lift it above them.
+        assert found.index("d:39") > max(found.index(f"d:{i}") for i in range(30, 39))
+        # Dense order holds among passages BM25 scores alike (none of d0..d29 matches a term).
+        assert [c for c in found if c in {f"d:{i}" for i in range(30)}] == [f"d:{i}" for i in range(30)]
 
 
 def test_weights_of_zero_leave_one_retriever() -> None:
     store = StubStore()
-    dense_only = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d"], 10, 1.0, 0.0)]
-    assert dense_only == [f"d:{i}" for i in range(10)]
-    lexical_only = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d"], 3, 0.0, 1.0)]
-    assert lexical_only == ["rare:0", "d:30", "d:31"]
+    for method in ("scores", "rrf"):
+        dense_only = hybrid_search(store, StubEmbedder(), "q", ["d"], 10, Fusion(method, 1.0, 0.0, 0.0))
+        assert [p.chunk_id for p in dense_only] == [f"d:{i}" for i in range(10)]
+        lexical_only = hybrid_search(store, StubEmbedder(), "q", ["d"], 3, Fusion(method, 0.0, 1.0, 0.0))
+        assert [p.chunk_id for p in lexical_only] == ["rare:0", "d:30", "d:31"]
+
+
+def test_the_document_a_question_names_comes_first() -> None:
+    store = StubStore(titles={"rare": 1.0})  # the question matches the title of document "rare" best
+    plain = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], 40, Fusion(title=0.0))]
+    named = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], 40, Fusion(title=1.0))]
+    assert plain.index("rare:0") > 10 and named[0] == "rare:0"
+    assert [c for c in named if c != "rare:0"] == [c for c in plain if c != "rare:0"]  # others keep their order
+    # With one document searched the title can't choose between documents: it isn't asked for.
+    store.title_asked.clear()
+    hybrid_search(store, StubEmbedder(), "q", ["d"], 40, Fusion(title=1.0))
+    assert store.title_asked == []
+    # Rank fusion has no title term.
+    rrf = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], 40, RRF)]
+    assert rrf.index("rare:0") > 0 and store.title_asked == []
+
+
+def test_title_scores_favour_the_named_company_and_year() -> None:
+    titles = {"a": tokenize("3M 2018 10K"), "b": tokenize("3M 2022 10K"), "c": tokenize("ADOBE 2022 10K"),
+              "d": tokenize("Annual report")}
+    scores = title_scores("What is the FY2018 capital expenditure amount for 3M?", titles)
+    assert scores["a"] == 1.0 and 0 < scores["b"] < 1.0  # company and year, then company alone
+    assert "c" not in scores and "d" not in scores  # no shared term
+    assert title_scores("How did Adobe do in 2022?", titles)["c"] == 1.0
+    assert title_scores("the of and", titles) == {} and title_scores("3M", {}) == {}
 
 
 def test_chunks_of_one_page_become_one_passage_at_the_best_rank() -> None:
@@ -98,7 +157,7 @@ def test_chunks_of_one_page_become_one_passage_at_the_best_rank() -> None:
 
 def test_a_page_found_twice_is_one_candidate() -> None:
     store = StubStore(per_page=2)  # chunks 0 and 1 on page 1, 2 and 3 on page 2, ...
-    found = hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], pool=10)
+    found = hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], pool=10, fusion=RRF)
     assert len(found) < 10 and len({(p.doc_id, p.page_start) for p in found}) == len(found)
     assert found[0].page_start == 16 and found[0].text == "d:30\n…\nd:31"  # both found by both retrievers
 

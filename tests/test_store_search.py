@@ -52,3 +52,26 @@ def test_search_without_saved_vectors_or_with_a_pending_document(tmp_path: Path)
     store.delete(ids[2])
     assert not (store.vectors_dir / f"{ids[2]}.npy").exists()
     assert ids[2] not in {p.doc_id for p in store.query(vectors[2, 5].tolist(), 200)}
+
+
+def test_title_scores_read_the_registry_and_follow_changes(tmp_path: Path) -> None:
+    store = Store(Settings.from_env({}, data_dir=tmp_path), "test-16")
+
+    def add(doc_id: str, file_name: str, title: str) -> None:
+        info = DocumentInfo(doc_id=doc_id, file_name=file_name, title=title, pages=1, chunks=1,
+                            status="indexing", added_at=time.time())
+        store.begin(info)
+        store.add_chunks(doc_id, file_name, title, [Chunk(0, "text", 1, 1, 0, 4)], [[1.0] * 16])
+        store.commit(info)
+
+    add("a", "acme-2021.pdf", "Acme 2021 annual report")
+    add("b", "acme-2022.pdf", "Acme 2022 annual report")
+    add("c", "globex.pdf", "")  # no title: the file name stands in
+    question = "What was Acme's revenue in 2022?"
+    scores = store.title_scores(question, ["a", "b", "c"])
+    assert scores["b"] == 1.0 and 0 < scores["a"] < 1 and "c" not in scores
+    assert store.title_scores("Globex margins", ["a", "b", "c"]) == {"c": 1.0}
+    assert set(store.title_scores(question, ["a"])) == {"a"}  # only the documents asked about
+    store.delete("b")
+    add("b", "renamed.pdf", "Initech quarterly filing")  # the same PDF again, under another title
+    assert store.title_scores(question, ["a", "b", "c"]) == {"a": 1.0}
