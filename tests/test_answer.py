@@ -21,6 +21,7 @@ from rag.engine import Engine
 from rag.events import AnswerDelta, Failure, Progress, Sources, ThinkingDelta
 from rag.models import Passage
 from rag.prompts import REWRITE_SYSTEM, SYSTEM, format_sources
+from rag.store import Store
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama, default_responder
 
@@ -338,6 +339,25 @@ def test_a_rare_number_is_found_by_bm25(engine: Engine, library: dict[str, str])
     _, _, sources = ask(engine, "35786")
     passages = [c.passage for c in sources.cited] + sources.other
     assert passages[0].file_name == "orbit.pdf" and passages[0].page_start == 2
+
+
+def test_the_title_match_weighs_in_when_several_documents_are_searched(engine: Engine, library: dict[str, str],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple[str, list[str], dict[str, float]]] = []
+    original = Store.title_scores
+
+    def watched(self: Store, query: str, doc_ids: Sequence[str]) -> dict[str, float]:
+        scores = original(self, query, doc_ids)
+        asked.append((query, list(doc_ids), scores))
+        return scores
+
+    monkeypatch.setattr(Store, "title_scores", watched)
+    ask(engine, "Where can cyclists park, says the Zephyr handbook?")
+    assert [(sorted(ids), scores) for _, ids, scores in asked] == [(sorted(library.values()),
+                                                                     {library["zephyr.pdf"]: 1.0})]
+    asked.clear()
+    ask(engine, "Where can cyclists park?", doc_ids=[library["zephyr.pdf"]])
+    assert asked == []  # one document: nothing to choose between
 
 
 # --- the CLI ----------------------------------------------------------------------------------------------------
