@@ -8,6 +8,7 @@ from typing import Sequence
 
 import pytest
 
+from rag.config import Settings
 from rag.lexical import title_scores, tokenize
 from rag.models import Passage
 from rag.retrieval import Fusion, fuse, fuse_scores, hybrid_search, merge_pages
@@ -168,3 +169,10 @@ def test_only_the_passages_kept_are_read() -> None:
     assert [p.chunk_id for p in found] == store.read and len(store.read) == 3
     assert [p.chunk_id for p in found] == [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q",
                                                                              ["d", "rare"], pool=40)][:3]
+
+
+def test_the_fusion_follows_the_settings() -> None:
+    assert Fusion.from_settings(Settings.from_env({})) == Fusion()  # the function's default is the app's
+    custom = Settings.from_env({"RAG_FUSION": "rrf", "RAG_DENSE_WEIGHT": "1", "RAG_LEXICAL_WEIGHT": "0.6",
+                                "RAG_TITLE_WEIGHT": "0"})
+    assert Fusion.from_settings(custom) == RRF
