@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 K1 = 1.5
 B = 0.75
+TITLE_K1 = 1.2  # titles are a few words: a repeated term saturates sooner than in a chunk
 _FORMAT = 1  # of the per-document files
 _MERGE_FACTOR = 4  # this many segments of one size tier are merged into one
 _MERGE_FLOOR = 1024  # rows; segments below _MERGE_FACTOR times this form the lowest tier
@@ -91,8 +92,9 @@ def tokenize(text: str) -> list[str]:
 
 
 def title_scores(query: str, titles: dict[str, Sequence[str]]) -> dict[str, float]:
-    """How well each document's title (already tokenized) matches ``query``: BM25 over the given titles (k1 1.2,
-    b 0.75), scaled so the best match is 1; documents whose title shares no term with the query are left out."""
+    """How well each document's title (already tokenized) matches ``query``: BM25 over the given titles (k1
+    ``TITLE_K1``, b ``B``), scaled so the best match is 1; documents whose title shares no term with the query are
+    left out."""
     terms = set(tokenize(query))
     if not terms or not titles:
         return {}
@@ -102,8 +104,8 @@ def title_scores(query: str, titles: dict[str, Sequence[str]]) -> dict[str, floa
     n = len(titles)
     scores: dict[str, float] = {}
     for doc_id, c in counts.items():
-        norm = 1.2 * (0.25 + 0.75 * len(titles[doc_id]) / average)
-        score = sum(math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) * c[t] * 2.2 / (c[t] + norm)
+        norm = TITLE_K1 * (1 - B + B * len(titles[doc_id]) / average)
+        score = sum(math.log1p((n - df[t] + 0.5) / (df[t] + 0.5)) * c[t] * (TITLE_K1 + 1) / (c[t] + norm)
                     for t in terms if t in c)
         if score > 0:
             scores[doc_id] = score
