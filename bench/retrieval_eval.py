@@ -53,14 +53,16 @@ from rag.embeddings import Embedder, make_embedder  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from rag.events import FileFailed, FileIndexed  # noqa: E402
 from rag.models import DocumentInfo, Page, ParsedDocument  # noqa: E402
-from rag.retrieval import Fusion, fuse, hybrid_search, merge_pages  # noqa: E402
+from rag.retrieval import Fusion, Signals, fuse, gather, merge_pages, rank  # noqa: E402
 from rag.store import Store, split_chunk_id  # noqa: E402
 
-EVALDATA = ROOT.parent / "shared" / "evaldata"
+EVALDATA = next((p / "shared" / "evaldata" for p in (ROOT.parent, ROOT.parent.parent)
+                 if (p / "shared" / "evaldata").is_dir()), ROOT.parent / "shared" / "evaldata")  # main or a worktree
 DEFAULT_CACHE = ROOT / "bench" / ".cache"
 SHAPING_SOURCES = ("rag/chunking.py", "rag/documents.py", "rag/models.py")  # change these → chunks change
 TUTORIAL_CHUNK, TUTORIAL_OVERLAP = 1000, 200
 TOP = 10
+EVERY_SIGNAL = Fusion("scores", 1.0, 1.0, 1.0)  # gathered once a question; each fusion ranks from it
 
 Span = tuple[str, int, int]  # (filing, first page, last page), pages 1-based
 
@@ -77,28 +79,39 @@ class Question:
 
 @dataclass(frozen=True)
 class Scores:
-    """Recall@1/5/10 and MRR@10 of one method, and the seconds its queries took."""
+    """Recall@1/5/10 and MRR@10 of one method (a question counts for recall@k when a hit is among its first k)."""
 
     r1: float
     r5: float
     r10: float
     mrr: float
-    seconds: float
 
 
 # --- scoring --------------------------------------------------------------------------------------------------------
-def score(questions: Sequence[Question], search: Callable[[Question], list[Span]]) -> Scores:
-    """Page-level recall@1/5/10 and MRR@10 of ``search`` (which returns ranked passage page spans)."""
-    firsts: list[int | None] = []
-    started = time.perf_counter()
+def score(questions: Sequence[Question], search: Callable[[Question], dict[str, list[Span]]]) -> dict[str, Scores]:
+    """Page-level recall@1/5/10 and MRR@10 of each method ``search`` ranks for (method → ranked page spans)."""
+    firsts: dict[str, list[int | None]] = {}
     for q in questions:
-        spans = search(q)[:TOP]
-        firsts.append(next((i for i, (doc, a, b) in enumerate(spans, 1)
-                            if doc == q.doc and any(a <= p <= b for p in q.pages)), None))
-    seconds = time.perf_counter() - started
-    n = max(1, len(questions))
+        for method, spans in search(q).items():
+            firsts.setdefault(method, []).append(next(
+                (i for i, (doc, a, b) in enumerate(spans[:TOP], 1)
+                 if doc == q.doc and any(a <= p <= b for p in q.pages)), None))
+    return {method: ranks_to_scores(found) for method, found in firsts.items()}
+
+
+def ranks_to_scores(firsts: Sequence[int | None]) -> Scores:
+    """Recall@1/5/10 and MRR@10 from the rank of each question's first hit (None: none in the top 10)."""
+    n = max(1, len(firsts))
     hit = lambda k: sum(1 for f in firsts if f is not None and f <= k) / n  # noqa: E731
-    return Scores(hit(1), hit(5), hit(10), sum(1 / f for f in firsts if f) / n, seconds)
+    return Scores(hit(1), hit(5), hit(10), sum(1 / f for f in firsts if f) / n)
+
+
+def method_rankings(signals: Signals, fusions: Sequence[Fusion]) -> dict[str, list[str]]:
+    """Chunk ids best first, from one question's signals: dense search's own finds, BM25's, and each fusion's."""
+    out = {"dense": list(signals.dense)[:signals.dense_found], "bm25": list(signals.lexical)[:signals.lexical_found]}
+    for fusion in fusions:
+        out[label(fusion)] = [cid for cid, _ in rank(signals, fusion)]
+    return out
 
 
 class MemoEmbedder(Embedder):
@@ -167,11 +180,8 @@ def rebuild_lexical(store: Store, doc_ids: Sequence[str]) -> None:
 
 
 # --- ours -----------------------------------------------------------------------------------------------------------
-def ours(files: list[Path], questions: list[Question], settings: Settings, embedder: Embedder,
-         fusions: list[Fusion], everywhere: bool = False, reranker: Any = None,
-         rerank_candidates: int = 20) -> tuple[float, dict[str, Scores]]:
-    """Index with the engine (cached), then score dense, BM25 and hybrid, and with a ``reranker`` the settings'
-    hybrid with its first ``rerank_candidates`` passages reordered by it; returns (index seconds, scores)."""
+def index_filings(files: list[Path], settings: Settings, embedder: Embedder) -> tuple[Store, dict[str, str], float]:
+    """Index with the engine (cached); returns (store, file name → document id, index seconds)."""
     started = time.perf_counter()
     engine = Engine(settings, embedder=embedder)
     try:
@@ -186,8 +196,15 @@ def ours(files: list[Path], questions: list[Question], settings: Settings, embed
     store = engine.store
     by_name = {d.file_name: d.doc_id for d in store.documents()}
     rebuild_lexical(store, list(by_name.values()))
-    index_seconds = time.perf_counter() - started
+    return store, by_name, time.perf_counter() - started
 
+
+def ours(files: list[Path], questions: list[Question], settings: Settings, embedder: Embedder,
+         fusions: list[Fusion], everywhere: bool = False, reranker: Any = None,
+         rerank_candidates: int = 20) -> tuple[float, dict[str, Scores]]:
+    """Index with the engine (cached), then score dense, BM25 and hybrid, and with a ``reranker`` the settings'
+    hybrid with its first ``rerank_candidates`` passages reordered by it; returns (index seconds, scores)."""
+    store, by_name, index_seconds = index_filings(files, settings, embedder)
     memo = MemoEmbedder(embedder)
     every = list(by_name.values())
     scope = lambda q: every if everywhere else [by_name[f"{q.doc}.pdf"]]  # noqa: E731
@@ -195,31 +212,21 @@ def ours(files: list[Path], questions: list[Question], settings: Settings, embed
 
     pool = settings.candidate_pool
 
-    def dense(q: Question) -> list[Span]:
-        return [span(p) for p in merge_pages(store.query(memo.embed_query(q.text), pool, scope(q)))]
+    def search(q: Question) -> dict[str, list[Span]]:
+        signals = gather(store, memo, q.text, scope(q), pool, EVERY_SIGNAL)
+        ids = {method: found[:pool] for method, found in method_rankings(signals, fusions).items()}
+        found = store.get_passages(list(dict.fromkeys(cid for chunk_ids in ids.values() for cid in chunk_ids)))
+        pages = {method: merge_pages([found[cid] for cid in chunk_ids if cid in found])
+                 for method, chunk_ids in ids.items()}
+        out = {method: [span(p) for p in passages] for method, passages in pages.items()}
+        if reranker is not None:
+            top = pages[label(fusions[0])][:rerank_candidates]
+            scores = reranker.score(q.text, [p.text for p in top])
+            out[f"+rerank top {rerank_candidates}"] = [span(top[i]) for i in sorted(range(len(top)),
+                                                                                  key=lambda i: -scores[i])]
+        return out
 
-    def lexical(q: Question) -> list[Span]:
-        hits = store.lexical.search(q.text, pool, scope(q))
-        found = store.get_passages([cid for cid, _ in hits])
-        return [span(p) for p in merge_pages([found[cid] for cid, _ in hits if cid in found])]
-
-    def hybrid(fusion: Fusion) -> Callable[[Question], list[Span]]:
-        def run(q: Question) -> list[Span]:
-            return [span(p) for p in hybrid_search(store, memo, q.text, scope(q), pool, fusion)]
-        return run
-
-    def reranked(q: Question) -> list[Span]:
-        found = hybrid_search(store, memo, q.text, scope(q), pool, fusions[0])[:rerank_candidates]
-        scores = reranker.score(q.text, [p.text for p in found])
-        order = sorted(range(len(found)), key=lambda i: -scores[i])
-        return [span(found[i]) for i in order]
-
-    results = {"dense": score(questions, dense), "bm25": score(questions, lexical)}
-    for fusion in fusions:
-        results[label(fusion)] = score(questions, hybrid(fusion))
-    if reranker is not None:
-        results[f"+rerank top {rerank_candidates}"] = score(questions, reranked)
-    return index_seconds, results
+    return index_seconds, score(questions, search)
 
 
 # --- the tutorial pipeline ------------------------------------------------------------------------------------------
@@ -272,13 +279,12 @@ def tutorial(files: list[Path], questions: list[Question], embedder: Embedder, c
         spans_of = indexes[which(q)][1]
         return [spans_of[i] for i in ids]
 
-    def rrf(q: Question) -> list[Span]:
-        fused = fuse([(1.0, [str(i) for i in dense_ids(q)]), (1.0, [str(i) for i in bm25_ids(q)])])
-        return spans(q, [int(cid) for cid, _ in fused])
+    def search(q: Question) -> dict[str, list[Span]]:
+        dense, bm25 = dense_ids(q), bm25_ids(q)
+        fused = fuse([(1.0, [str(i) for i in dense]), (1.0, [str(i) for i in bm25])])
+        return {"dense": spans(q, dense), "bm25": spans(q, bm25), "rrf": spans(q, [int(cid) for cid, _ in fused])}
 
-    return index_seconds, {"dense": score(questions, lambda q: spans(q, dense_ids(q))),
-                           "bm25": score(questions, lambda q: spans(q, bm25_ids(q))),
-                           "rrf": score(questions, rrf)}
+    return index_seconds, score(questions, search)
 
 
 def _tutorial_chunks(path: Path) -> tuple[list[str], list[int]]:
@@ -343,13 +349,38 @@ def cranfield(folder: Path) -> tuple[list[dict[str, str]], dict[str, str], dict[
     return rows, queries, qrels
 
 
-def collection(name: str, rows: list[dict[str, str]], queries: dict[str, str], qrels: dict[str, set[str]],
-               settings: Settings, embedder: Embedder, fusions: list[Fusion]
-               ) -> tuple[float, dict[str, tuple[float, float]]]:
-    """A collection of short texts, each one document (title = its title), through our chunking and store, searched
-    corpus-wide. Returns (index seconds, method → (nDCG@10, recall@10)) over the judged queries."""
-    import math
+def xquad(folder: Path, lang: str) -> tuple[list[dict[str, str]], dict[str, str], dict[str, set[str]]]:
+    """XQuAD in one language: each of its 240 paragraphs a document (title = its article's, as in the English
+    original), its 1,190 questions, and the paragraph each was asked about."""
+    data = json.loads(folder.joinpath(f"xquad.{lang}.json").read_text(encoding="utf-8"))["data"]
+    rows: list[dict[str, str]] = []
+    queries: dict[str, str] = {}
+    qrels: dict[str, set[str]] = {}
+    for article in data:
+        for paragraph in article["paragraphs"]:
+            pid = str(len(rows))
+            rows.append({"_id": pid, "title": article["title"].replace("_", " "), "text": paragraph["context"]})
+            for qa in paragraph["qas"]:
+                queries[qa["id"]] = qa["question"]
+                qrels[qa["id"]] = {pid}
+    return rows, queries, qrels
 
+
+@dataclass(frozen=True)
+class Judged:
+    """A collection's scores for one method: nDCG@10 and recall@10 (share of the relevant documents in the top 10),
+    and R@1 and MRR@10 (of the first relevant document)."""
+
+    ndcg: float
+    recall: float
+    r1: float
+    mrr: float
+
+
+def index_collection(name: str, rows: list[dict[str, str]], settings: Settings, embedder: Embedder
+                     ) -> tuple[Store, list[str], float]:
+    """Short texts, each one document (title = its title), through our chunking into a store (cached); returns
+    (store, document ids, index seconds)."""
     started = time.perf_counter()
     store = Store(settings, embedder.index_name)
     done = set(store.ready_ids())
@@ -371,32 +402,34 @@ def collection(name: str, rows: list[dict[str, str]], queries: dict[str, str], q
     ids = [doc(r["_id"]) for r in rows]
     if not todo:  # a cached index: re-tokenize, so BM25 changes show without re-embedding
         rebuild_lexical(store, ids)
-    index_seconds = time.perf_counter() - started
+    return store, ids, time.perf_counter() - started
 
+
+def collection(name: str, rows: list[dict[str, str]], queries: dict[str, str], qrels: dict[str, set[str]],
+               settings: Settings, embedder: Embedder, fusions: list[Fusion]) -> tuple[float, dict[str, Judged]]:
+    """A collection of short texts (see ``index_collection``) searched corpus-wide. Returns (index seconds,
+    method → scores) over the judged queries."""
+    import math
+
+    store, ids, index_seconds = index_collection(name, rows, settings, embedder)
     present = set(ids)
-    judged = {qid: {doc(d) for d in rel} & present for qid, rel in qrels.items() if qid in queries}
+    judged = {qid: {f"{name}{d}" for d in rel} & present for qid, rel in qrels.items() if qid in queries}
     judged = {qid: rel for qid, rel in judged.items() if rel}
     memo = MemoEmbedder(embedder)
-
-    def metrics(rank: Callable[[str], list[str]]) -> tuple[float, float]:
-        ndcg = recall = 0.0
-        for qid, relevant in judged.items():
-            docs = list(dict.fromkeys(rank(queries[qid])))[:TOP]  # chunks → documents, first appearance
+    pool = max(settings.candidate_pool, 3 * TOP)
+    totals: dict[str, list[float]] = {}
+    for qid, relevant in judged.items():
+        signals = gather(store, memo, queries[qid], ids, pool, EVERY_SIGNAL)
+        for method, chunk_ids in method_rankings(signals, fusions).items():
+            docs = list(dict.fromkeys(split_chunk_id(cid)[0] for cid in chunk_ids[:pool]))[:TOP]
             dcg = sum(1 / math.log2(i + 2) for i, d in enumerate(docs) if d in relevant)
             ideal = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), TOP)))
-            ndcg += dcg / ideal
-            recall += len(relevant & set(docs)) / len(relevant)
-        return ndcg / len(judged), recall / len(judged)
-
-    pool = max(settings.candidate_pool, 3 * TOP)
-    results = {
-        "dense": metrics(lambda q: [p.doc_id for p in store.query(memo.embed_query(q), pool, ids)]),
-        "bm25": metrics(lambda q: [split_chunk_id(cid)[0] for cid, _ in store.lexical.search(q, pool, ids)]),
-    }
-    for fusion in fusions:
-        results[label(fusion)] = metrics(
-            lambda q, f=fusion: [p.doc_id for p in hybrid_search(store, memo, q, ids, pool, f)])
-    return index_seconds, results
+            first = next((i for i, d in enumerate(docs, 1) if d in relevant), None)
+            sums = totals.setdefault(method, [0.0] * 4)
+            for j, value in enumerate((dcg / ideal, len(relevant & set(docs)) / len(relevant), first == 1,
+                                       1 / first if first else 0.0)):
+                sums[j] += value
+    return index_seconds, {method: Judged(*(v / len(judged) for v in sums)) for method, sums in totals.items()}
 
 
 # --- main -----------------------------------------------------------------------------------------------------------
@@ -442,31 +475,32 @@ def main() -> int:
     parser.add_argument("--reranker", default="",
                         help="also rerank the default hybrid's candidates with this Qwen3-Reranker (id or path)")
     parser.add_argument("--rerank-candidates", type=int, default=20, help="how many candidates the reranker orders")
-    parser.add_argument("--scope", choices=("own", "all"), default="own",
-                        help="each question searches its own filing (own) or every filing (all)")
+    parser.add_argument("--scope", choices=("own", "all", "both", "none"), default="own",
+                        help="each FinanceBench question searches its own filing (own), every filing (all), both in "
+                        "turn, or FinanceBench is skipped (none)")
     parser.add_argument("--scifact", action="store_true", help="also evaluate BEIR SciFact (slow: 5k abstracts)")
     parser.add_argument("--scifact-data", type=Path, default=EVALDATA / "beir_scifact")
     parser.add_argument("--scifact-limit", type=int, default=0,
                         help="a corpus of N abstracts: all judged ones, then the first others (0 = all)")
     parser.add_argument("--cranfield", action="store_true", help="also evaluate Cranfield 1400 (aeronautics)")
     parser.add_argument("--cranfield-data", type=Path, default=EVALDATA / "cranfield")
+    parser.add_argument("--xquad", default="", metavar="LANGS",
+                        help="also evaluate XQuAD in these languages, comma-separated (en,zh,de,ar,ru,es), each "
+                        "language its own collection of 240 paragraphs")
+    parser.add_argument("--xquad-data", type=Path, default=EVALDATA / "xquad")
     args = parser.parse_args()
 
     base = Settings.from_env(embed_backend="sentence-transformers", embed_model=args.embedder, rerank=False)
     key = sources_hash([args.embedder, args.dtype, base.chunk_tokens, base.chunk_overlap, base.tokenizer])
     settings = base.with_(data_dir=args.cache / f"ours-{key}")
     fusions = _fusions(args.fusion, settings)
-    files, questions = financebench(args.data, args.limit_docs)
-    scoping = ("each question searches every filing at once" if args.scope == "all" else
-               "each question searches only its own filing (doc_name; all evidence lies there)")
-    print(f"FinanceBench: {len(questions)} questions over {len(files)} filings; {scoping}. "
-          f"Embedder {Path(args.embedder).name} ({args.dtype}); "
-          f"our chunks {settings.chunk_tokens}/{settings.chunk_overlap} tokens, fusion pool "
-          f"{settings.candidate_pool}; reranker {Path(args.reranker).name if args.reranker else 'off'}.")
+    print(f"Embedder {Path(args.embedder).name} ({args.dtype}); our chunks {settings.chunk_tokens}/"
+          f"{settings.chunk_overlap} tokens, fusion pool {settings.candidate_pool}; reranker "
+          f"{Path(args.reranker).name if args.reranker else 'off'}. Hybrid rows: fusion method and its weights "
+          f"(dense/BM25[/title]); the first is the settings'.")
     embedder = load_embedder(settings, args.dtype)
+    summary: dict[str, dict[str, tuple[float, float]]] = {}  # collection → method → (R@1, MRR@10)
 
-    rows: list[tuple[str, str, Scores]] = []
-    timings: list[str] = []
     reranker = None
     if args.reranker:
         from rag.rerank import Qwen3Reranker
@@ -474,22 +508,29 @@ def main() -> int:
         reranker = Qwen3Reranker(args.reranker, settings.rerank_instruction, settings.rerank_max_tokens,
                                  settings.rerank_batch_size)
         reranker.load()
-    seconds, got = ours(files, questions, settings, embedder, fusions, args.scope == "all", reranker,
-                        args.rerank_candidates)
-    rows += [("ours", m, s) for m, s in got.items()]
-    timings.append(f"ours index {seconds:.0f} s (cache {settings.data_dir.name})")
-    if not args.no_tutorial:
-        tkey = hashlib.sha256(json.dumps([args.embedder, args.dtype, TUTORIAL_CHUNK, TUTORIAL_OVERLAP]).encode())
-        seconds, got = tutorial(files, questions, embedder, args.cache / f"tutorial-{tkey.hexdigest()[:12]}",
-                                args.scope == "all")
-        rows += [("tutorial", m, s) for m, s in got.items()]
-        timings.append(f"tutorial index {seconds:.0f} s")
-
-    print(f"\n{'pipeline':<10}{'method':<20}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MRR@10':>8}{'query s':>9}")
-    for pipeline, method, s in rows:
-        print(f"{pipeline:<10}{method:<20}{s.r1:>7.2f}{s.r5:>7.2f}{s.r10:>7.2f}{s.mrr:>8.3f}{s.seconds:>9.1f}")
-    print("; ".join(timings) + "  (hybrid rows: fusion method and dense/BM25[/title] weights; the first is the "
-          "settings')")
+    files, questions = financebench(args.data, args.limit_docs) if args.scope != "none" else ([], [])
+    for scope in {"both": ("own", "all"), "none": ()}.get(args.scope, (args.scope,)):
+        scoping = ("each question searches every filing at once" if scope == "all" else
+                   "each question searches only its own filing (doc_name; all evidence lies there)")
+        print(f"\nFinanceBench: {len(questions)} questions over {len(files)} filings; {scoping}.")
+        rows: list[tuple[str, str, Scores]] = []
+        started = time.perf_counter()
+        seconds, got = ours(files, questions, settings, embedder, fusions, scope == "all", reranker,
+                            args.rerank_candidates)
+        rows += [("ours", m, s) for m, s in got.items()]
+        summary[f"FinanceBench, {scope}"] = {m: (s.r1, s.mrr) for m, s in got.items()}
+        timings = [f"ours index {seconds:.0f} s (cache {settings.data_dir.name}), queries "
+                   f"{time.perf_counter() - started - seconds:.0f} s"]
+        if not args.no_tutorial:
+            tkey = hashlib.sha256(json.dumps([args.embedder, args.dtype, TUTORIAL_CHUNK, TUTORIAL_OVERLAP]).encode())
+            seconds, got = tutorial(files, questions, embedder, args.cache / f"tutorial-{tkey.hexdigest()[:12]}",
+                                    scope == "all")
+            rows += [("tutorial", m, s) for m, s in got.items()]
+            timings.append(f"tutorial index {seconds:.0f} s")
+        print(f"{'pipeline':<10}{'method':<24}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MRR@10':>8}")
+        for pipeline, method, s in rows:
+            print(f"{pipeline:<10}{method:<24}{s.r1:>7.2f}{s.r5:>7.2f}{s.r10:>7.2f}{s.mrr:>8.3f}")
+        print("; ".join(timings))
 
     extra = []
     if args.scifact:
@@ -497,14 +538,30 @@ def main() -> int:
                       scifact(args.scifact_data, args.scifact_limit), f"scifact-{key}-{args.scifact_limit}"))
     if args.cranfield:
         extra.append(("cr", "Cranfield 1400", cranfield(args.cranfield_data), f"cranfield-{key}"))
-    for prefix, label, (corpus, queries, qrels), folder in extra:
+    for lang in filter(None, (x.strip() for x in args.xquad.split(","))):
+        extra.append((f"xq{lang}", f"XQuAD {lang}", xquad(args.xquad_data, lang), f"xquad-{lang}-{key}"))
+    for prefix, name, (corpus, queries, qrels), folder in extra:
         seconds, got = collection(prefix, corpus, queries, qrels, base.with_(data_dir=args.cache / folder), embedder,
                                   fusions)
-        print(f"\n{label} (abstract = document, corpus-wide search), index {seconds:.0f} s")
-        print(f"{'method':<20}{'nDCG@10':>9}{'R@10':>7}")
-        for method, (ndcg, recall) in got.items():
-            print(f"{method:<20}{ndcg:>9.3f}{recall:>7.2f}")
+        summary[name] = {m: (j.r1, j.mrr) for m, j in got.items()}
+        print(f"\n{name} ({len(corpus)} documents, corpus-wide search), index {seconds:.0f} s")
+        print(f"{'method':<24}{'nDCG@10':>9}{'R@10':>7}{'R@1':>7}{'MRR@10':>8}")
+        for method, j in got.items():
+            print(f"{method:<24}{j.ndcg:>9.3f}{j.recall:>7.2f}{j.r1:>7.2f}{j.mrr:>8.3f}")
+    if len(summary) > 1:
+        print_summary(summary)
     return 0
+
+
+def print_summary(summary: dict[str, dict[str, tuple[float, float]]]) -> None:
+    """Every collection against every method, as a Markdown table of "R@1 / MRR@10"."""
+    methods = list(dict.fromkeys(m for got in summary.values() for m in got))
+    print("\nR@1 / MRR@10 (rows: collections; columns: methods)\n")
+    print("| collection | " + " | ".join(methods) + " |")
+    print("|---" * (len(methods) + 1) + "|")
+    for name, got in summary.items():
+        cells = [f"{got[m][0]:.2f} / {got[m][1]:.3f}" if m in got else "" for m in methods]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ long documents, BM25 on short abstracts, and scaled scores beat rank fusion on a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from rag.config import Settings
@@ -77,6 +77,51 @@ def fuse_scores(signals: Sequence[tuple[float, dict[str, float]]], candidates: S
     return sorted(total.items(), key=lambda item: -item[1])
 
 
+@dataclass(frozen=True)
+class Signals:
+    """What fusion works from for one question: each retriever's score of every candidate (``dense``: cosine;
+    ``lexical``: BM25, absent where a candidate shares no term with the question), how many of each it found
+    itself (its first entries), and the title match of the documents searched (empty with one document)."""
+
+    dense: dict[str, float]
+    lexical: dict[str, float]
+    dense_found: int = 0
+    lexical_found: int = 0
+    titles: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def candidates(self) -> list[str]:
+        """Every candidate once: dense search's finds, then BM25's."""
+        return list(dict.fromkeys([*self.dense, *self.lexical]))
+
+
+def gather(store: Store, embedder: Embedder, query: str, doc_ids: Sequence[str], pool: int,
+           fusion: Fusion = Fusion()) -> Signals:
+    """The ``pool`` best of dense and BM25 search among ``doc_ids``, each scored by the other retriever too."""
+    vector = embedder.embed_query(query) if fusion.dense > 0 else None
+    dense = dict(store.nearest(vector, pool, doc_ids)) if vector is not None else {}
+    lexical = dict(store.lexical_search(query, pool, doc_ids)) if fusion.lexical > 0 else {}
+    found = len(dense), len(lexical)
+    if dense and lexical:
+        dense.update(store.dense_scores(vector, [cid for cid in lexical if cid not in dense]))
+        lexical.update({cid: s for cid, s in store.lexical_scores(query, list(dense)).items() if s > 0})
+    titles = store.title_scores(query, doc_ids) if fusion.title > 0 and len(set(doc_ids)) > 1 else {}
+    return Signals(dense, lexical, *found, titles)
+
+
+def rank(signals: Signals, fusion: Fusion = Fusion()) -> list[tuple[str, float]]:
+    """The candidates fused into one ranking, best first: (chunk_id, fused score)."""
+    dense, lexical = signals.dense, signals.lexical
+    if fusion.method == "rrf":
+        return fuse([(fusion.dense, _ranked(dense)), (fusion.lexical, _ranked(lexical))])
+    candidates = signals.candidates
+    boost: dict[str, float] = {}
+    if fusion.title > 0 and signals.titles:
+        boost = {cid: fusion.title * signals.titles.get(split_chunk_id(cid)[0], 0.0) for cid in candidates}
+    matched = {cid: lexical.get(cid, 0.0) for cid in candidates} if lexical else {}  # no shared term: 0
+    return fuse_scores([(fusion.dense, dense), (fusion.lexical, matched)], candidates, boost)
+
+
 def hybrid_search(store: Store, embedder: Embedder, query: str, doc_ids: Sequence[str], pool: int,
                   fusion: Fusion = Fusion(), keep: int | None = None) -> list[Passage]:
     """The best passages of ``doc_ids`` for ``query``, fused from the ``pool`` best of dense and BM25 search.
@@ -86,23 +131,7 @@ def hybrid_search(store: Store, embedder: Embedder, query: str, doc_ids: Sequenc
     """
     if not doc_ids or pool <= 0:
         return []
-    vector = embedder.embed_query(query) if fusion.dense > 0 else None
-    dense = dict(store.nearest(vector, pool, doc_ids)) if vector is not None else {}
-    lexical = dict(store.lexical_search(query, pool, doc_ids)) if fusion.lexical > 0 else {}
-    if dense and lexical:
-        dense.update(store.dense_scores(vector, [cid for cid in lexical if cid not in dense]))
-        lexical.update({cid: s for cid, s in store.lexical_scores(query, list(dense)).items() if s > 0})
-    if fusion.method == "rrf":
-        fused = fuse([(fusion.dense, _ranked(dense)), (fusion.lexical, _ranked(lexical))])
-    else:
-        candidates = list(dict.fromkeys([*dense, *lexical]))
-        boost: dict[str, float] = {}
-        if fusion.title > 0 and len(set(doc_ids)) > 1:
-            titles = store.title_scores(query, doc_ids)
-            boost = {cid: fusion.title * titles.get(split_chunk_id(cid)[0], 0.0) for cid in candidates}
-        matched = {cid: lexical.get(cid, 0.0) for cid in candidates} if lexical else {}  # no shared term: 0
-        fused = fuse_scores([(fusion.dense, dense), (fusion.lexical, matched)], candidates, boost)
-    fused = fused[:keep or pool]
+    fused = rank(gather(store, embedder, query, doc_ids, pool, fusion), fusion)[:keep or pool]
     found = store.get_passages([cid for cid, _ in fused])  # one read, of what is kept only
     return merge_pages([replace(found[cid], score=score) for cid, score in fused if cid in found])
 
