@@ -10,7 +10,8 @@ it meet on the same terms:
    kana, written without spaces) and Korean (Hangul) become overlapping character bigrams, as Lucene's CJK analyzer
    does (a lone character stays a unigram); Thai, Lao, Khmer and Burmese (no spaces between words either) become
    bigrams of characters with their combining vowel and tone marks; every other script is read as words of letters
-   *and combining marks*, so Devanagari, Tamil or Arabic words with vowel signs stay whole.
+   *and combining marks*, so Devanagari, Tamil or Arabic words with vowel signs stay whole. A line break inside a
+   Chinese or Japanese sentence (a PDF's line wrap) joins the characters around it.
 3. Stop words and stemming per language: a word is stemmed (Snowball, through PyStemmer) and its stop words are
    dropped only in the language it belongs to. The text's language is guessed by ``py3langid`` (a small
    naive-Bayes detector over 97 languages); when it is sure enough (``DETECT_CONFIDENCE``), the words of the
@@ -60,6 +61,7 @@ _STOPWORD_LISTS = {"english": "STOPWORDS_EN", "german": "STOPWORDS_GERMAN", "spa
                    "danish": "STOPWORDS_DANISH", "russian": "STOPWORDS_RUSSIAN", "turkish": "STOPWORDS_TURKISH"}
 _QUESTION_WORDS_EN = {"what", "which", "who", "how", "when", "where", "why", "does", "did", "do"}
 
+_UNSPACED_LANGUAGES = frozenset({"zh", "wuu", "yue", "ja", "ko", "th", "lo", "km", "my"})
 _SPACELESS = r"\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}"
 _CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\u30fc\u3005"  # with the prolonged sound mark and the iteration mark
 _WORD_SCRIPTS = ("latin", "cyrillic", "greek", "arabic", "devanagari", "armenian", "tamil")
@@ -72,6 +74,7 @@ _TOKEN = regex.compile(
     + rf"|(?P<other>[\p{{L}}--[{_CJK}\p{{Hangul}}{_SPACELESS}]][\p{{L}}\p{{M}}--[{_CJK}\p{{Hangul}}{_SPACELESS}]]*)",
     regex.V1,
 )
+_WRAPPED = regex.compile(rf"(?<=[{_CJK}])[ \t]*\n[ \t]*(?=[{_CJK}])")  # a line wrapped inside a CJK sentence
 _CLUSTER = regex.compile(r"\P{M}\p{M}*")  # a letter with its combining marks
 _DROP = dict.fromkeys(map(ord, "\u0640\u00ad\u200b\u200c\u200d\u2060\ufeff"))  # tatweel, soft hyphen, joiners
 
@@ -114,6 +117,21 @@ def _identifier() -> Any:
 _detect_lock = threading.Lock()
 
 
+def _classify(text: str) -> tuple[str, float] | None:
+    identifier = _identifier()
+    if identifier is None or not text.strip():
+        return None
+    with _detect_lock:  # the identifier keeps no state, but numpy scratch space is cheaper to share than to copy
+        code, probability = identifier.classify(text)
+    return code, float(probability)
+
+
+def guess(text: str) -> str | None:
+    """The detector's best guess at the language of ``text`` (py3langid's code), however unsure."""
+    found = _classify(text)
+    return found[0] if found else None
+
+
 def detect(text: str) -> str | None:
     """The language of ``text`` (py3langid's code), or None when the detector can't tell.
 
@@ -122,11 +140,10 @@ def detect(text: str) -> str | None:
     one); an unsure guess of a language without a stemmer (Bulgarian for a Russian question, Latin for two
     English keywords) leaves the text to its scripts' usual languages.
     """
-    identifier = _identifier()
-    if identifier is None or not text.strip():
+    found = _classify(text)
+    if found is None:
         return None
-    with _detect_lock:  # the identifier keeps no state, but numpy scratch space is cheaper to share than to copy
-        code, probability = identifier.classify(text)
+    code, probability = found
     return code if probability >= DETECT_CONFIDENCE or (code in SNOWBALL and probability >= UNSURE_FLOOR) else None
 
 
@@ -177,7 +194,7 @@ def _stem(words: list[str], language: str | None) -> list[str]:
 # --- analysis -----------------------------------------------------------------------------------------------------
 def analyze(text: str, detect_language: bool = True) -> list[str]:
     """The search terms of ``text``, in order (see the module notes)."""
-    text = normalize(text)
+    text = _WRAPPED.sub("", normalize(text))
     terms: list[str] = []
     words: dict[str, list[tuple[int, str]]] = {}  # script -> (position in terms, word)
     letters: dict[str, int] = {}
@@ -198,7 +215,10 @@ def analyze(text: str, detect_language: bool = True) -> list[str]:
     if not words:
         return terms
     language = detect(text) if detect_language else None
-    main = max(letters, key=letters.__getitem__) if language else None
+    # The detected language's words are those of its script: the word script with the most letters (none for a
+    # language written in Han, kana, Hangul or Thai-like scripts, whose Latin words are then read as English).
+    scripts = {k: n for k, n in letters.items() if k in words}
+    main = max(scripts, key=scripts.__getitem__) if language and language not in _UNSPACED_LANGUAGES else None
     for script, found in words.items():
         stems = _stem([w for _, w in found], SNOWBALL.get(language or "") if script == main
                       else SCRIPT_LANGUAGE.get(script))
