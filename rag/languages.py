@@ -77,12 +77,21 @@ _TOKEN = regex.compile(
 _WRAPPED = regex.compile(rf"(?<=[{_CJK}])[ \t]*\n[ \t]*(?=[{_CJK}])")  # a line wrapped inside a CJK sentence
 _CLUSTER = regex.compile(r"\P{M}\p{M}*")  # a letter with its combining marks
 _DROP = dict.fromkeys(map(ord, "\u0640\u00ad\u200b\u200c\u200d\u2060\ufeff"))  # tatweel, soft hyphen, joiners
+# CJK radicals that PDF fonts (Noto CJK among them) map some common characters to, as the characters they stand
+# for (Unicode's EquivalentUnifiedIdeograph; NFKC maps the Kangxi radicals, not these): "增⻓" is "增长".
+_RADICALS = ("⺁厂⺇几⺊卜⺌小⺎兀⺐尢⺒巳⺓幺⺖忄⺘扌⺙攵⺛旡⺝月⺞歺⺟母⺠民⺡氵⺢氺⺣灬⺤爫"
+             "⺦丬⺨犭⺩王⺪疋⺫罒⺬示⺭礻⺮竹⺯糸⺰纟⺲罒⺶羊⺷羊⺹耂⺺肀⺻聿⺼月⺽臼⺾艹⺿艹"
+             "⻀艹⻁虎⻂衤⻃覀⻄西⻅见⻆角⻈讠⻉贝⻋车⻌辶⻍辶⻎辶⻏阝⻐钅⻑長⻓长⻔门⻖阝⻗雨"
+             "⻘青⻙韦⻚页⻛风⻜飞⻝食⻟飠⻠饣⻢马⻣骨⻤鬼⻥鱼⻦鸟⻧卤⻨麦⻩黄⻪黾⻫斉⻬齐⻭歯"
+             "⻮齿⻯竜⻰龙⻱龜⻲亀⻳龟")
 
 
 @lru_cache(maxsize=1)
 def _digits() -> dict[int, int | None]:
-    """Every decimal digit of every script, as its ASCII digit; and the characters normalising drops."""
+    """Every decimal digit of every script, as its ASCII digit; CJK radicals as their characters; and the
+    characters normalising drops."""
     table: dict[int, int | None] = dict(_DROP)
+    table.update((ord(_RADICALS[i]), ord(_RADICALS[i + 1])) for i in range(0, len(_RADICALS), 2))
     for code in range(0x80, sys.maxunicode + 1):
         char = chr(code)
         if unicodedata.category(char) == "Nd":

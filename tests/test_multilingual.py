@@ -113,6 +113,11 @@ def test_a_line_wrapped_chinese_sentence_keeps_its_words() -> None:
     assert tokenize("营业收\n入增长") == tokenize("营业收入增长")
 
 
+def test_radicals_that_pdf_fonts_put_for_characters_read_as_the_characters() -> None:
+    # pypdf reads "营业收入增长" from a PDF that Chromium printed with Noto Sans CJK as Kangxi and CJK radicals.
+    assert tokenize("营业收⼊增⻓") == tokenize("营业收入增长")
+
+
 # --- cross-language questions ------------------------------------------------------------------------------------
 def test_a_question_in_another_language_than_the_titles_boosts_no_document() -> None:
     titles = {"a": title_terms("Apple 10-K 2019"), "b": title_terms("Microsoft annual report")}
