@@ -36,9 +36,10 @@ import hashlib
 import json
 import os
 import re
+import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -62,6 +63,8 @@ DEFAULT_CACHE = ROOT / "bench" / ".cache"
 SHAPING_SOURCES = ("rag/chunking.py", "rag/documents.py", "rag/models.py")  # change these → chunks change
 TUTORIAL_CHUNK, TUTORIAL_OVERLAP = 1000, 200
 TOP = 10
+STUDY = ("scores:0.8:0.2:0.1,rrf:1:1,rrf10:1:1,scores:0.5:0.5:0.1,mnz:0.5:0.5:0.1,zsigned:1:1:0.5,"
+         "zgap:1:1:0.5")
 EVERY_SIGNAL = Fusion("scores", 1.0, 1.0, 1.0)  # gathered once a question; each fusion ranks from it
 
 Span = tuple[str, int, int]  # (filing, first page, last page), pages 1-based
@@ -110,8 +113,51 @@ def method_rankings(signals: Signals, fusions: Sequence[Fusion]) -> dict[str, li
     """Chunk ids best first, from one question's signals: dense search's own finds, BM25's, and each fusion's."""
     out = {"dense": list(signals.dense)[:signals.dense_found], "bm25": list(signals.lexical)[:signals.lexical_found]}
     for fusion in fusions:
-        out[label(fusion)] = [cid for cid, _ in rank(signals, fusion)]
+        ranked = STUDIED[fusion.method](signals, fusion) if fusion.method in STUDIED else rank(signals, fusion)
+        out[label(fusion)] = [cid for cid, _ in ranked]
     return out
+
+
+# --- fusions compared with the app's (not offered by it) ----------------------------------------------------------
+def _signed(values: dict[str, float]) -> dict[str, float]:
+    """Standard scores, below-average ones counted negative (plain z-score normalisation)."""
+    mean, spread = statistics.fmean(values.values()), statistics.pstdev(values.values())
+    return {cid: (v - mean) / spread if spread > 0 else 0.0 for cid, v in values.items()}
+
+
+def _gap(scores: Sequence[float]) -> float:
+    """How far a retriever's first score stands from its second, as a share of the range of its own finds."""
+    ordered = sorted(scores, reverse=True)
+    if len(ordered) < 3 or ordered[0] == ordered[-1]:
+        return 0.0
+    return (ordered[0] - ordered[1]) / (ordered[0] - ordered[-1])
+
+
+def _mnz(signals: Signals, fusion: Fusion) -> list[tuple[str, float]]:
+    """CombMNZ: scaled scores summed, times how many retrievers found the candidate themselves."""
+    own = [set(list(signals.dense)[:signals.dense_found]), set(list(signals.lexical)[:signals.lexical_found])]
+    scaled = rank(signals, replace(fusion, method="scores"))
+    return sorted(((cid, s * sum(cid in found for found in own)) for cid, s in scaled), key=lambda item: -item[1])
+
+
+def _gap_weighted(signals: Signals, fusion: Fusion) -> list[tuple[str, float]]:
+    """Standard scores weighted per question by each retriever's confidence: 0.5 + the gap after its first find."""
+    dense = list(signals.dense.values())[:signals.dense_found]
+    lexical = list(signals.lexical.values())[:signals.lexical_found]
+    weighted = replace(fusion, method="zscore", dense=fusion.dense * (0.5 + _gap(dense)),
+                       lexical=fusion.lexical * (0.5 + _gap(lexical)))
+    return rank(signals, weighted)
+
+
+STUDIED: dict[str, Callable[[Signals, Fusion], list[tuple[str, float]]]] = {
+    "zsigned": lambda signals, fusion: rank(signals, replace(fusion, method="zscore"), scale=_signed),
+    "rrf10": lambda signals, fusion: fuse([(fusion.dense, sorted(signals.dense, key=signals.dense.__getitem__,
+                                                                 reverse=True)),
+                                          (fusion.lexical, sorted(signals.lexical, key=signals.lexical.__getitem__,
+                                                                  reverse=True))], k=10),
+    "mnz": _mnz,
+    "zgap": _gap_weighted,
+}
 
 
 class MemoEmbedder(Embedder):
@@ -443,19 +489,21 @@ def _default_embedder() -> str:
 
 
 def label(fusion: Fusion) -> str:
-    """A row name: "scores .8/.2/.1" (dense/BM25/title weights) or "rrf 1/.6"."""
-    weights = [fusion.dense, fusion.lexical] + ([fusion.title] if fusion.method == "scores" else [])
+    """A row name: "zscore 1/1/.5" (dense/BM25/title weights) or "rrf 1/.6"."""
+    weights = [fusion.dense, fusion.lexical] + ([fusion.title] if "rrf" not in fusion.method else [])
     return f"{fusion.method} " + "/".join(re.sub(r"^0\.", ".", f"{w:g}") for w in weights)
 
 
 def _fusions(text: str, settings: Settings) -> list[Fusion]:
-    """The settings' fusion first, then those named in ``text`` ("rrf:1:0.6,scores:0.8:0.2:0")."""
+    """The settings' fusion first, then those named in ``text`` ("rrf:1:1,scores:0.8:0.2:0.1")."""
     default = Fusion.from_settings(settings)
     extra = []
+    methods = ("zscore", "scores", "rrf", *STUDIED)
     for item in filter(None, (x.strip() for x in text.split(","))):
         method, *weights = item.split(":")
-        if method not in ("scores", "rrf") or not 2 <= len(weights) <= 3:
-            raise SystemExit(f"--fusion {item!r}: expected scores:DENSE:BM25[:TITLE] or rrf:DENSE:BM25")
+        if method not in methods or not 2 <= len(weights) <= 3:
+            raise SystemExit(f"--fusion {item!r}: expected METHOD:DENSE:BM25[:TITLE], METHOD one of "
+                             f"{', '.join(methods)}")
         values = [float(w) for w in weights] + [0.0] * (3 - len(weights))
         extra.append(Fusion(method, *values))
     return [default] + [f for f in dict.fromkeys(extra) if f != default]
@@ -468,9 +516,11 @@ def main() -> int:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--limit-docs", type=int, default=0, help="only the N smallest filings (0 = all)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--fusion", default="rrf:1:0.6,scores:0.8:0.2:0",
-                        help="extra hybrid rows: 'scores:DENSE:BM25[:TITLE]' or 'rrf:DENSE:BM25', comma-separated "
-                        "(default: rank fusion at its former default, and score fusion without the title term)")
+    parser.add_argument("--fusion", default=STUDY,
+                        help="extra hybrid rows, comma-separated 'METHOD:DENSE:BM25[:TITLE]': the app's methods "
+                        "(zscore, scores, rrf) and others compared with them (zsigned: plain z-scores; rrf10: RRF "
+                        "with k 10; mnz: CombMNZ; zgap: zscore weighted by each retriever's gap after its first "
+                        "find). Default: the former default, plain RRF and those others")
     parser.add_argument("--no-tutorial", action="store_true", help="skip the tutorial pipeline")
     parser.add_argument("--reranker", default="",
                         help="also rerank the default hybrid's candidates with this Qwen3-Reranker (id or path)")
@@ -554,14 +604,16 @@ def main() -> int:
 
 
 def print_summary(summary: dict[str, dict[str, tuple[float, float]]]) -> None:
-    """Every collection against every method, as a Markdown table of "R@1 / MRR@10"."""
+    """Every method on every collection, as a Markdown table of "R@1 / MRR@10", with each method's worst MRR@10
+    against the better of dense search and BM25 on the same collection."""
     methods = list(dict.fromkeys(m for got in summary.values() for m in got))
-    print("\nR@1 / MRR@10 (rows: collections; columns: methods)\n")
-    print("| collection | " + " | ".join(methods) + " |")
-    print("|---" * (len(methods) + 1) + "|")
-    for name, got in summary.items():
-        cells = [f"{got[m][0]:.2f} / {got[m][1]:.3f}" if m in got else "" for m in methods]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\nR@1 / MRR@10; last column: the method's lowest MRR@10 minus the better retriever's\n")
+    print("| method | " + " | ".join(summary) + " | worst vs better retriever |")
+    print("|---" * (len(summary) + 2) + "|")
+    for method in methods:
+        cells = [f"{got[method][0]:.2f} / {got[method][1]:.3f}" if method in got else "" for got in summary.values()]
+        worst = min(got[method][1] - max(got["dense"][1], got["bm25"][1]) for got in summary.values() if method in got)
+        print(f"| {method} | " + " | ".join(cells) + f" | {worst:+.3f} |")
 
 
 if __name__ == "__main__":

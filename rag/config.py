@@ -94,13 +94,19 @@ class Settings:
                                        "(but at least RAG_MIN_K are kept).")
     min_relevance: float = _setting(0.02, min=0, max=1, doc="If the best reranked passage scores below this, the "
                                     "documents are taken not to contain the answer.")
-    fusion: str = _setting("scores", choices=("scores", "rrf"),
-                           doc="How dense and BM25 results are combined: scores (each scaled 0-1 among the "
-                           "candidates, then weighted; adds the title match) or rrf (weighted reciprocal rank).")
-    dense_weight: float = _setting(0.8, min=0, max=10, doc="Weight of dense (embedding) search in the fusion.")
-    lexical_weight: float = _setting(0.2, min=0, max=10, doc="Weight of BM25 in the fusion.")
-    title_weight: float = _setting(0.1, min=0, max=10, doc="Weight of how well a document's title and file name "
-                                   "match the question (RAG_FUSION=scores, several documents searched).")
+    fusion: str = _setting("zscore", choices=("zscore", "scores", "rrf"),
+                           doc="How dense and BM25 results are combined: zscore (each retriever's standard scores "
+                           "among the candidates, above their mean, added; plus the title match), scores (each "
+                           "scaled 0-1 among the candidates, then weighted 0.8/0.2; title 0.1: the former default) "
+                           "or rrf (reciprocal rank fusion).")
+    dense_weight: float | None = _setting(None, min=0, max=10, doc="Weight of dense (embedding) search in the "
+                                          "fusion (empty = the method's own: zscore 1, scores 0.8, rrf 1).")
+    lexical_weight: float | None = _setting(None, min=0, max=10, doc="Weight of BM25 in the fusion (empty = the "
+                                            "method's own: zscore 1, scores 0.2, rrf 1).")
+    title_weight: float | None = _setting(None, min=0, max=10, doc="Weight of how well a document's title and file "
+                                          "name match the question, when several documents are searched (empty = "
+                                          "the method's own: zscore 0.5 standard deviations, scores 0.1; rrf has "
+                                          "no title term).")
     history_turns: int = _setting(6, min=0, max=100, doc="Earlier messages sent along with a question.")
 
     # --- storage ----------------------------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 """Fusion of dense and BM25 results: each retriever scores the other's finds, so a passage only BM25 found can
 still make the candidate pool, and one BM25 knows nothing of gets nothing from it; scaled scores keep how far
-apart candidates are; the title term favours the document a question names."""
+apart candidates are; standard scores let the retriever that separates the candidates decide; the title term
+favours the document a question names."""
 
 from __future__ import annotations
 
+import statistics
+from dataclasses import replace
 from typing import Sequence
 
 import pytest
@@ -11,9 +14,10 @@ import pytest
 from rag.config import Settings
 from rag.lexical import title_scores, tokenize
 from rag.models import Passage
-from rag.retrieval import Fusion, fuse, fuse_scores, hybrid_search, merge_pages
+from rag.retrieval import Fusion, Signals, above_mean, fuse, fuse_scores, hybrid_search, merge_pages, rank
 
 RRF = Fusion("rrf", 1.0, 0.6, 0.0)
+SCORES = Fusion("scores", 0.8, 0.2, 0.1)  # the former default
 
 
 def _passage(cid: str, score: float = 0.0, per_page: int = 1) -> Passage:
@@ -64,7 +68,7 @@ class StubStore:
         return {cid: _passage(cid, per_page=self.per_page) for cid in ids}
 
 
-@pytest.mark.parametrize("fusion", [Fusion(), RRF], ids=["scores", "rrf"])
+@pytest.mark.parametrize("fusion", [Fusion(), SCORES, RRF], ids=["zscore", "scores", "rrf"])
 def test_a_passage_only_bm25_found_makes_the_pool(fusion: Fusion) -> None:
     store = StubStore()
     found = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], 40, fusion)]
@@ -100,7 +104,7 @@ def test_scaled_scores_keep_how_far_apart_the_candidates_are() -> None:
 
 def test_bm25_only_lifts_passages_that_share_a_term_with_the_question() -> None:
     store = StubStore()
-    for fusion in (Fusion(), RRF):
+    for fusion in (Fusion(), SCORES, RRF):
         found = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], 41, fusion)]
         # d:30..d:38 match the question's words; d:39 doesn't, so BM25 can't lift it above them.
         assert found.index("d:39") > max(found.index(f"d:{i}") for i in range(30, 39))
@@ -110,7 +114,7 @@ def test_bm25_only_lifts_passages_that_share_a_term_with_the_question() -> None:
 
 def test_weights_of_zero_leave_one_retriever() -> None:
     store = StubStore()
-    for method in ("scores", "rrf"):
+    for method in ("zscore", "scores", "rrf"):
         dense_only = hybrid_search(store, StubEmbedder(), "q", ["d"], 10, Fusion(method, 1.0, 0.0, 0.0))
         assert [p.chunk_id for p in dense_only] == [f"d:{i}" for i in range(10)]
         lexical_only = hybrid_search(store, StubEmbedder(), "q", ["d"], 3, Fusion(method, 0.0, 1.0, 0.0))
@@ -119,16 +123,18 @@ def test_weights_of_zero_leave_one_retriever() -> None:
 
 def test_the_document_a_question_names_comes_first() -> None:
     store = StubStore(titles={"rare": 1.0})  # the question matches the title of document "rare" best
-    plain = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], 40, Fusion(title=0.0))]
-    named = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], 40, Fusion(title=1.0))]
+    plain = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], 40,
+                                               replace(SCORES, title=0.0))]
+    named = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], 40,
+                                               replace(SCORES, title=1.0))]
     assert plain.index("rare:0") > 10 and named[0] == "rare:0"
     assert [c for c in named if c != "rare:0"] == [c for c in plain if c != "rare:0"]  # others keep their order
     # With one document searched the title can't choose between documents: it isn't asked for.
     store.title_asked.clear()
     hybrid_search(store, StubEmbedder(), "q", ["d"], 40, Fusion(title=1.0))
     assert store.title_asked == []
-    # Rank fusion has no title term.
-    rrf = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], 40, RRF)]
+    # Rank fusion has no title term, whatever its weight.
+    rrf = [p.chunk_id for p in hybrid_search(store, StubEmbedder(), "q", ["d", "rare"], 40, replace(RRF, title=1.0))]
     assert rrf.index("rare:0") > 0 and store.title_asked == []
 
 
@@ -172,7 +178,71 @@ def test_only_the_passages_kept_are_read() -> None:
 
 
 def test_the_fusion_follows_the_settings() -> None:
-    assert Fusion.from_settings(Settings.from_env({})) == Fusion()  # the function's default is the app's
+    assert Fusion.from_settings(Settings.from_env({})) == Fusion() == Fusion("zscore", 1.0, 1.0, 0.5)
+    # Each method brings its own weights unless they are set: the former default is one setting away.
+    assert Fusion.from_settings(Settings.from_env({"RAG_FUSION": "scores"})) == SCORES
+    assert Fusion.from_settings(Settings.from_env({"RAG_FUSION": "rrf"})) == Fusion("rrf", 1.0, 1.0, 0.0)
     custom = Settings.from_env({"RAG_FUSION": "rrf", "RAG_DENSE_WEIGHT": "1", "RAG_LEXICAL_WEIGHT": "0.6",
                                 "RAG_TITLE_WEIGHT": "0"})
     assert Fusion.from_settings(custom) == RRF
+    assert Fusion.from_settings(Settings.from_env({"RAG_LEXICAL_WEIGHT": "2"})) == Fusion("zscore", 1.0, 2.0, 0.5)
+
+
+# --- standard scores (the default fusion) on constructed candidates ----------------------------------------------
+def _signals(dense: dict[str, float], lexical: dict[str, float], titles: dict[str, float] | None = None) -> Signals:
+    """Each retriever's scores of every candidate, as ``gather`` hands them over (BM25 leaves out non-matches)."""
+    return Signals(dense, {c: s for c, s in lexical.items() if s > 0}, len(dense), len(lexical), titles or {})
+
+
+def _order(signals: Signals, fusion: Fusion = Fusion()) -> list[str]:
+    return [cid for cid, _ in rank(signals, fusion)]
+
+
+def test_standard_scores_count_from_the_mean_up() -> None:
+    scores = above_mean({"a": 4.0, "b": 2.0, "c": 0.0, "d": 2.0})
+    assert scores["a"] == pytest.approx(2 / 2 ** 0.5) and scores["b"] == scores["c"] == scores["d"] == 0.0
+    assert above_mean({"a": 0.5, "b": 0.5}) == {"a": 0.0, "b": 0.0}  # no spread, nothing to say
+
+
+def test_a_dense_search_with_nothing_to_say_leaves_bm25s_order() -> None:
+    bm25 = {"b:7": 12.0, **{f"b:{i}": 5.0 - 0.1 * i for i in range(7)}}
+    chunks = [f"b:{i}" for i in range(40)]
+    # Every passage equally close to the question (an embedder that can't read the language): BM25 decides alone.
+    flat = _signals(dict.fromkeys(chunks, 0.5), bm25)
+    assert _order(flat)[:8] == ["b:7"] + [f"b:{i}" for i in range(7)]
+    # Scores that differ by noise only: BM25's clear first stays first. Min-max scaling stretches the same noise to
+    # the full range and lets its fixed dense weight bury BM25's first hit.
+    noisy = _signals({c: 0.5 + 0.001 * ((3 * i) % 10) for i, c in enumerate(chunks)}, bm25)
+    assert _order(noisy)[0] == "b:7"
+    assert _order(noisy, SCORES)[0] != "b:7"
+
+
+def test_a_passage_both_retrievers_rank_high_wins() -> None:
+    dense = {"a": 0.90, "x": 0.88, "b": 0.60, **{f"o:{i}": 0.70 - 0.005 * i for i in range(20)}}
+    bm25 = {"b": 12.0, "x": 11.5, **{f"o:{i}": 3.0 - 0.05 * i for i in range(20)}}
+    order = _order(_signals(dense, bm25))
+    assert order[0] == "x"  # second in both beats first in one alone
+    assert set(order[1:3]) == {"a", "b"}
+
+
+def test_when_bm25_finds_nothing_the_dense_order_is_kept() -> None:
+    dense = {f"d:{i}": 0.8 - 0.01 * i for i in range(30)}
+    for fusion in (Fusion(), SCORES, RRF):
+        assert _order(_signals(dense, {}), fusion) == list(dense)
+
+
+def test_a_passage_in_another_language_keeps_its_place() -> None:
+    """Dense search finds an English passage far ahead for a Chinese question; BM25 shares no word with it and
+    matches the Chinese passages (of a document whose title matches the question) only middlingly."""
+    dense = {"en:0": 0.80, **{f"zh:{i}": 0.50 - 0.005 * i for i in range(20)}}
+    bm25 = {f"zh:{i}": 4.0 - 0.1 * i for i in range(20)}
+    signals = _signals(dense, bm25, titles={"zh": 1.0})
+    assert _order(signals)[0] == "en:0"
+    # Not counting below-average scores is what keeps it: with BM25's silence counted against it, it would sink.
+    def signed(values: dict[str, float]) -> dict[str, float]:
+        mean, spread = statistics.fmean(values.values()), statistics.pstdev(values.values())
+        return {c: (v - mean) / spread for c, v in values.items()}
+
+    matched = {c: signals.lexical.get(c, 0.0) for c in signals.candidates}
+    sunk = fuse_scores([(1.0, signals.dense), (1.0, matched)], signals.candidates, scale=signed)
+    assert sunk[0][0] != "en:0"
