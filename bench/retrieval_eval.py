@@ -54,7 +54,7 @@ from rag.embeddings import Embedder, make_embedder  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from rag.events import FileFailed, FileIndexed  # noqa: E402
 from rag.models import DocumentInfo, Page, ParsedDocument  # noqa: E402
-from rag.retrieval import Fusion, Signals, fuse, gather, merge_pages, rank  # noqa: E402
+from rag.retrieval import Fusion, Signals, above_mean, fuse, gather, merge_pages, rank  # noqa: E402
 from rag.store import Store, split_chunk_id  # noqa: E402
 
 EVALDATA = next((p / "shared" / "evaldata" for p in (ROOT.parent, ROOT.parent.parent)
@@ -64,7 +64,7 @@ SHAPING_SOURCES = ("rag/chunking.py", "rag/documents.py", "rag/models.py")  # ch
 TUTORIAL_CHUNK, TUTORIAL_OVERLAP = 1000, 200
 TOP = 10
 STUDY = ("scores:0.8:0.2:0.1,rrf:1:1,rrf10:1:1,scores:0.5:0.5:0.1,mnz:0.5:0.5:0.1,zsigned:1:1:0.5,"
-         "zgap:1:1:0.5")
+         "zplain:1:1:0.5,zgap:1:1:0.5")
 EVERY_SIGNAL = Fusion("scores", 1.0, 1.0, 1.0)  # gathered once a question; each fusion ranks from it
 
 Span = tuple[str, int, int]  # (filing, first page, last page), pages 1-based
@@ -144,13 +144,14 @@ def _gap_weighted(signals: Signals, fusion: Fusion) -> list[tuple[str, float]]:
     """Standard scores weighted per question by each retriever's confidence: 0.5 + the gap after its first find."""
     dense = list(signals.dense.values())[:signals.dense_found]
     lexical = list(signals.lexical.values())[:signals.lexical_found]
-    weighted = replace(fusion, method="zscore", dense=fusion.dense * (0.5 + _gap(dense)),
+    weighted = replace(fusion, method="zgap", dense=fusion.dense * (0.5 + _gap(dense)),
                        lexical=fusion.lexical * (0.5 + _gap(lexical)))
-    return rank(signals, weighted)
+    return rank(signals, weighted, scale=above_mean)
 
 
 STUDIED: dict[str, Callable[[Signals, Fusion], list[tuple[str, float]]]] = {
-    "zsigned": lambda signals, fusion: rank(signals, replace(fusion, method="zscore"), scale=_signed),
+    "zplain": lambda signals, fusion: rank(signals, fusion, scale=above_mean),  # zscore, BM25 at a fixed weight
+    "zsigned": lambda signals, fusion: rank(signals, fusion, scale=_signed),
     "rrf10": lambda signals, fusion: fuse([(fusion.dense, sorted(signals.dense, key=signals.dense.__getitem__,
                                                                  reverse=True)),
                                           (fusion.lexical, sorted(signals.lexical, key=signals.lexical.__getitem__,
@@ -518,9 +519,10 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--fusion", default=STUDY,
                         help="extra hybrid rows, comma-separated 'METHOD:DENSE:BM25[:TITLE]': the app's methods "
-                        "(zscore, scores, rrf) and others compared with them (zsigned: plain z-scores; rrf10: RRF "
-                        "with k 10; mnz: CombMNZ; zgap: zscore weighted by each retriever's gap after its first "
-                        "find). Default: the former default, plain RRF and those others")
+                        "(zscore, scores, rrf) and others compared with them (zplain: zscore with BM25 at a fixed "
+                        "weight; zsigned: plain z-scores, below-average ones negative; rrf10: RRF with k 10; mnz: "
+                        "CombMNZ; zgap: zplain weighted by each retriever's gap after its first find). Default: the "
+                        "former default, plain RRF and those others")
     parser.add_argument("--no-tutorial", action="store_true", help="skip the tutorial pipeline")
     parser.add_argument("--reranker", default="",
                         help="also rerank the default hybrid's candidates with this Qwen3-Reranker (id or path)")

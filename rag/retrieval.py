@@ -7,14 +7,18 @@ just missed can then rise above dense finds BM25 knows nothing of.
 Fusion (``RAG_FUSION``):
 
 - ``zscore`` (default): each retriever's scores become standard scores among the candidates (how many standard
-  deviations above their mean), counted from the mean up (below-average scores count 0), and are added with their
-  weights (1 and 1), plus a title term (below). A retriever that clearly separates a few candidates from the rest
-  gives them several units; one whose scores are all alike gives every candidate about the same small amount, and
-  one whose scores are all equal gives nothing, so the retriever that has something to say about this question
-  decides it, without a weight fixed in advance for one of them. Counting only the part above the mean means a
-  retriever can lift a passage but never sink one the other found: a passage in another language than the
-  question (dense search can find it, BM25 shares no word with it) or in other words keeps what dense search gave
-  it.
+  deviations above their mean), counted from the mean up (below-average scores count 0), and are added, plus a
+  title term (below). A retriever that clearly separates a few candidates from the rest gives them several units;
+  one whose scores are all alike gives every candidate about the same small amount, and one whose scores are all
+  equal gives nothing, so the retriever that has something to say about this question decides it. Counting only
+  the part above the mean means a retriever can lift a passage but never sink one the other found: a passage in
+  another language than the question (dense search can find it, BM25 shares no word with it) or in other words
+  keeps what dense search gave it. Dense search weighs 1; BM25 weighs 1 times its confidence for this question
+  (``lexical_confidence``): how far its best find outscores its average find. Standard scores alone can't see that
+  BM25 found the same words everywhere (a question naming the company whose filing is searched matches every
+  chunk's header): they stretch the leftover differences to the same size as a real find. BM25 scores have a true
+  zero, so their ratio says it; cosine similarities don't (texts of one language and field sit well above 0
+  whatever their relevance, by an amount that depends on the embedder), so dense search keeps its weight.
 - ``scores``: each retriever's scores scaled to 0–1 among the candidates (min-max) and added with fixed weights
   (0.8 dense, 0.2 BM25, title 0.1): the default before, chosen on English filings where dense search is strong.
   Min-max scaling stretches any retriever to the full 0–1, however little its scores say, so the fixed weights
@@ -30,8 +34,9 @@ text alone rarely does in a library of look-alike documents; it only reorders ca
 too small to outweigh what a retriever found on its own, and with one document selected it changes nothing.
 
 The methods were compared on FinanceBench (both scopes), SciFact, Cranfield and XQuAD in six languages
-(docs/BENCHMARKS.md): ``zscore`` is within a few hundredths of the better retriever or above it on every one,
-where ``scores`` loses up to 0.8 of recall@1 in languages the embedder reads poorly and ``rrf`` up to 0.6.
+(docs/BENCHMARKS.md): ``zscore`` is above the better of the two retrievers or within a few hundredths of it on
+every one, where ``scores`` falls up to 0.8 below it (in recall@1 and MRR) in languages the embedder reads poorly
+and ``rrf`` up to 0.6.
 """
 
 from __future__ import annotations
@@ -144,11 +149,25 @@ def gather(store: Store, embedder: Embedder, query: str, doc_ids: Sequence[str],
     return Signals(dense, lexical, *found, titles)
 
 
+def lexical_confidence(signals: Signals) -> float:
+    """How much BM25 has to say about this question, 0-1: how far its best find outscores the average of its own
+    finds, as a share of that average (1 once the best scores twice the average; 1 with a single find).
+
+    BM25 scores have a true zero (no word shared with the question), so this compares like with like across
+    questions: when every find shares the same words with the question (the company and year it names, in a
+    filing about that company), the best barely outscores the average and BM25's order is noise."""
+    found = list(signals.lexical.values())[:signals.lexical_found]
+    if len(found) < 2:
+        return 1.0
+    mean = statistics.fmean(found)
+    return min(1.0, max(0.0, max(found) / mean - 1.0)) if mean > 0 else 0.0
+
+
 def rank(signals: Signals, fusion: Fusion = Fusion(),
          scale: Callable[[dict[str, float]], dict[str, float]] | None = None) -> list[tuple[str, float]]:
     """The candidates fused into one ranking, best first: (chunk_id, fused score). Score fusion puts each
     retriever's scores on the method's scale (``above_mean`` for zscore, ``min_max`` for scores) unless ``scale``
-    is given."""
+    is given; zscore weighs BM25 by its ``lexical_confidence`` too."""
     dense, lexical = signals.dense, signals.lexical
     if fusion.method == "rrf":
         return fuse([(fusion.dense, _ranked(dense)), (fusion.lexical, _ranked(lexical))])
@@ -157,8 +176,11 @@ def rank(signals: Signals, fusion: Fusion = Fusion(),
     if fusion.title > 0 and signals.titles:
         boost = {cid: fusion.title * signals.titles.get(split_chunk_id(cid)[0], 0.0) for cid in candidates}
     matched = {cid: lexical.get(cid, 0.0) for cid in candidates} if lexical else {}  # no shared term: 0
+    lexical_weight = fusion.lexical
+    if fusion.method == "zscore":
+        lexical_weight *= lexical_confidence(signals)
     scale = scale or (above_mean if fusion.method == "zscore" else min_max)
-    return fuse_scores([(fusion.dense, dense), (fusion.lexical, matched)], candidates, boost, scale)
+    return fuse_scores([(fusion.dense, dense), (lexical_weight, matched)], candidates, boost, scale)
 
 
 def hybrid_search(store: Store, embedder: Embedder, query: str, doc_ids: Sequence[str], pool: int,

@@ -14,7 +14,17 @@ import pytest
 from rag.config import Settings
 from rag.lexical import title_scores, tokenize
 from rag.models import Passage
-from rag.retrieval import Fusion, Signals, above_mean, fuse, fuse_scores, hybrid_search, merge_pages, rank
+from rag.retrieval import (
+    Fusion,
+    Signals,
+    above_mean,
+    fuse,
+    fuse_scores,
+    hybrid_search,
+    lexical_confidence,
+    merge_pages,
+    rank,
+)
 
 RRF = Fusion("rrf", 1.0, 0.6, 0.0)
 SCORES = Fusion("scores", 0.8, 0.2, 0.1)  # the former default
@@ -246,3 +256,26 @@ def test_a_passage_in_another_language_keeps_its_place() -> None:
     matched = {c: signals.lexical.get(c, 0.0) for c in signals.candidates}
     sunk = fuse_scores([(1.0, signals.dense), (1.0, matched)], signals.candidates, scale=signed)
     assert sunk[0][0] != "en:0"
+
+
+def test_bm25_that_finds_the_question_s_words_everywhere_has_little_say() -> None:
+    """A question naming the company whose filing is searched: every chunk's header matches it, so BM25 scores all
+    its finds alike and its order is noise; dense search's clear first stays first."""
+    dense = {"d:0": 0.62, **{f"d:{i}": 0.60 - 0.002 * i for i in range(1, 40)}}
+    bm25 = {**{f"d:{i}": 10.0 - 0.01 * i for i in range(40)}, "d:15": 10.6}
+    signals = _signals(dense, bm25)
+    assert lexical_confidence(signals) == pytest.approx(10.6 / (sum(bm25.values()) / 40) - 1)
+    assert _order(signals)[0] == "d:0"
+    # At a fixed weight, standard scores blow BM25's small lead up to the size of a real find.
+    fixed = fuse_scores([(1.0, signals.dense), (1.0, signals.lexical)], signals.candidates, scale=above_mean)
+    assert fixed[0][0] == "d:15"
+
+
+def test_bm25_s_confidence_is_how_far_its_best_find_outscores_its_average() -> None:
+    def confidence(scores: list[float]) -> float:
+        return lexical_confidence(Signals({}, {f"c:{i}": s for i, s in enumerate(scores)}, 0, len(scores)))
+
+    assert confidence([2.0, 1.0, 1.0, 1.0]) == pytest.approx(2.0 / 1.25 - 1)
+    assert confidence([9.0, 1.0, 1.0, 1.0]) == 1.0  # best at twice the average or more: full weight
+    assert confidence([5.0, 5.0, 5.0]) == 0.0  # all alike: nothing to say
+    assert confidence([3.0]) == 1.0 and confidence([]) == 1.0  # a single find stands out by itself
