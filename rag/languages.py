@@ -120,7 +120,11 @@ def _identifier() -> Any:
         log.warning("py3langid is not installed; lexical search stems every Latin word as English "
                     "(pip install py3langid)")
         return None
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    try:
+        return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    except MemoryError:  # its model takes ~80 MB: a process under a tight memory cap goes on by script alone
+        log.warning("Not enough memory to load the language detector; languages are told by their script only")
+        return None
 
 
 _detect_lock = threading.Lock()
