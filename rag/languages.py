@@ -86,12 +86,15 @@ _RADICALS = ("⺁厂⺇几⺊卜⺌小⺎兀⺐尢⺒巳⺓幺⺖忄⺘扌⺙攵
              "⻮齿⻯竜⻰龙⻱龜⻲亀⻳龟")
 
 
+RADICALS = {ord(_RADICALS[i]): _RADICALS[i + 1] for i in range(0, len(_RADICALS), 2)}  # for str.translate
+
+
 @lru_cache(maxsize=1)
 def _digits() -> dict[int, int | None]:
     """Every decimal digit of every script, as its ASCII digit; CJK radicals as their characters; and the
     characters normalising drops."""
     table: dict[int, int | None] = dict(_DROP)
-    table.update((ord(_RADICALS[i]), ord(_RADICALS[i + 1])) for i in range(0, len(_RADICALS), 2))
+    table.update((code, ord(char)) for code, char in RADICALS.items())
     for code in range(0x80, sys.maxunicode + 1):
         char = chr(code)
         if unicodedata.category(char) == "Nd":

@@ -12,9 +12,10 @@ import pytest
 
 from rag import lexical
 from rag.config import Settings
+from rag.documents import clean_text
 from rag.engine import Engine
 from rag.events import AnswerDelta, Sources
-from rag.languages import analyze
+from rag.languages import _RADICALS, analyze
 from rag.lexical import LexicalIndex, _count, _write, title_scores, title_terms, tokenize
 from rag.prompts import REWRITE_SYSTEM, SYSTEM, needs_rewrite
 from rag.retrieval import fuse_scores
@@ -116,6 +117,9 @@ def test_a_line_wrapped_chinese_sentence_keeps_its_words() -> None:
 def test_radicals_that_pdf_fonts_put_for_characters_read_as_the_characters() -> None:
     # pypdf reads "营业收入增长" from a PDF that Chromium printed with Noto Sans CJK as Kangxi and CJK radicals.
     assert tokenize("营业收⼊增⻓") == tokenize("营业收入增长")
+    assert clean_text("营业收⼊增⻓") == "营业收入增长"  # what the passage shows and the model reads
+    # The viewer maps them the same way to find the passage in pdf.js's text layer.
+    assert f'const RADICALS = "{_RADICALS}";' in (Path(__file__).parent.parent / "assets" / "viewer.js").read_text()
 
 
 # --- cross-language questions ------------------------------------------------------------------------------------
