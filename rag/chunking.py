@@ -34,11 +34,12 @@ from functools import lru_cache, partial
 from typing import Callable
 
 from rag.models import Chunk, Page, ParsedDocument
-from rag.tokencount import estimate, language_of
+from rag.tokencount import estimate, estimate_tokens, language_of
 
 log = logging.getLogger(__name__)
 
 PAGE_BREAK = "\f"
+_MILLI = 1000  # the splitter counts thousandths of tokens (see _milli_counter)
 LEAD_TOKENS = 40  # most tokens of a page's lead repeated in the header of its later chunks
 _RUNNING_SHARE = 0.3  # a line among the first/last three of this share of pages is a running header/footer
 _EDGE_LINES = 3
@@ -54,15 +55,24 @@ SEPARATORS = [
 
 
 @lru_cache(maxsize=64)
-def token_counter(tokenizer: str | None = None, language: str | None = "") -> Callable[[str], float]:
+def token_counter(tokenizer: str | None = None, language: str | None = "") -> Callable[[str], int]:
     """A function counting tokens: with the named Hugging Face tokenizer, else the built-in estimate for text in
-    ``language`` (see ``rag.tokencount.estimate``; "" guesses the language of each text)."""
+    ``language`` (see ``rag.tokencount.estimate_tokens``; "" guesses the language of each text)."""
     if not tokenizer:
-        return partial(estimate, language=language)
+        return partial(estimate_tokens, language=language)
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer)
     return lambda text: len(tok.encode(text, add_special_tokens=False))
+
+
+def _milli_counter(tokenizer: str | None, language: str | None) -> Callable[[str], int]:
+    """Thousandths of tokens, for the splitter: it adds up its pieces' sizes, and the estimate of a text is the
+    sum of its pieces' unrounded estimates (integers, so that the splitter's running total returns to zero)."""
+    if tokenizer:
+        count = token_counter(tokenizer)
+        return lambda text: count(text) * _MILLI
+    return lambda text: round(estimate(text, language) * _MILLI)
 
 
 def document_text(pages: list[Page]) -> tuple[str, list[int]]:
@@ -86,11 +96,12 @@ def chunk_document(doc: ParsedDocument, chunk_tokens: int, overlap_tokens: int,
     running = _running_lines(doc.pages)
     chunks: list[Chunk] = []
     for page, page_offset in zip(doc.pages, starts, strict=True):
-        count = token_counter(tokenizer, None if tokenizer else language_of(page.text))
+        language = None if tokenizer else language_of(page.text)
+        count = token_counter(tokenizer, language)
         splitter = RecursiveCharacterTextSplitter(
-            chunk_size=chunk_tokens,
-            chunk_overlap=overlap_tokens,
-            length_function=count,
+            chunk_size=chunk_tokens * _MILLI,
+            chunk_overlap=overlap_tokens * _MILLI,
+            length_function=_milli_counter(tokenizer, language),
             separators=SEPARATORS,
             is_separator_regex=True,
             keep_separator="end",
@@ -111,7 +122,7 @@ def chunk_document(doc: ParsedDocument, chunk_tokens: int, overlap_tokens: int,
 
 
 def page_lead(text: str, running: frozenset[str] = frozenset(),
-              count: Callable[[str], float] = estimate) -> tuple[str, int]:
+              count: Callable[[str], float] = estimate_tokens) -> tuple[str, int]:
     """A page's first lines (running headers and page numbers skipped) up to ``LEAD_TOKENS``, joined by " · ";
     and the offset where the lead ends, so chunks starting before it (which already contain it) can skip it."""
     parts: list[str] = []

@@ -3,9 +3,10 @@
 Every text (a chunk, a question, a title) goes through the same steps, so a question and the passage that answers
 it meet on the same terms:
 
-1. Normalise: Unicode NFKC (full-width Latin and digits, ligatures and Arabic presentation forms become plain
-   letters), case folded (``ß`` → ``ss``, final ``ς`` → ``σ``), every script's digits read as ASCII digits (``٢٠١٩``
-   is ``2019``), Arabic tatweel and invisible joiners dropped.
+1. Normalise: Unicode NFKC (full-width Latin and digits, ligatures, Kangxi radicals and Arabic presentation forms
+   become plain letters; so do the CJK radicals some PDF fonts put for common characters), case folded (``ß`` →
+   ``ss``, final ``ς`` → ``σ``), every script's digits read as ASCII digits (``٢٠١٩`` is ``2019``), Arabic tatweel
+   and invisible joiners dropped.
 2. Cut into runs by script: numbers (kept whole with their separators: ``1,204.5``); Chinese and Japanese (Han and
    kana, written without spaces) and Korean (Hangul) become overlapping character bigrams, as Lucene's CJK analyzer
    does (a lone character stays a unigram); Thai, Lao, Khmer and Burmese (no spaces between words either) become
@@ -14,15 +15,16 @@ it meet on the same terms:
    Chinese or Japanese sentence (a PDF's line wrap) joins the characters around it.
 3. Stop words and stemming per language: a word is stemmed (Snowball, through PyStemmer) and its stop words are
    dropped only in the language it belongs to. The text's language is guessed by ``py3langid`` (a small
-   naive-Bayes detector over 97 languages); when it is sure enough (``DETECT_CONFIDENCE``), the words of the
-   text's main script take that language's stemmer and stop words, or none if Snowball has no stemmer for it
-   (Vietnamese, Hebrew, Ukrainian...). Words of other scripts, and every word of a text the detector is unsure
+   naive-Bayes detector over 97 languages); when it is sure enough (``DETECT_CONFIDENCE``, or ``UNSURE_FLOOR``
+   for a guess of a language Snowball stems), the words of the text's main script (the word script with the most
+   letters) take that language's stemmer and stop words, or none if Snowball has no stemmer for it (Vietnamese,
+   Hebrew, Ukrainian...). Words of other scripts, and every word of a text the detector is unsure
    about (a few keywords), take their script's usual language: English for Latin (so an English term inside a
    Chinese sentence is stemmed as English), Russian for Cyrillic, Arabic, Greek, Hindi for Devanagari, Armenian,
    Tamil; other scripts are not stemmed.
 
-``analyze(text)`` does all of it; ``analyze(text, detect=False)`` skips the detector and uses the scripts' usual
-languages, for text too short to tell (titles), on both sides of a comparison.
+``analyze(text)`` does all of it; ``analyze(text, detect_language=False)`` skips the detector and uses the
+scripts' usual languages, for text too short to tell (titles), on both sides of a comparison.
 """
 
 from __future__ import annotations
@@ -86,12 +88,15 @@ _RADICALS = ("⺁厂⺇几⺊卜⺌小⺎兀⺐尢⺒巳⺓幺⺖忄⺘扌⺙攵
              "⻮齿⻯竜⻰龙⻱龜⻲亀⻳龟")
 
 
+RADICALS = {ord(_RADICALS[i]): _RADICALS[i + 1] for i in range(0, len(_RADICALS), 2)}  # for str.translate
+
+
 @lru_cache(maxsize=1)
 def _digits() -> dict[int, int | None]:
     """Every decimal digit of every script, as its ASCII digit; CJK radicals as their characters; and the
     characters normalising drops."""
     table: dict[int, int | None] = dict(_DROP)
-    table.update((ord(_RADICALS[i]), ord(_RADICALS[i + 1])) for i in range(0, len(_RADICALS), 2))
+    table.update((code, ord(char)) for code, char in RADICALS.items())
     for code in range(0x80, sys.maxunicode + 1):
         char = chr(code)
         if unicodedata.category(char) == "Nd":
@@ -120,7 +125,11 @@ def _identifier() -> Any:
         log.warning("py3langid is not installed; lexical search stems every Latin word as English "
                     "(pip install py3langid)")
         return None
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    try:
+        return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    except MemoryError:  # its model takes ~80 MB: a process under a tight memory cap goes on by script alone
+        log.warning("Not enough memory to load the language detector; languages are told by their script only")
+        return None
 
 
 _detect_lock = threading.Lock()

@@ -3,9 +3,10 @@
 Each document's chunks are tokenized once, when it is ingested, and saved beside Chroma as
 ``<data_dir>/lexical/<index>/<doc_id>.bm25``: its chunk ids, each chunk's length in tokens and a sparse term-count
 matrix with a column per term, the columns named by a 64-bit hash of the term and sorted by it (a JSON header, then
-the raw arrays: loading is one read and no parsing; written atomically). A document id is the hash of the PDF, so
-these files never go stale; files of the previous version (``<doc_id>.json``, token lists) are converted the first
-time they are read.
+the raw arrays: loading is one read and no parsing; written atomically). Terms come from ``tokenize`` (per script
+and language, see ``rag.languages``). A document id is the hash of the PDF, so these files never go stale; files
+of earlier versions (``.bm25`` of format 1 and ``<doc_id>.json`` token lists, whose terms came from an English-only
+analysis) are analysed again from the document's stored chunk text the first time they are read (no re-embedding).
 
 In memory the index is a few immutable segments, as in Lucene: a segment holds the chunks (rows) of one or more
 documents and their term columns. Adding a document adds a segment made from its file's arrays as they are;

@@ -118,3 +118,15 @@ def test_token_estimate_knows_the_language_of_a_page() -> None:
     assert language_of(SAMPLES["el"][0]) == "el" and language_of(SAMPLES["en"][0]) == "en"
     assert language_of(SAMPLES["zh-hant"][0]) == "zh-hant" and language_of(SAMPLES["zh"][0]) == "zh"
     assert estimate_tokens("πρωτεύουσα") >= 8 and estimate_tokens("capital") == 1
+
+
+def test_chunks_of_other_scripts_end_at_their_sentence_marks() -> None:
+    pages = {
+        "zh": "".join(f"第{i}句话说明公司在这个季度的营业收入和利润情况。" for i in range(40)),
+        "ar": " ".join(f"هذه هي الجملة رقم {i} عن إيرادات الشركة في هذا الربع؟" for i in range(30)),
+        "hi": " ".join(f"यह वाक्य संख्या {i} कंपनी की आय के बारे में है।" for i in range(30)),
+    }
+    for language, text in pages.items():
+        chunks = chunk_document(_doc([text]), chunk_tokens=80, overlap_tokens=0)
+        assert len(chunks) > 3, language
+        assert all(c.text.endswith(("。", "؟", "।")) for c in chunks), language  # never mid-sentence

@@ -12,13 +12,15 @@ import pytest
 
 from rag import lexical
 from rag.config import Settings
+from rag.documents import clean_text
 from rag.engine import Engine
 from rag.events import AnswerDelta, Sources
-from rag.languages import analyze
+from rag.languages import _RADICALS, analyze
 from rag.lexical import LexicalIndex, _count, _write, title_scores, title_terms, tokenize
 from rag.prompts import REWRITE_SYSTEM, SYSTEM, needs_rewrite
 from rag.retrieval import fuse_scores
 from tests import pdf_factory as pf
+from tests.fake_ollama import FakeOllama
 
 # Three pages each: a cover, then two pages on different subjects; the questions are about page 3.
 CHINESE = ["星海科技有限公司二零二二年度报告。董事长致股东的信。",
@@ -116,6 +118,9 @@ def test_a_line_wrapped_chinese_sentence_keeps_its_words() -> None:
 def test_radicals_that_pdf_fonts_put_for_characters_read_as_the_characters() -> None:
     # pypdf reads "营业收入增长" from a PDF that Chromium printed with Noto Sans CJK as Kangxi and CJK radicals.
     assert tokenize("营业收⼊增⻓") == tokenize("营业收入增长")
+    assert clean_text("营业收⼊增⻓") == "营业收入增长"  # what the passage shows and the model reads
+    # The viewer maps them the same way to find the passage in pdf.js's text layer.
+    assert f'const RADICALS = "{_RADICALS}";' in (Path(__file__).parent.parent / "assets" / "viewer.js").read_text()
 
 
 # --- cross-language questions ------------------------------------------------------------------------------------
@@ -149,6 +154,29 @@ def test_bm25_files_of_the_english_only_analysis_are_analysed_again(tmp_path: Pa
     assert index.search(QUESTIONS["chinese.pdf"], 1, list(docs))[0][0] == "zh:1"
     assert index.search(QUESTIONS["arabic.pdf"], 1, list(docs))[0][0] == "ar:1"
     assert all(lexical._read(tmp_path / f"{doc_id}.bm25") for doc_id in docs)  # rewritten in the current format
+
+
+def test_an_index_of_the_previous_version_answers_chinese_after_a_restart_without_re_embedding(
+        settings: Settings, tmp_path: Path, fake_ollama: FakeOllama) -> None:
+    engine = Engine(settings)
+    list(engine.ingest([pf.text_pdf(tmp_path / "chinese.pdf", CHINESE, font=pf.chinese_font())]))
+    (doc,) = engine.documents()
+    ids, texts = engine.store.chunk_texts(doc.doc_id)
+    path = engine.store.lexical.folder / f"{doc.doc_id}.bm25"
+    engine.close()
+    _write(path, _count(ids, [_english_only(t) for t in texts]), version=1)  # as the previous version saved it
+    embedded = len(fake_ollama.requests)
+
+    engine = Engine(settings)
+    try:
+        sources, _ = ask(engine, QUESTIONS["chinese.pdf"])
+        assert sources.cited and sources.cited[0].passage.page_start == 3
+        lexical._read(path)  # re-analysed and saved in the current format
+        documents = [body for url, body in fake_ollama.requests[embedded:] if url == "/api/embed"
+                     and not all(str(text).startswith("Instruct:") for text in body.get("input", []))]
+        assert documents == []  # only the question was embedded: the chunks' vectors stayed as they were
+    finally:
+        engine.close()
 
 
 def test_old_files_load_as_they_are_without_a_source(tmp_path: Path) -> None:
