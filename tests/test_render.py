@@ -88,3 +88,13 @@ def test_network_binding_needs_a_login() -> None:
     assert Settings.from_env({"RAG_HOST": "0.0.0.0", "RAG_AUTH": "none"}).logins == []
     with pytest.raises(ConfigError, match="RAG_AUTH"):
         Settings.from_env({"RAG_AUTH": "no-colon"})
+
+
+def test_a_passage_read_by_ocr_says_so_and_tells_the_viewer() -> None:
+    scanned = Passage("c1", "doc1", "scan.pdf", "Revenue was 41 million.", 4, 4, 0, 23, ocr=True)
+    typed = passage(2, "Dividend of 3 cents.")
+    sources = Sources([Citation(1, scanned), Citation(2, typed)], [])
+    chips = render.answer_html("Revenue [1]. Dividend [2].", sources)
+    assert 'class="pw-cite pw-d-doc1 pw-p-4 pw-ocr"' in chips and 'class="pw-cite pw-d-doc2 pw-p-2"' in chips
+    cards = render.sources_html(sources, "Revenue [1]. Dividend [2].")
+    assert cards.count(">read by OCR<") == 1 and 'class="pw-source pw-d-doc1 pw-p-4 pw-ocr"' in cards

@@ -32,10 +32,16 @@ def _attrs(p: Passage, number: int | None = None) -> str:
     return f'data-n="{number or 0}" title="{escape(title)}"'
 
 
+def _where(p: Passage) -> str:
+    """Class names that tell the viewer the document and page (and that the page was read by OCR: its passage is
+    highlighted over the recognised lines, as a scan has no text layer)."""
+    return f"pw-d-{escape(p.doc_id)} pw-p-{p.page_start}" + (" pw-ocr" if p.ocr else "")
+
+
 def chip(c: Citation) -> str:
     """A clickable citation chip: opens the cited page in the viewer."""
-    return (f'<span class="pw-cite pw-d-{escape(c.passage.doc_id)} pw-p-{c.passage.page_start}" role="button" '
-            f'tabindex="0" {_attrs(c.passage, c.number)}>{c.number}</span>')
+    return (f'<span class="pw-cite {_where(c.passage)}" role="button" tabindex="0" '
+            f'{_attrs(c.passage, c.number)}>{c.number}</span>')
 
 
 def streaming_html(text: str) -> str:
@@ -96,9 +102,10 @@ def _passage_body(p: Passage, span: tuple[int, int] | None) -> str:
 
 def _card(p: Passage, number: int | None, span: tuple[int, int] | None) -> str:
     badge = f'<span class="pw-num">{number}</span>' if number is not None else ""
-    return (f'<div class="pw-source pw-d-{escape(p.doc_id)} pw-p-{p.page_start}" role="button" tabindex="0" '
-            f'{_attrs(p, number)}>'
-            f'<div class="pw-source-head">{badge}<span class="pw-file">{escape(p.file_name)}</span>'
+    ocr = ('<span class="pw-ocr-tag" title="This page is an image: its words were read by OCR">read by OCR</span>'
+           if p.ocr else "")
+    return (f'<div class="pw-source {_where(p)}" role="button" tabindex="0" {_attrs(p, number)}>'
+            f'<div class="pw-source-head">{badge}<span class="pw-file">{escape(p.file_name)}</span>{ocr}'
             f'<span class="pw-page">p. {p.page_start}</span></div>'
             f'<div class="pw-passage">{_passage_body(p, span)}</div></div>')
 
