@@ -174,7 +174,8 @@ def library_html(docs: Sequence[DocumentInfo]) -> str:
         return ('<div class="pw-lib-title">Library</div>'
                 '<div class="pw-library-empty">No documents yet: drop PDFs above.</div>')
     rows = "".join(
-        f'<tr><td class="pw-lib-name" title="{escape(d.title or d.file_name)}">{escape(d.file_name)}</td>'
+        f'<tr><td class="pw-lib-name" title="{escape(d.title or d.file_name)}">{escape(d.file_name)}'
+        f'{_ocr_note(d)}</td>'
         f'<td class="pw-lib-n">{d.pages}</td><td class="pw-lib-n">{d.chunks}</td>'
         f'<td class="pw-lib-date">{time.strftime("%d %b %Y", time.localtime(d.added_at))}</td></tr>'
         for d in docs)
@@ -182,6 +183,14 @@ def library_html(docs: Sequence[DocumentInfo]) -> str:
     return (f'<div class="pw-lib-title">Library <span>· {count}</span></div>'
             '<table class="pw-library"><thead><tr><th>Document</th><th class="pw-lib-n">Pages</th>'
             f'<th class="pw-lib-n">Chunks</th><th>Added</th></tr></thead><tbody>{rows}</tbody></table>')
+
+
+def _ocr_note(d: DocumentInfo) -> str:
+    """Under a document's name: how many of its pages were read by OCR (nothing when none were)."""
+    if not d.ocr_pages:
+        return ""
+    n = len(d.ocr_pages)
+    return f'<span class="pw-lib-ocr">{n} page{"s" if n != 1 else ""} read by OCR</span>'
 
 
 def doc_label(d: DocumentInfo) -> str:
