@@ -26,6 +26,7 @@ import functools
 import importlib
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -44,9 +45,12 @@ log = logging.getLogger(__name__)
 ENGINES = ("rapidocr", "tesseract")
 RAPIDOCR_LANGS = frozenset({"eng", "chi_sim"})  # what the models inside the rapidocr-onnxruntime wheel read
 MAX_SIDE = 5000  # pixels: a page is rendered no larger than this on its longer side
-DETECT_SIDE = 2400  # pixels: text detection runs on the page scaled to at most this on its longer side
+DETECT_SIDE = 2000  # pixels: text detection runs on the page scaled to at most this on its longer side
 MIN_SCORE = 0.5  # recognised lines the engine is less sure of are dropped (RapidOCR's own default)
-PAD = 0.25  # margin added around each detected line before recognition, as a share of its height (see _padded)
+PAD = 0.35  # margin around the letters of each line given to recognition, as a share of their height (_framed)
+INK = 60  # grey levels from the background that count as ink (of 255)
+GUTTER = 0.25  # a vertical strip this wide (times the median line height), hardly crossed, separates columns
+BAND = 0.5  # an empty horizontal band this high (times the median line height) may separate blocks
 ASSEMBLY = 1  # bump when reading order or text assembly changes: pages OCR'd before are read again
 INSTALL = "pip install rapidocr-onnxruntime pypdfium2"
 
@@ -151,18 +155,23 @@ class Fragment:
 def recognise(image: Any, options: OcrOptions) -> list[Fragment]:
     """The text fragments on a greyscale page image, in no particular order."""
     if options.engine == "tesseract":
-        return _tesseract(image, options.lang)
+        return _tesseract(image, options.lang, options.threads)
     import cv2
     import numpy as np
 
     engine = _rapidocr(options.threads)
     height, width = image.shape[:2]
     try:
-        boxes, _ = engine(image, use_cls=False, use_rec=False)  # detection only: where the lines are
+        # Detection (where the lines are) on the page scaled down to DETECT_SIDE; recognition on the full image.
+        shrink = min(1.0, DETECT_SIDE / max(height, width))
+        small = image if shrink == 1.0 else cv2.resize(image, (max(1, round(width * shrink)),
+                                                              max(1, round(height * shrink))),
+                                                       interpolation=cv2.INTER_AREA)
+        boxes, _ = engine(small, use_cls=False, use_rec=False)
         if not boxes:
             return []
-        quads = [np.asarray(box, dtype=np.float32) for box in boxes]
-        crops = [_padded(crop) for crop in engine.get_crop_img_list(image, quads)]
+        quads = [np.asarray(box, dtype=np.float32) / shrink for box in boxes]
+        crops = [_framed(crop) for crop in engine.get_crop_img_list(image, quads)]
         found, _ = engine.text_rec([cv2.cvtColor(c, cv2.COLOR_GRAY2BGR) if c.ndim == 2 else c for c in crops])
     except Exception as exc:  # noqa: BLE001 - onnxruntime and OpenCV raise their own types on a bad image
         raise OcrError(f"the OCR engine failed ({str(exc)[:160] or type(exc).__name__})") from exc
@@ -176,17 +185,31 @@ def recognise(image: Any, options: OcrOptions) -> list[Fragment]:
     return fragments
 
 
-def _padded(crop: Any) -> Any:
-    """A line cut out of the page with a margin added around it (the edge pixels repeated).
+def _framed(crop: Any) -> Any:
+    """A line cut out of the page, reframed so its letters fill the same share of the height whatever the box.
 
-    The detector's boxes hug the letters, more or less tightly depending on the resolution, and the recognition
-    model, given a line whose letters touch the top and bottom of its input, runs the words together; with a
-    margin of a quarter of the line's height it keeps the spaces (see docs/BENCHMARKS.md, OCR).
+    The detector's boxes fit the letters more or less tightly depending on the resolution and the font, and the
+    recognition model is sensitive to it: given a line whose letters touch the top and bottom of its input, it runs
+    the words together ("BigDataPure-PlayVendors"); given a loose one, it misreads small print. So the rows that
+    hold ink (in any colour against the background, taken from the crop's edges) are found, and framed with a
+    margin of ``PAD`` times their height above, below and on both sides: the box's excess is cut off, and the
+    missing margin is filled with the background (see docs/BENCHMARKS.md, OCR).
     """
     import cv2
+    import numpy as np
 
-    margin = max(2, round(crop.shape[0] * PAD))
-    return cv2.copyMakeBorder(crop, margin, margin, margin, margin, cv2.BORDER_REPLICATE)
+    edges = np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]])
+    paper = float(np.median(edges))  # the background around the letters (dark on a dark slide)
+    rows = (np.abs(crop.astype(np.int16) - paper) > INK).sum(axis=1)
+    if rows.max() == 0:
+        return crop
+    inked = np.flatnonzero(rows >= 0.05 * rows.max())  # a neighbour line's stray descenders don't count
+    top, bottom = int(inked[0]), int(inked[-1]) + 1
+    margin = max(1, round(PAD * (bottom - top)))
+    above, below = top - margin, bottom + margin
+    body = crop[max(0, above):min(crop.shape[0], below)]
+    return cv2.copyMakeBorder(body, max(0, -above), max(0, below - crop.shape[0]), margin, margin,
+                              cv2.BORDER_CONSTANT, value=paper)
 
 
 @functools.lru_cache(maxsize=2)
@@ -199,12 +222,14 @@ def _rapidocr(threads: int) -> Any:
         raise MissingDependency(f"Reading scanned pages needs the OCR engine, which can't be loaded ({exc}): "
                                 f"{INSTALL}") from exc
     logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+    # The page comes scaled for detection already (see recognise): RapidOCR's own resizing is kept out of the way.
     return RapidOCR(intra_op_num_threads=max(1, threads), inter_op_num_threads=1, max_side_len=MAX_SIDE + 1,
-                    det_limit_type="max", det_limit_side_len=DETECT_SIDE)
+                    det_limit_type="min", det_limit_side_len=32)
 
 
-def _tesseract(image: Any, lang: str) -> list[Fragment]:
-    """Lines as Tesseract finds them (its TSV output: words with block, paragraph and line numbers)."""
+def _tesseract(image: Any, lang: str, threads: int) -> list[Fragment]:
+    """Lines as Tesseract finds them (its TSV output: words with block, paragraph and line numbers), its OpenMP
+    threads bound like onnxruntime's."""
     import cv2
 
     ok, png = cv2.imencode(".png", image)
@@ -212,7 +237,8 @@ def _tesseract(image: Any, lang: str) -> list[Fragment]:
         raise OcrError("the page image could not be encoded for Tesseract")
     try:
         done = subprocess.run(["tesseract", "stdin", "stdout", "-l", lang, "--psm", "3", "tsv"], input=png.tobytes(),
-                              capture_output=True, timeout=600, check=False)
+                              capture_output=True, timeout=600, check=False,
+                              env={**os.environ, "OMP_THREAD_LIMIT": str(max(1, threads))})
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise OcrError(f"Tesseract failed ({exc})") from exc
     if done.returncode != 0:
@@ -259,23 +285,51 @@ def reading_order(fragments: Sequence[Fragment]) -> list[list[Fragment]]:
 
 
 def _cut(block: list[Fragment], unit: float, out: list[list[Fragment]]) -> None:
-    across = _gaps(block, lambda f: (f.y0, f.y1))
-    down = _gaps(block, lambda f: (f.x0, f.x1))
-    best_across = max(across, key=lambda g: g[1], default=None)
-    best_down = max(down, key=lambda g: g[1], default=None)
-    if best_down and best_down[1] >= unit and (best_across is None or best_down[1] >= best_across[1]):
-        left = [f for f in block if f.x1 <= best_down[0]]
-        right = [f for f in block if f.x0 >= best_down[0]]
+    across = max(_gaps(block, lambda f: (f.y0, f.y1)), key=lambda g: g[1], default=None)
+    gutter = _gutter(block, unit)
+    if gutter and (across is None or gutter[1] >= across[1]):
+        left = [f for f in block if (f.x0 + f.x1) / 2 < gutter[0]]
+        right = [f for f in block if (f.x0 + f.x1) / 2 >= gutter[0]]
         if not _table(left, right, unit):
             _cut(left, unit, out)
             _cut(right, unit, out)
             return
-        best_down = None
-    if best_across and best_across[1] >= unit * 0.5:
-        _cut([f for f in block if f.y1 <= best_across[0]], unit, out)
-        _cut([f for f in block if f.y0 >= best_across[0]], unit, out)
+    if across and across[1] >= unit * BAND:
+        _cut([f for f in block if f.y1 <= across[0]], unit, out)
+        _cut([f for f in block if f.y0 >= across[0]], unit, out)
         return
     out.extend(_rows(block))
+
+
+def _gutter(block: Sequence[Fragment], unit: float) -> tuple[float, float] | None:
+    """(middle, width) of the widest vertical strip that splits ``block`` into columns, or None.
+
+    A strip qualifies when it is at least ``GUTTER`` line heights wide and crossed by hardly any fragment: the
+    detector's boxes stick out a little past the letters, and now and then it joins two lines across a narrow
+    gutter into one box, so a few fragments (a tenth of them, at least three) may cross it. At least two fragments
+    must lie on each side.
+    """
+    import numpy as np
+
+    if len(block) < 4:
+        return None
+    left = int(min(f.x0 for f in block))
+    coverage = np.zeros(int(max(f.x1 for f in block)) - left + 2, dtype=np.int32)
+    for f in block:
+        coverage[int(f.x0) - left:int(f.x1) - left + 1] += 1
+    low = coverage <= max(3, len(block) // 10)
+    best: tuple[float, float] | None = None
+    start = None
+    for x, empty in enumerate(np.append(low, False)):
+        if empty and start is None:
+            start = x
+        elif not empty and start is not None:
+            width, middle = x - start, left + (start + x) / 2
+            sides = [sum((f.x0 + f.x1) / 2 < middle for f in block), sum((f.x0 + f.x1) / 2 > middle for f in block)]
+            if width >= unit * GUTTER and min(sides) >= 2 and (best is None or width > best[1]):
+                best = (middle, float(width))
+            start = None
+    return best
 
 
 def _gaps(block: Sequence[Fragment], span: Any) -> list[tuple[float, float]]:

@@ -9,6 +9,7 @@ Answers come from the stand-in Ollama (tests/fake_ollama.py, a test double).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -222,15 +223,17 @@ def _fragments(*rows: tuple[str, float, float, float, float]) -> list[Fragment]:
 
 
 def test_two_columns_are_read_one_after_the_other_under_their_title() -> None:
-    found = _fragments(("Right column line one of the text", 520, 140, 900, 160),
-                       ("Left column line one of the text", 100, 140, 480, 160),
-                       ("Left column line two of the text", 100, 170, 480, 190),
-                       ("Right column line two of the text", 520, 170, 900, 190),
-                       ("A title across both columns", 300, 60, 700, 90))
+    # A narrow gutter (490-510) that one box of each column overlaps a little, as padded boxes do.
+    left = [(f"Left column line {n} of the running text", 100, 140 + 30 * n, 515 if n == 3 else 490, 160 + 30 * n)
+            for n in range(8)]
+    right = [(f"Right column line {n} of the running text", 485 if n == 5 else 510, 140 + 30 * n, 900, 160 + 30 * n)
+             for n in range(7)]
+    found = _fragments(*right, *left, ("A title across both columns", 300, 60, 700, 90),
+                       # the detector joined the last lines of both columns across the gutter into one box
+                       ("Left column line 8 Right column line 7", 100, 380, 900, 400))
     text, lines = assemble(reading_order(found), 1000, 1400)
-    assert text.split("\n") == ["A title across both columns", "", "Left column line one of the text",
-                                "Left column line two of the text", "", "Right column line one of the text",
-                                "Right column line two of the text"]
+    assert text.split("\n") == (["A title across both columns", ""] + [line[0] for line in left]
+                                + ["Left column line 8 Right column line 7", ""] + [line[0] for line in right])
     assert [line.text for line in lines][0] == "A title across both columns"
     assert lines[0].box == (0.3, round(60 / 1400, 4), 0.7, round(90 / 1400, 4))
 
@@ -250,3 +253,12 @@ def test_ocr_json_round_trip() -> None:
     text, lines = assemble(reading_order(found), 1000, 1000)
     page = Page(4, text, ocr=True, lines=lines)
     assert from_json(to_json([page], FAST), FAST) == {4: page}
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="Tesseract is not installed (an optional engine)")
+def test_tesseract_reads_pages_where_it_is_installed(tmp_path: Path) -> None:
+    options = OcrOptions(engine="tesseract", dpi=FAST.dpi)
+    assert missing(options) is None and options.signature.startswith("tesseract ")
+    doc = parse_file(_job(pf.scanned_pdf(tmp_path / "scan.pdf", ACME[:2]), options=options)).document
+    assert doc is not None and doc.ocr_pages == [1, 2] and {"vacation", "30", "leave"} <= _words(doc.pages[1].text)
+    assert all(0 <= x <= 1 for line in doc.pages[1].lines for x in line.box)
