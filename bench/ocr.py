@@ -287,6 +287,8 @@ def main() -> int:
     acc.add_argument("--pages", type=int, default=2, help="pages per document")
     acc.add_argument("--workers", type=int, default=2, help="OCR processes")
     acc.add_argument("--dpi", type=int, default=None, help="rendering resolution (default: the setting's)")
+    acc.add_argument("--engine", choices=("rapidocr", "tesseract"), default=None,
+                     help="OCR engine (default: the setting's)")
     acc.add_argument("--pad", type=float, default=None, help="margin around each line (default rag.ocr.PAD)")
     acc.add_argument("--detect-side", type=int, default=None, help="detection size (default rag.ocr.DETECT_SIDE)")
     spd = sub.add_parser("speed", help="pages/s, and an image-only filing's ingest against its original")
@@ -305,7 +307,7 @@ def main() -> int:
         rag.ocr.DETECT_SIDE = args.detect_side or rag.ocr.DETECT_SIDE
         settings = Settings.from_env()
         options = settings.ocr_options
-        options = OcrOptions(options.engine, options.lang, args.dpi or options.dpi, threads=1)
+        options = OcrOptions(args.engine or options.engine, options.lang, args.dpi or options.dpi, threads=1)
         return accuracy(args, options)
     return speed(args) if args.what == "speed" else retrieval(args)
 
