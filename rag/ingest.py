@@ -35,8 +35,9 @@ from rag.events import (
 )
 from rag.models import DocumentInfo
 from rag.ocr import to_json
+from rag.pool import PageProgress, ParserPool
 from rag.store import Store
-from rag.workers import PageProgress, ParseJob, ParseResult, ParserPool
+from rag.workers import ParseJob, ParseResult
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from rag.errors import ConfigError
 from rag.events import FileFailed, FileIndexed, PageRead, PagesParsed, Sources
 from rag.models import Page
 from rag.ocr import MAX_SIDE, Fragment, OcrOptions, assemble, from_json, missing, reading_order, render, to_json
-from rag.workers import PageProgress, ParseJob, ParseResult, ParserPool, parse_file
+from rag.pool import PageProgress, ParserPool
+from rag.workers import ParseJob, ParseResult, parse_file
 from tests import pdf_factory as pf
 
 ACME = ["Acme Corporation annual report for fiscal 2022. Letter from the chief executive.",
@@ -262,3 +263,19 @@ def test_tesseract_reads_pages_where_it_is_installed(tmp_path: Path) -> None:
     doc = parse_file(_job(pf.scanned_pdf(tmp_path / "scan.pdf", ACME[:2]), options=options)).document
     assert doc is not None and doc.ocr_pages == [1, 2] and {"vacation", "30", "leave"} <= _words(doc.pages[1].text)
     assert all(0 <= x <= 1 for line in doc.pages[1].lines for x in line.box)
+
+
+def test_the_upload_api_streams_the_pages_read_by_ocr(ocr_settings: Settings, tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    from tests.live_app import LiveApp
+
+    scan = pf.scanned_pdf(tmp_path / "scan.pdf", ACME[:2])
+    with LiveApp(ocr_settings) as app:
+        job = app.client().submit([handle_file(str(scan))], api_name="/upload")
+        final = job.result(timeout=120)
+        updates = job.outputs()
+    working = [r for update in updates for r in update if r["status"] == "working"]
+    assert [r["progress"] for r in working] == ["reading page 1/2 (OCR)", "reading page 2/2 (OCR)"]
+    (result,) = final
+    assert result["status"] == "indexed" and result["ocr_pages"] == [1, 2]

@@ -138,8 +138,8 @@ def build(engine: Engine) -> gr.Blocks:
         upload.upload(on_upload, [upload, scope], [upload_log, *library_outputs, upload], api_visibility="private",
                       concurrency_limit=INGEST_CONCURRENCY, concurrency_id="ingest", show_progress="hidden")
 
-        def api_upload(paths: list[str] | None) -> list[dict[str, Any]]:
-            return _ingest_results(engine, paths or [])
+        def api_upload(paths: list[str] | None) -> Iterator[list[dict[str, Any]]]:
+            yield from _ingest_results(engine, paths or [])
 
         api_trigger.click(api_upload, api_files, api_result, api_name="upload", concurrency_limit=INGEST_CONCURRENCY,
                           concurrency_id="ingest")
@@ -345,10 +345,16 @@ def _track(states: dict[str, tuple[str, str, float]], event: Any, starts: dict[s
         states["⚠"] = ("failed", event.message, 1.0)
 
 
-def _ingest_results(engine: Engine, paths: list[str]) -> list[dict[str, Any]]:
+def _ingest_results(engine: Engine, paths: list[str]) -> Iterator[list[dict[str, Any]]]:
+    """The /upload API's updates: each file's result as it is known, with, while a file's pages are read by OCR, a
+    "working" entry saying which (``client.submit`` streams them; the last update holds the results only)."""
     results: list[dict[str, Any]] = []
     for event in engine.ingest([SourceFile(Path(p), Path(p).name) for p in paths]):
-        if isinstance(event, FileIndexed):
+        if isinstance(event, PageRead):
+            yield results + [{"file_name": event.file_name, "status": "working",
+                              "progress": f"reading page {event.done}/{event.total} (OCR)",
+                              "pages_read": event.done, "pages_to_read": event.total}]
+        elif isinstance(event, FileIndexed):
             results.append({"file_name": event.file_name, "status": event.status, "doc_id": event.doc_id,
                             "pages": event.pages, "chunks": event.chunks,
                             "pages_without_text": event.pages_without_text, "ocr_pages": event.ocr_pages})
@@ -356,7 +362,7 @@ def _ingest_results(engine: Engine, paths: list[str]) -> list[dict[str, Any]]:
             results.append({"file_name": event.file_name, "status": "failed", "reason": event.reason})
         elif isinstance(event, Failure):
             results.append({"file_name": None, "status": "failed", "reason": event.message})
-    return results
+    yield results
 
 
 def _library_updates(engine: Engine, selected: list[str] | None, add: list[str] | None = None) -> tuple[Any, ...]:
