@@ -140,12 +140,13 @@ class ParserPool:
                     run.taken()
                 yield item
         finally:
-            self._stop_running()
+            self._stop_running(run)
 
-    def _stop_running(self) -> None:
-        if self._running is not None:
-            run, thread = self._running
-            run.stop()
+    def _stop_running(self, run: _Run | None = None) -> None:
+        """Stop the run that owns the workers (only ``run``, when given: a later run is left alone)."""
+        if self._running is not None and (run is None or self._running[0] is run):
+            running, thread = self._running
+            running.stop()
             thread.join()
             self._running = None
 

@@ -279,3 +279,18 @@ def test_the_upload_api_streams_the_pages_read_by_ocr(ocr_settings: Settings, tm
     assert [r["progress"] for r in working] == ["reading page 1/2 (OCR)", "reading page 2/2 (OCR)"]
     (result,) = final
     assert result["status"] == "indexed" and result["ocr_pages"] == [1, 2]
+
+
+def test_an_abandoned_run_does_not_stop_the_next_one(tmp_path: Path) -> None:
+    texts = [pf.text_pdf(tmp_path / f"t{n}.pdf", ACME) for n in range(3)]
+    pool = ParserPool(1, timeout_s=60, memory_mb=0)
+    try:
+        first = pool.parse([_job(texts[0]), _job(texts[1])])
+        assert next(first).error is None  # then left half-read, as a closed browser tab leaves an upload
+        second = pool.parse([_job(texts[1]), _job(texts[2])])
+        got = [next(second)]
+        first.close()  # the abandoned one goes away late (garbage collection): the run going on is not its
+        got += list(second)
+    finally:
+        pool.close()
+    assert [r.document.file_name for r in got if r.document] == ["t1.pdf", "t2.pdf"]
