@@ -193,12 +193,14 @@ def pages_to_ocr(doc: ParsedDocument, mode: str | None) -> list[int]:
 
 def with_ocr(doc: ParsedDocument, read: dict[int, Page], failed: dict[int, str]) -> ParsedDocument:
     """``doc`` with the pages OCR read (``read``: page number → text and lines, not yet cleaned). A page where OCR
-    found no words, or failed (``failed``: page number → why), keeps its text layer if it has one and is otherwise
-    listed without text. Raises NoTextError when no page has text even so."""
+    found no words (not one run of three letters or two digits: what it makes of specks, lines and pictures), or
+    failed (``failed``: page number → why), keeps its text layer if it has one and is otherwise listed without text.
+    Raises NoTextError when no page has text even so."""
     pages = []
     for page in doc.pages:
         got = read.get(page.number)
         text = clean_text(got.text) if got is not None else ""
+        text = text if _WORDISH.search(text) else ""
         pages.append(replace(got, text=text) if text else page)
     without_text = [p.number for p in pages if not p.text]
     if len(without_text) == doc.page_count:
