@@ -20,15 +20,18 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 _CHIP = re.compile(r'<span class="pw-cite[^"]*"[^>]*>.*?</span>', re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
+_BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
 
 
 def _attrs(p: Passage, number: int | None = None) -> str:
     """Attributes that let the page open ``p`` in the viewer (read by assets/viewer.js).
 
     The chat's HTML sanitiser keeps only ``class`` and ``title``, so the document and page ride in class names and
-    the passage (also the chip's tooltip) in the title, after a first line naming file and page.
+    the passage (also the chip's tooltip) in the title, after a first line naming file and page. The chat renders
+    Markdown, where a blank line ends an HTML tag even inside an attribute: the passage's blank lines (between
+    paragraphs) are closed up.
     """
-    title = f"{p.file_name}, p. {p.page_start}\n{p.text[:QUOTE_LIMIT]}"
+    title = f"{p.file_name}, p. {p.page_start}\n{_BLANK_LINES.sub(chr(10), p.text[:QUOTE_LIMIT])}"
     return f'data-n="{number or 0}" title="{escape(title)}"'
 
 
