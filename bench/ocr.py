@@ -17,7 +17,7 @@ Speed: OCR pages per second through ``Engine.ingest`` at the default settings (p
 threads), on an image-only copy of a filing; and that copy's whole ingest time against the original's (same
 embedder, all-MiniLM-L6-v2 in-process).
 
-Retrieval: image-only copies of the ``--limit-docs`` smallest FinanceBench filings (every page rasterised at
+Retrieval: image-only copies of the ``--limit-docs`` shortest FinanceBench filings (every page rasterised at
 ``--scan-dpi`` as a greyscale JPEG, no text layer) are indexed through OCR and scored with
 ``bench/retrieval_eval.py``'s questions and scoring beside the originals, same embedder, same run; each question
 searches its own filing. Image-only copies are kept under ``--cache`` (as are the indexes).
@@ -205,6 +205,17 @@ def rasterise(source: Path, target: Path, dpi: int) -> Path:
     return target
 
 
+def page_count(path: Path) -> int:
+    """The number of pages of a PDF."""
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument(str(path))
+    try:
+        return len(pdf)
+    finally:
+        pdf.close()
+
+
 def ingest_timed(settings: Settings, files: Sequence[Path], embedder: object) -> tuple[float, dict[str, float], int]:
     """Ingest ``files`` into a fresh index; (seconds, stage timings, pages read by OCR)."""
     engine = Engine(settings, embedder=embedder)  # type: ignore[arg-type]
@@ -249,9 +260,11 @@ def retrieval(args: argparse.Namespace) -> int:
     """FinanceBench's smallest filings as image-only copies through OCR, scored beside the originals."""
     from retrieval_eval import _fusions, financebench, load_embedder, ours, sources_hash
 
-    files, questions = financebench(EVALDATA / "financebench", args.limit_docs)
+    every, questions = financebench(EVALDATA / "financebench", 0)
+    files = sorted(every, key=lambda p: (page_count(p), p.name))[:args.limit_docs]  # the shortest filings
+    questions = [q for q in questions if q.doc in {p.stem for p in files}]
     scans = [rasterise(p, args.cache / "ocr-scans" / f"{args.scan_dpi}dpi" / p.name, args.scan_dpi) for p in files]
-    pages = sum(len(load_pdf(p).pages) for p in files)
+    pages = sum(page_count(p) for p in files)
     base = Settings.from_env(embed_backend="sentence-transformers", embed_model=args.embedder, rerank=False)
     key = sources_hash([args.embedder, "float32", base.chunk_tokens, base.chunk_overlap, base.tokenizer])
     fusions = _fusions("", base)[:1]
@@ -294,7 +307,7 @@ def main() -> int:
     spd = sub.add_parser("speed", help="pages/s, and an image-only filing's ingest against its original")
     spd.add_argument("--filing", default="ULTABEAUTY_2023Q4_EARNINGS.pdf")
     ret = sub.add_parser("retrieval", help="FinanceBench retrieval through OCR beside the originals")
-    ret.add_argument("--limit-docs", type=int, default=8, help="the N smallest filings")
+    ret.add_argument("--limit-docs", type=int, default=8, help="the N shortest filings (fewest pages)")
     ret.add_argument("--embedder", default=_default_embedder())
     for p in (spd, ret):
         p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)

@@ -174,7 +174,10 @@ def recognise(image: Any, options: OcrOptions) -> list[Fragment]:
         crops = [_framed(crop) for crop in engine.get_crop_img_list(image, quads)]
         found, _ = engine.text_rec([cv2.cvtColor(c, cv2.COLOR_GRAY2BGR) if c.ndim == 2 else c for c in crops])
     except Exception as exc:  # noqa: BLE001 - onnxruntime and OpenCV raise their own types on a bad image
-        raise OcrError(f"the OCR engine failed ({str(exc)[:160] or type(exc).__name__})") from exc
+        detail = str(exc.__cause__ or exc)  # RapidOCR wraps onnxruntime's error in a traceback
+        if "bad_alloc" in detail or "Failed to allocate" in detail:
+            raise MemoryError(detail) from exc  # the parser's memory cap: its process is replaced
+        raise OcrError(f"the OCR engine failed ({detail[:160] or type(exc).__name__})") from exc
     fragments = []
     for quad, (text, score) in zip(quads, found, strict=True):
         xs, ys = quad[:, 0], quad[:, 1]
@@ -217,10 +220,12 @@ def _rapidocr(threads: int) -> Any:
     """One RapidOCR engine per process (its models load once), with onnxruntime bound to ``threads`` threads so
     parallel parser processes don't fight over the cores."""
     try:
+        import cv2
         from rapidocr_onnxruntime import RapidOCR
     except ImportError as exc:
         raise MissingDependency(f"Reading scanned pages needs the OCR engine, which can't be loaded ({exc}): "
                                 f"{INSTALL}") from exc
+    cv2.setNumThreads(max(1, threads))  # OpenCV's own pool would start a thread per core in every process
     logging.getLogger("RapidOCR").setLevel(logging.WARNING)
     # The page comes scaled for detection already (see recognise): RapidOCR's own resizing is kept out of the way.
     return RapidOCR(intra_op_num_threads=max(1, threads), inter_op_num_threads=1, max_side_len=MAX_SIDE + 1,

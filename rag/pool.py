@@ -103,6 +103,7 @@ class _Scan:
     out: int = 0  # pages handed to workers and not back yet
     seconds: float = 0.0
     new: int = 0  # pages read in this run (not from the cache)
+    retried: set[int] = field(default_factory=set)  # pages tried again after their process ran out of memory
 
     @property
     def complete(self) -> bool:
@@ -379,6 +380,10 @@ class _Run:
         scan = self.scans[index]
         scan.out -= 1
         scan.seconds += got.seconds
+        if got.error_kind == MEMORY_LIMIT and got.number not in scan.retried:
+            scan.retried.add(got.number)  # a process that has read many pages may be short of memory: a fresh one
+            scan.todo.appendleft(got.number)  # (its replacement) tries once more
+            return
         if got.page is not None:
             scan.read[got.number] = got.page
             scan.new += 1

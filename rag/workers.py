@@ -206,6 +206,18 @@ def _ocr_page(task: PageJob) -> PageResult:
                        "RAG_PARSE_MEMORY_MB)", error_kind=MEMORY_LIMIT, seconds=time.perf_counter() - started)
 
 
+def _few_malloc_arenas() -> None:
+    """Have glibc share two malloc arenas among this process's threads. By default each thread that allocates
+    (onnxruntime's and OpenCV's, while reading by OCR) reserves an arena of its own, 64 MB of address space each,
+    which the memory cap counts although little of it is used."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
 def worker_main(conn: Connection, memory_mb: int) -> None:
     """Loop of a worker process: receive a task, send back its result; None ends the loop."""
     # pypdf warns about every repair it makes; the outcome reaches the user through the result instead.
@@ -218,6 +230,7 @@ def worker_main(conn: Connection, memory_mb: int) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         except (ImportError, ValueError, OSError):  # not on this platform: run without the cap
             pass
+        _few_malloc_arenas()
     try:  # load the libraries before saying ready: a file's time limit then measures its own reading only
         import langchain_text_splitters  # noqa: F401
         import pypdf  # noqa: F401
