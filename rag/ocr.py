@@ -7,13 +7,12 @@ recognised lines are put in reading order (``reading_order``) and joined into th
 and citations work as on a text page; the lines keep their boxes as fractions of the page, for the viewer to
 highlight a cited passage on the page image (saved beside the stored PDF as ``<doc_id>.ocr.json``).
 
-Resolution. Pages are rendered at ``RAG_OCR_DPI`` (216 by default: three times the PDF's 72 units per inch).
-RapidOCR's recognition model reads each line scaled to 48 pixels high; from a 144-dpi rendering, body text (8-10
-pt, about 20 pixels) is blown up and the gaps between words blur, and the model runs words together
-("BigDataPure-PlayVendors"); at 216 dpi far fewer are lost (see docs/BENCHMARKS.md). Text detection, whose cost
-grows with the pixels, runs on the image scaled to at most ``DETECT_SIDE`` pixels; the lines it finds are cut out
-of the full-resolution image for recognition. A page larger than ``MAX_SIDE`` pixels at that resolution (a poster,
-a 20000×20000 scan) is rendered smaller, so memory and time stay bounded.
+Resolution and framing. Pages are rendered at ``RAG_OCR_DPI`` (216 by default: three times the PDF's 72 units per
+inch); at 144 the small print of filings is misread far more often, at 300 no better (see docs/BENCHMARKS.md). Text
+detection, whose cost grows with the pixels, runs on the image scaled to at most ``DETECT_SIDE`` pixels; the lines
+it finds are cut out of the full-resolution image and reframed (``_framed``) before recognition, which is what keeps
+the model from running English words together ("BigDataPure-PlayVendors"). A page larger than ``MAX_SIDE`` pixels
+at that resolution (a poster, a 20000×20000 scan) is rendered smaller, so memory and time stay bounded.
 
 RapidOCR's direction classifier is off: it is meant for lines turned upside down in photos, and on long lines of
 a document page it often takes a line for upside down and turns it into garbage. Page rotation is applied by the
@@ -42,7 +41,6 @@ from rag.models import OcrLine, Page
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("rapidocr", "tesseract")
 RAPIDOCR_LANGS = frozenset({"eng", "chi_sim"})  # what the models inside the rapidocr-onnxruntime wheel read
 MAX_SIDE = 5000  # pixels: a page is rendered no larger than this on its longer side
 DETECT_SIDE = 2000  # pixels: text detection runs on the page scaled to at most this on its longer side
