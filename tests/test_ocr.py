@@ -20,7 +20,7 @@ from rag.cli import main as cli_main
 from rag.config import Settings
 from rag.engine import Engine
 from rag.errors import ConfigError
-from rag.events import FileFailed, FileIndexed, PageRead, PagesParsed, Sources
+from rag.events import FileFailed, FileIndexed, PageRead, PagesParsed, Sources, sources_record
 from rag.models import Page
 from rag.ocr import MAX_SIDE, Fragment, OcrOptions, assemble, from_json, missing, reading_order, render, to_json
 from rag.pool import PageProgress, ParserPool
@@ -82,6 +82,7 @@ def test_a_scanned_pdf_is_read_by_ocr_cited_and_never_read_twice(ocr_engine: Eng
     sources = next(e for e in answer if isinstance(e, Sources))
     cited = sources.cited[0].passage
     assert cited.page_start == 2 and cited.ocr and "30 days of paid leave" in " ".join(cited.text.split())
+    assert sources_record(sources)["cited"][0]["ocr"] is True  # as `ask --json` and the /ask API give it
 
     again = list(ocr_engine.ingest([scan]))
     assert _final(again)["scan.pdf"].status == "already indexed"
