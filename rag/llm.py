@@ -13,7 +13,6 @@ from typing import Any, Iterator, Sequence
 
 from rag.accel import gpu_stream
 from rag.backends import hub_cached, is_ollama_tag
-from rag.chunking import estimate_tokens
 from rag.config import Settings
 from rag.embeddings import access_denied, ollama_errors, unreachable_message
 from rag.errors import (
@@ -25,6 +24,7 @@ from rag.errors import (
     WrongModelKind,
 )
 from rag.events import AnswerDelta, ThinkingDelta
+from rag.tokencount import estimate_tokens
 
 log = logging.getLogger(__name__)
 
