@@ -1,10 +1,12 @@
 // Pagewise PDF viewer: a click on a citation chip or a source card opens the PDF at that page (PDF.js) and
-// highlights the cited passage in the page's text layer. Config comes from window.PAGEWISE (see ui/app.py).
+// highlights the cited passage in the page's text layer (on a page read by OCR: over its recognised lines, see
+// ocr_overlay.js). Config comes from window.PAGEWISE (see ui/app.py).
+import { drawOcrBoxes, ocrPageInfo } from "./ocr_overlay.js";
 
 const cfg = window.PAGEWISE || {};
 const base = (p) => `${location.pathname.replace(/\/$/, "")}/gradio_api/file=${p}`;
 let pdfjs = null;
-const state = { doc: null, pdf: null, page: 1, quote: "", file: "", task: null };
+const state = { doc: null, pdf: null, page: 1, quote: "", file: "", task: null, ocr: false };
 
 async function lib() {
   if (!pdfjs) {
@@ -30,7 +32,7 @@ function setBar(text) {
   if (title) title.textContent = text;
 }
 
-async function show({ doc, page, file, quote }) {
+async function show({ doc, page, file, quote, ocr }) {
   const viewer = el("pw-viewer");
   if (!viewer || !doc) return;
   viewer.dataset.state = "loading";
@@ -43,6 +45,7 @@ async function show({ doc, page, file, quote }) {
     }
     state.file = file;
     state.quote = quote || "";
+    state.ocr = Boolean(ocr);
     await render(Math.min(Math.max(1, page || 1), state.pdf.numPages));
   } catch (err) {
     viewer.dataset.state = "error";
@@ -90,7 +93,9 @@ async function render(pageNumber) {
   const text = new lib_.TextLayer({ textContentSource: await page.getTextContent(), container: layer, viewport });
   await text.render();
   box.replaceChildren(wrap);
-  const hits = highlight(layer, state.quote);
+  const hits = state.ocr
+    ? drawOcrBoxes(wrap, await ocrPageInfo(base(`${cfg.files}/${state.doc}.ocr.json`), pageNumber), state.quote)
+    : highlight(layer, state.quote);
 
   state.page = pageNumber;
   viewer.dataset.state = "ready";
@@ -134,7 +139,7 @@ function onActivate(event) {
   const cut = title.indexOf("\n");
   const head = cut >= 0 ? title.slice(0, cut) : title;
   const file = head.replace(/, p\. \d+$/, "");
-  show({ doc, page, file, quote: cut >= 0 ? title.slice(cut + 1) : "" });
+  show({ doc, page, file, quote: cut >= 0 ? title.slice(cut + 1) : "", ocr: cls.includes("pw-ocr") });
 }
 
 document.addEventListener("click", (event) => {

@@ -88,3 +88,22 @@ def test_network_binding_needs_a_login() -> None:
     assert Settings.from_env({"RAG_HOST": "0.0.0.0", "RAG_AUTH": "none"}).logins == []
     with pytest.raises(ConfigError, match="RAG_AUTH"):
         Settings.from_env({"RAG_AUTH": "no-colon"})
+
+
+def test_a_passage_read_by_ocr_says_so_and_tells_the_viewer() -> None:
+    scanned = Passage("c1", "doc1", "scan.pdf", "Revenue was 41 million.", 4, 4, 0, 23, ocr=True)
+    typed = passage(2, "Dividend of 3 cents.")
+    sources = Sources([Citation(1, scanned), Citation(2, typed)], [])
+    chips = render.answer_html("Revenue [1]. Dividend [2].", sources)
+    assert 'class="pw-cite pw-d-doc1 pw-p-4 pw-ocr"' in chips and 'class="pw-cite pw-d-doc2 pw-p-2"' in chips
+    cards = render.sources_html(sources, "Revenue [1]. Dividend [2].")
+    assert cards.count(">read by OCR<") == 1 and 'class="pw-source pw-d-doc1 pw-p-4 pw-ocr"' in cards
+
+
+def test_a_chip_keeps_working_for_a_passage_of_several_paragraphs() -> None:
+    # In the chat's Markdown a blank line ends an HTML tag, even inside an attribute: the chip would break.
+    p = passage(1, "Chapter II\n\nWe went tip-toeing along a path.\n \nThen he says, \"Who dah?\"")
+    html = render.chip(Citation(1, p))
+    title = html.split('title="', 1)[1].split('"', 1)[0]
+    assert "\n\n" not in title and "\n \n" not in title
+    assert title == "a.pdf, p. 2\nChapter II\nWe went tip-toeing along a path.\nThen he says, &quot;Who dah?&quot;"

@@ -20,22 +20,31 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 _CHIP = re.compile(r'<span class="pw-cite[^"]*"[^>]*>.*?</span>', re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
+_BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
 
 
 def _attrs(p: Passage, number: int | None = None) -> str:
     """Attributes that let the page open ``p`` in the viewer (read by assets/viewer.js).
 
     The chat's HTML sanitiser keeps only ``class`` and ``title``, so the document and page ride in class names and
-    the passage (also the chip's tooltip) in the title, after a first line naming file and page.
+    the passage (also the chip's tooltip) in the title, after a first line naming file and page. The chat renders
+    Markdown, where a blank line ends an HTML tag even inside an attribute: the passage's blank lines (between
+    paragraphs) are closed up.
     """
-    title = f"{p.file_name}, p. {p.page_start}\n{p.text[:QUOTE_LIMIT]}"
+    title = f"{p.file_name}, p. {p.page_start}\n{_BLANK_LINES.sub(chr(10), p.text[:QUOTE_LIMIT])}"
     return f'data-n="{number or 0}" title="{escape(title)}"'
+
+
+def _where(p: Passage) -> str:
+    """Class names that tell the viewer the document and page (and that the page was read by OCR: its passage is
+    highlighted over the recognised lines, as a scan has no text layer)."""
+    return f"pw-d-{escape(p.doc_id)} pw-p-{p.page_start}" + (" pw-ocr" if p.ocr else "")
 
 
 def chip(c: Citation) -> str:
     """A clickable citation chip: opens the cited page in the viewer."""
-    return (f'<span class="pw-cite pw-d-{escape(c.passage.doc_id)} pw-p-{c.passage.page_start}" role="button" '
-            f'tabindex="0" {_attrs(c.passage, c.number)}>{c.number}</span>')
+    return (f'<span class="pw-cite {_where(c.passage)}" role="button" tabindex="0" '
+            f'{_attrs(c.passage, c.number)}>{c.number}</span>')
 
 
 def streaming_html(text: str) -> str:
@@ -96,9 +105,10 @@ def _passage_body(p: Passage, span: tuple[int, int] | None) -> str:
 
 def _card(p: Passage, number: int | None, span: tuple[int, int] | None) -> str:
     badge = f'<span class="pw-num">{number}</span>' if number is not None else ""
-    return (f'<div class="pw-source pw-d-{escape(p.doc_id)} pw-p-{p.page_start}" role="button" tabindex="0" '
-            f'{_attrs(p, number)}>'
-            f'<div class="pw-source-head">{badge}<span class="pw-file">{escape(p.file_name)}</span>'
+    ocr = ('<span class="pw-ocr-tag" title="This page is an image: its words were read by OCR">read by OCR</span>'
+           if p.ocr else "")
+    return (f'<div class="pw-source {_where(p)}" role="button" tabindex="0" {_attrs(p, number)}>'
+            f'<div class="pw-source-head">{badge}<span class="pw-file">{escape(p.file_name)}</span>{ocr}'
             f'<span class="pw-page">p. {p.page_start}</span></div>'
             f'<div class="pw-passage">{_passage_body(p, span)}</div></div>')
 
@@ -167,7 +177,8 @@ def library_html(docs: Sequence[DocumentInfo]) -> str:
         return ('<div class="pw-lib-title">Library</div>'
                 '<div class="pw-library-empty">No documents yet: drop PDFs above.</div>')
     rows = "".join(
-        f'<tr><td class="pw-lib-name" title="{escape(d.title or d.file_name)}">{escape(d.file_name)}</td>'
+        f'<tr><td class="pw-lib-name" title="{escape(d.title or d.file_name)}">{escape(d.file_name)}'
+        f'{_ocr_note(d)}</td>'
         f'<td class="pw-lib-n">{d.pages}</td><td class="pw-lib-n">{d.chunks}</td>'
         f'<td class="pw-lib-date">{time.strftime("%d %b %Y", time.localtime(d.added_at))}</td></tr>'
         for d in docs)
@@ -175,6 +186,14 @@ def library_html(docs: Sequence[DocumentInfo]) -> str:
     return (f'<div class="pw-lib-title">Library <span>· {count}</span></div>'
             '<table class="pw-library"><thead><tr><th>Document</th><th class="pw-lib-n">Pages</th>'
             f'<th class="pw-lib-n">Chunks</th><th>Added</th></tr></thead><tbody>{rows}</tbody></table>')
+
+
+def _ocr_note(d: DocumentInfo) -> str:
+    """Under a document's name: how many of its pages were read by OCR (nothing when none were)."""
+    if not d.ocr_pages:
+        return ""
+    n = len(d.ocr_pages)
+    return f'<span class="pw-lib-ocr">{n} page{"s" if n != 1 else ""} read by OCR</span>'
 
 
 def doc_label(d: DocumentInfo) -> str:
