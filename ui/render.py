@@ -8,34 +8,42 @@ from __future__ import annotations
 
 import re
 from html import escape, unescape
-from typing import Sequence
+from typing import Collection, Sequence
 
-from rag.citations import cited_numbers
+from rag.chats import ChatMessage
+from rag.citations import cited_numbers, cited_sentence
 from rag.events import Sources
+from rag.markdown import answer_markdown
 from rag.models import Citation, DocumentInfo, Health, Passage
 from rag.prompts import CITATION
 
 QUOTE_LIMIT = 1500  # characters of a passage carried by a chip, for highlighting it in the viewer
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 _CHIP = re.compile(r'<span class="pw-cite[^"]*"[^>]*>.*?</span>', re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
+REMOVED = "removed from the library"  # said of a source whose document has been removed since
 
 
-def _attrs(p: Passage, number: int | None = None) -> str:
+def _attrs(p: Passage, number: int | None = None, removed: bool = False) -> str:
     """Attributes that let the page open ``p`` in the viewer (read by assets/viewer.js).
 
     The chat's HTML sanitiser keeps only ``class`` and ``title``, so the document and page ride in class names and
-    the passage (also the chip's tooltip) in the title, after a first line naming file and page.
+    the passage (also the chip's tooltip) in the title, after a first line naming file and page (and saying so
+    when the document has been removed since).
     """
-    title = f"{p.file_name}, p. {p.page_start}\n{p.text[:QUOTE_LIMIT]}"
+    note = f" · {REMOVED}" if removed else ""
+    title = f"{p.file_name}, p. {p.page_start}{note}\n{p.text[:QUOTE_LIMIT]}"
     return f'data-n="{number or 0}" title="{escape(title)}"'
 
 
-def chip(c: Citation) -> str:
-    """A clickable citation chip: opens the cited page in the viewer."""
-    return (f'<span class="pw-cite pw-d-{escape(c.passage.doc_id)} pw-p-{c.passage.page_start}" role="button" '
-            f'tabindex="0" {_attrs(c.passage, c.number)}>{c.number}</span>')
+def _place(p: Passage, removed: bool) -> str:
+    """Class names naming a passage's document and page (and ``pw-gone`` when the document was removed)."""
+    return f"pw-d-{escape(p.doc_id)} pw-p-{p.page_start}" + (" pw-gone" if removed else "")
+
+
+def chip(c: Citation, removed: bool = False) -> str:
+    """A clickable citation chip: opens the cited page in the viewer (or says the document was removed)."""
+    return (f'<span class="pw-cite {_place(c.passage, removed)}" role="button" tabindex="0" '
+            f'{_attrs(c.passage, c.number, removed)}>{c.number}</span>')
 
 
 def streaming_html(text: str) -> str:
@@ -43,13 +51,15 @@ def streaming_html(text: str) -> str:
     return escape(text, quote=False)
 
 
-def answer_html(text: str, sources: Sources | None) -> str:
-    """The final answer: escaped text with each valid [n] turned into a chip and invented ones removed."""
+def answer_html(text: str, sources: Sources | None, removed: Collection[str] = ()) -> str:
+    """The final answer: escaped text with each valid [n] turned into a chip and invented ones removed.
+    ``removed``: ids of documents no longer in the library."""
     by_number = {c.number: c for c in (sources.cited if sources else [])}
 
     def replace(match: re.Match[str]) -> str:
         numbers = cited_numbers(match.group(0))
-        return "".join(chip(by_number[n]) for n in numbers if n in by_number)
+        return "".join(chip(by_number[n], by_number[n].passage.doc_id in removed) for n in numbers
+                       if n in by_number)
 
     parts, last = [], 0
     for match in CITATION.finditer(text):
@@ -65,25 +75,42 @@ def answer_html(text: str, sources: Sources | None) -> str:
     return html
 
 
+def answer_message(text: str, sources: Sources | None, error: str | None = None,
+                   removed: Collection[str] = ()) -> str:
+    """A finished answer as the chat shows it: text with chips, why it was cut short (if it was), and a "Copy as
+    Markdown" action whose Markdown (answer and sources: file, page, quoted passage) rides in a hidden title."""
+    html = answer_html(text, sources, removed)
+    if error:
+        note = f"<span class='pw-error'>⚠ {streaming_html(error)}</span>"
+        html = f"{html}\n\n{note}" if text else note
+    if not text.strip():
+        return html
+    markdown = escape(answer_markdown(text, sources, error, removed)).replace("\n", "&#10;")
+    return (f'{html}\n\n<span class="pw-actions"><span class="pw-copy-md" title="Copy this answer as Markdown, '
+            f'with its sources"></span><span class="pw-md" title="{markdown}"></span></span>')
+
+
+def chat_messages(messages: Sequence[ChatMessage], removed: Collection[str] = ()) -> list[dict[str, object]]:
+    """A saved conversation as the chat shows it: questions, folded reasoning, answers with chips; a question
+    whose answer was never saved (the app stopped while answering) says so."""
+    out: list[dict[str, object]] = []
+    for i, m in enumerate(messages):
+        if m.role == "user":
+            out.append({"role": "user", "content": m.content})
+            if i + 1 == len(messages) or messages[i + 1].role != "assistant":
+                out.append({"role": "assistant", "content": "<span class='pw-note'>No answer was saved: the app "
+                            "stopped while answering. Ask again.</span>"})
+            continue
+        if m.thinking:
+            out.append({"role": "assistant", "content": streaming_html(m.thinking),
+                        "metadata": {"title": f"Thought for {m.thinking_seconds:.0f} s", "status": "done"}})
+        out.append({"role": "assistant", "content": answer_message(m.content, m.sources, m.error, removed)})
+    return out
+
+
 def plain_text(content: str) -> str:
     """An answer as rendered in the chat, back to plain text (for the conversation sent to the model)."""
     return unescape(_TAG.sub("", _CHIP.sub("", content)))
-
-
-def cited_sentence(passage_text: str, answer: str, number: int) -> tuple[int, int] | None:
-    """Span of the passage sentence that best matches the answer's sentences citing ``number``, or None."""
-    claims = [s for s in _SENTENCE.split(answer) if number in cited_numbers(s)]
-    words = {w.lower() for s in claims for w in _WORD.findall(CITATION.sub("", s)) if len(w) > 2}
-    if not words:
-        return None
-    best, best_score, start = None, 0, 0
-    for sentence in _SENTENCE.split(passage_text):
-        at = passage_text.find(sentence, start)
-        start = at + len(sentence) if at >= 0 else start
-        score = len(words & {w.lower() for w in _WORD.findall(sentence)})
-        if at >= 0 and score > best_score:
-            best, best_score = (at, at + len(sentence)), score
-    return best if best_score >= 2 else None
 
 
 def _passage_body(p: Passage, span: tuple[int, int] | None) -> str:
@@ -94,29 +121,31 @@ def _passage_body(p: Passage, span: tuple[int, int] | None) -> str:
             + escape(p.text[b:], quote=False))
 
 
-def _card(p: Passage, number: int | None, span: tuple[int, int] | None) -> str:
+def _card(p: Passage, number: int | None, span: tuple[int, int] | None, removed: Collection[str]) -> str:
     badge = f'<span class="pw-num">{number}</span>' if number is not None else ""
-    return (f'<div class="pw-source pw-d-{escape(p.doc_id)} pw-p-{p.page_start}" role="button" tabindex="0" '
-            f'{_attrs(p, number)}>'
-            f'<div class="pw-source-head">{badge}<span class="pw-file">{escape(p.file_name)}</span>'
+    gone = p.doc_id in removed
+    note = f'<span class="pw-gone-note">{REMOVED}</span>' if gone else ""
+    return (f'<div class="pw-source {_place(p, gone)}" role="button" tabindex="0" {_attrs(p, number, gone)}>'
+            f'<div class="pw-source-head">{badge}<span class="pw-file">{escape(p.file_name)}</span>{note}'
             f'<span class="pw-page">p. {p.page_start}</span></div>'
             f'<div class="pw-passage">{_passage_body(p, span)}</div></div>')
 
 
-def sources_html(sources: Sources | None, answer: str = "") -> str:
-    """The sources panel: cited passages in citation order (cited sentence marked), then the others, folded."""
+def sources_html(sources: Sources | None, answer: str = "", removed: Collection[str] = ()) -> str:
+    """The sources panel: cited passages in citation order (cited sentence marked), then the others, folded.
+    ``removed``: ids of documents no longer in the library (their cards say so)."""
     if sources is None or (not sources.cited and not sources.other):
         return '<div class="pw-empty">Sources of the answer appear here. Click one to open its page.</div>'
     parts = []
     if sources.cited:
         parts.append('<div class="pw-section">Cited</div>')
-        parts += [_card(c.passage, c.number, cited_sentence(c.passage.text, answer, c.number))
+        parts += [_card(c.passage, c.number, cited_sentence(c.passage.text, answer, c.number), removed)
                   for c in sources.cited]
     else:
         parts.append('<div class="pw-section">No passage was cited</div>')
     if sources.other:
         parts.append(f'<details class="pw-other"><summary>Other retrieved passages ({len(sources.other)})</summary>')
-        parts += [_card(p, None, None) for p in sources.other]
+        parts += [_card(p, None, None, removed) for p in sources.other]
         parts.append("</details>")
     return "".join(parts)
 
