@@ -25,9 +25,30 @@ function setBar(text) {
   if (title) title.textContent = text;
 }
 
-async function show({ doc, page, file, quote }) {
+// A cited document removed from the library since: say so, and show the passage the answer drew on.
+function showRemoved(file, page, quote) {
+  const viewer = el("pw-viewer");
+  state.doc = null;
+  state.pdf = null;
+  viewer.dataset.state = "removed";
+  viewer.dataset.doc = "";
+  setBar(file);
+  const note = document.createElement("div");
+  note.className = "pw-removed";
+  const head = document.createElement("p");
+  head.textContent = `${file} has been removed from the library, so page ${page} can't be shown. ` +
+    "Add the file again to open it. The passage this answer cited:";
+  const body = document.createElement("blockquote");
+  body.textContent = quote || "";
+  note.append(head, body);
+  el("pw-viewer-page").textContent = "";
+  el("pw-viewer-page-box").replaceChildren(note);
+}
+
+async function show({ doc, page, file, quote, removed }) {
   const viewer = el("pw-viewer");
   if (!viewer || !doc) return;
+  if (removed) return showRemoved(file, page, quote);
   viewer.dataset.state = "loading";
   setBar(`Opening ${file}…`);
   try {
@@ -40,6 +61,7 @@ async function show({ doc, page, file, quote }) {
     state.quote = quote || "";
     await render(Math.min(Math.max(1, page || 1), state.pdf.numPages));
   } catch (err) {
+    if (err && (err.missing || err.status === 404)) return showRemoved(file, page, quote);
     viewer.dataset.state = "error";
     setBar(`Can't open ${file}: ${err && err.message ? err.message : err}`);
   }
@@ -127,8 +149,9 @@ function onActivate(event) {
   const title = target.getAttribute("title") || "";
   const cut = title.indexOf("\n");
   const head = cut >= 0 ? title.slice(0, cut) : title;
-  const file = head.replace(/, p\. \d+$/, "");
-  show({ doc, page, file, quote: cut >= 0 ? title.slice(cut + 1) : "" });
+  const file = head.replace(/, p\. \d+( · .*)?$/, "");
+  const removed = target.classList.contains("pw-gone");
+  show({ doc, page, file, quote: cut >= 0 ? title.slice(cut + 1) : "", removed });
 }
 
 document.addEventListener("click", (event) => {

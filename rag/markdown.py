@@ -49,7 +49,9 @@ def conversation_markdown(chat: Conversation, messages: Sequence[ChatMessage], r
 
 def file_name(chat: Conversation) -> str:
     """A file name for a conversation's Markdown: ``pagewise-<title in a few words>.md``."""
-    slug = re.sub(r"[^\w]+", "-", chat.title.lower(), flags=re.UNICODE).strip("-")[:60].strip("-")
+    slug = re.sub(r"[^\w]+", "-", chat.title.lower(), flags=re.UNICODE).strip("-")
+    if len(slug) > 60:
+        slug = slug[:61].rsplit("-", 1)[0]  # whole words
     return f"pagewise-{slug or 'conversation'}.md"
 
 
