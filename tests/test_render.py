@@ -37,15 +37,26 @@ def test_model_and_pdf_text_is_escaped_everywhere() -> None:
         assert "&lt;img src=x onerror=alert(1)&gt;" in html
 
 
-def test_library_table_lists_documents_escaped() -> None:
-    docs = [DocumentInfo("d1", "<b>q3</b>.pdf", 'Q3 "report"', 12, 40, "ready", 0.0),
-            DocumentInfo("d2", "notes.pdf", "", 1, 2, "ready", 0.0)]
+def test_library_table_lists_documents_escaped_newest_first() -> None:
+    docs = [DocumentInfo("d1", "<b>q3</b>.pdf", 'Q3 "report"', 12, 40, "ready", 100.0),
+            DocumentInfo("d2", "notes.pdf", "", 1, 2, "ready", 200.0)]
     html = render.library_html(docs)
-    assert "2 documents" in html and html.count("<tr>") == 3  # header + 2 rows
+    assert "2 documents" in html and html.count("<tr") == 3  # header + 2 rows
     assert "&lt;b&gt;q3&lt;/b&gt;.pdf" in html and "<b>q3" not in html
-    assert 'title="Q3 &quot;report&quot;"' in html and 'title="notes.pdf"' in html  # no title: the file name
-    assert ">12<" in html and ">40<" in html
+    assert 'title="&lt;b&gt;q3&lt;/b&gt;.pdf\nQ3 &quot;report&quot;\n12 pages · 40 passages"' in html  # on hover
+    assert 'title="notes.pdf\n1 page · 2 passages"' in html
+    assert html.index("notes.pdf") < html.index("q3")  # the newest first
+    assert 'data-name="notes.pdf" data-pages="1" data-added="200.000"' in html  # what the headers sort by
+    assert [h for h in ("name", "pages", "added") if f'data-sort="{h}"' in html] == ["name", "pages", "added"]
+    assert "pw-lib-filter" not in html  # a short library needs no filter box
     assert "No documents yet" in render.library_html([])
+
+
+def test_a_long_library_gets_a_filter_box() -> None:
+    docs = [DocumentInfo(f"d{i}", f"report-{i}.pdf", "", 3, 9, "ready", float(i))
+            for i in range(render.FILTER_AFTER + 1)]
+    assert "pw-lib-filter" in render.library_html(docs)
+    assert "pw-lib-filter" not in render.library_html(docs[:render.FILTER_AFTER])
 
 
 def test_sources_mark_the_cited_sentence() -> None:

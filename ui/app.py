@@ -577,7 +577,8 @@ def head(engine: Engine) -> str:
     return (f"<script>window.PAGEWISE = {json.dumps(config)};</script>"
             f'<link rel="stylesheet" href="/gradio_api/file={pdfjs}/text_layer.css">'
             f'<script type="module" src="/gradio_api/file={ASSETS}/viewer.js"></script>'
-            f'<script type="module" src="/gradio_api/file={ASSETS}/copy.js"></script>')
+            f'<script type="module" src="/gradio_api/file={ASSETS}/copy.js"></script>'
+            f'<script type="module" src="/gradio_api/file={ASSETS}/library.js"></script>')
 
 
 def launch_options(settings: Settings, engine: Engine) -> dict[str, Any]:

@@ -7,6 +7,7 @@ execute or add markup; the only tags on the page are the ones written in this mo
 from __future__ import annotations
 
 import re
+import time
 from html import escape, unescape
 from typing import Collection, Sequence
 
@@ -17,6 +18,7 @@ from rag.markdown import answer_markdown
 from rag.models import Citation, DocumentInfo, Health, Passage
 from rag.prompts import CITATION
 
+FILTER_AFTER = 10  # documents in the library before it gets a filter box
 QUOTE_LIMIT = 1500  # characters of a passage carried by a chip, for highlighting it in the viewer
 _CHIP = re.compile(r'<span class="pw-cite[^"]*"[^>]*>.*?</span>', re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
@@ -126,7 +128,8 @@ def _card(p: Passage, number: int | None, span: tuple[int, int] | None, removed:
     gone = p.doc_id in removed
     note = f'<span class="pw-gone-note">{REMOVED}</span>' if gone else ""
     return (f'<div class="pw-source {_place(p, gone)}" role="button" tabindex="0" {_attrs(p, number, gone)}>'
-            f'<div class="pw-source-head">{badge}<span class="pw-file">{escape(p.file_name)}</span>{note}'
+            f'<div class="pw-source-head">{badge}<span class="pw-file" title="{escape(p.file_name)}">'
+            f'{escape(p.file_name)}</span>{note}'
             f'<span class="pw-page">p. {p.page_start}</span></div>'
             f'<div class="pw-passage">{_passage_body(p, span)}</div></div>')
 
@@ -158,8 +161,8 @@ def upload_html(states: dict[str, tuple[str, str, float]]) -> str:
     for name, (kind, text, fraction) in states.items():
         bar = (f'<div class="pw-bar"><div style="width:{max(0.0, min(1.0, fraction)) * 100:.0f}%"></div></div>'
                if kind == "working" else "")
-        rows.append(f'<li class="pw-up pw-{kind}"><span class="pw-up-name">{escape(name)}</span>'
-                    f'<span class="pw-up-state">{escape(text)}</span>{bar}</li>')
+        rows.append(f'<li class="pw-up pw-{kind}"><span class="pw-up-name" title="{escape(name)}">'
+                    f'{escape(name)}</span><span class="pw-up-state">{escape(text)}</span>{bar}</li>')
     return '<ul class="pw-uploads">' + "".join(rows) + "</ul>"
 
 
@@ -188,22 +191,46 @@ def _code(text: str) -> str:
 
 
 def library_html(docs: Sequence[DocumentInfo]) -> str:
-    """The library as a table: each document's file name (its title as a tooltip), pages, chunks and when it was
-    added; a hint to drop PDFs when there are none."""
-    import time
-
+    """The library as a table for a narrow column: each document's name (cut short with an ellipsis; the full name,
+    title and counts on hover), pages and when it was added, newest first. The headers sort it (name, pages, date;
+    assets/library.js) and, past FILTER_AFTER documents, a box filters it by name. A hint to drop PDFs when empty."""
     if not docs:
         return ('<div class="pw-lib-title">Library</div>'
                 '<div class="pw-library-empty">No documents yet: drop PDFs above.</div>')
     rows = "".join(
-        f'<tr><td class="pw-lib-name" title="{escape(d.title or d.file_name)}">{escape(d.file_name)}</td>'
-        f'<td class="pw-lib-n">{d.pages}</td><td class="pw-lib-n">{d.chunks}</td>'
-        f'<td class="pw-lib-date">{time.strftime("%d %b %Y", time.localtime(d.added_at))}</td></tr>'
-        for d in docs)
+        f'<tr data-name="{escape(d.file_name.lower())}" data-pages="{d.pages}" data-added="{d.added_at:.3f}">'
+        f'<td class="pw-lib-name"><div class="pw-lib-cell"><span class="pw-lib-file" '
+        f'title="{escape(_doc_tooltip(d))}">{escape(d.file_name)}</span></div></td>'
+        f'<td class="pw-lib-n">{d.pages}</td>'
+        f'<td class="pw-lib-date" title="{time.strftime("%d %B %Y, %H:%M", time.localtime(d.added_at))}">'
+        f'{_short_date(d.added_at)}</td></tr>'
+        for d in sorted(docs, key=lambda d: -d.added_at))
     count = f"{len(docs)} document{'s' if len(docs) != 1 else ''}"
-    return (f'<div class="pw-lib-title">Library <span>· {count}</span></div>'
-            '<table class="pw-library"><thead><tr><th>Document</th><th class="pw-lib-n">Pages</th>'
-            f'<th class="pw-lib-n">Chunks</th><th>Added</th></tr></thead><tbody>{rows}</tbody></table>')
+    search = ('<input type="search" class="pw-lib-filter" placeholder="Filter by name…" '
+              'aria-label="Filter the documents by name">' if len(docs) > FILTER_AFTER else "")
+    return (f'<div class="pw-lib-head"><div class="pw-lib-title">Library <span>· {count}</span></div>{search}</div>'
+            '<table class="pw-library"><thead><tr>'
+            f'{_sort_header("name", "Document")}{_sort_header("pages", "Pages", "pw-lib-n")}'
+            f'{_sort_header("added", "Added", sort="descending")}</tr></thead><tbody>{rows}</tbody></table>'
+            '<div class="pw-lib-none" hidden>No document matches.</div>')
+
+
+def _sort_header(key: str, label: str, cls: str = "", sort: str = "none") -> str:
+    return (f'<th class="{cls}" data-sort="{key}" aria-sort="{sort}"><button type="button" class="pw-lib-sort" '
+            f'title="Sort by {label.lower()}">{label}</button></th>')
+
+
+def _short_date(when: float) -> str:
+    """A date in few characters: "04 Mar" this year, "Mar 2023" before."""
+    local = time.localtime(when)
+    return time.strftime("%d %b" if local.tm_year == time.localtime().tm_year else "%b %Y", local)
+
+
+def _doc_tooltip(d: DocumentInfo) -> str:
+    """What hovering a document's name says: its full name, its title, and how much of it is indexed."""
+    lines = [d.file_name] + ([d.title] if d.title and d.title != d.file_name else [])
+    lines.append(f"{d.pages} page{'s' if d.pages != 1 else ''} · {d.chunks} passage{'s' if d.chunks != 1 else ''}")
+    return "\n".join(lines)
 
 
 def doc_label(d: DocumentInfo) -> str:

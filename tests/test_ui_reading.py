@@ -1,0 +1,91 @@
+"""Reading in the browser (real headless Chromium against the real app and the stand-in Ollama, a test double): the
+library table in a narrow column (names cut with an ellipsis, sortable, filterable), the app at phone width, and the
+viewer (zoom, fit width, the large view, the keyboard) keeping the cited passage highlighted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from rag.config import Settings
+from tests import pdf_factory as pf
+from tests.fake_ollama import FakeOllama
+from tests.live_app import LiveApp
+from tests.test_ui import ACME, CHROMIUM, ZEPHYR, open_app, shot
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+LONG_NAME = "AMCOR_2023Q4_EARNINGS_PRESENTATION_FINAL.pdf"
+REPORTS = [f"report-{i:02d}-quarterly-results.pdf" for i in range(9)]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+    """The app with a library longer than the filter threshold: acme and zephyr (3 pages each), one long name (5
+    pages) and nine short reports (1 or 2 pages)."""
+    root = tmp_path_factory.mktemp("reading")
+    ollama = FakeOllama().start()
+    settings = Settings.from_env({}, ollama_host=ollama.url, data_dir=root / "data", rerank=False, parse_workers=1)
+    live = LiveApp(settings).start()
+    files = [pf.text_pdf(root / "acme.pdf", ACME), pf.text_pdf(root / "zephyr.pdf", ZEPHYR),
+             pf.text_pdf(root / LONG_NAME, ["Amcor fourth quarter.", "Net sales.", "Margins.", "Cash.", "Outlook."])]
+    files += [pf.text_pdf(root / name, [f"Quarterly report number {i}."] * (i % 2 + 1))
+              for i, name in enumerate(REPORTS)]
+    for file in files:  # one at a time, so each has its own "added" time
+        list(live.engine.ingest([file]))
+    try:
+        yield live
+    finally:
+        live.stop()
+        ollama.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, app: LiveApp) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 950})
+    pg = context.new_page()
+    open_app(pg, app.url)
+    pg.wait_for_selector("#pw-library table")
+    yield pg
+    context.close()
+
+
+def _names(page: Any) -> list[str]:
+    return page.eval_on_selector_all("#pw-library tbody tr:not([hidden]) .pw-lib-file",
+                                     "cells => cells.map(c => c.textContent)")
+
+
+def test_library_names_fit_the_column_and_sort_and_filter(page: Any) -> None:
+    name = page.locator(f"#pw-library .pw-lib-file[title^='{LONG_NAME}']")
+    box = name.evaluate("e => ({scroll: e.scrollWidth, client: e.clientWidth, height: e.getBoundingClientRect()"
+                        ".height, line: parseFloat(getComputedStyle(e).lineHeight)})")
+    assert box["scroll"] > box["client"]  # cut short (with an ellipsis), not wrapped mid-word...
+    assert box["height"] <= box["line"] * 1.2  # ...on one line
+    assert name.get_attribute("title").startswith(LONG_NAME + "\n")  # the full name on hover
+    assert _names(page)[0] == REPORTS[-1] and _names(page)[-1] == "acme.pdf"  # the newest first
+
+    page.click("#pw-library th[data-sort=name] button")
+    assert _names(page)[:3] == ["acme.pdf", LONG_NAME, REPORTS[0]]
+    page.click("#pw-library th[data-sort=name] button")  # again: Z→A
+    assert _names(page)[0] == "zephyr.pdf"
+    page.click("#pw-library th[data-sort=pages] button")  # the longest first (5 pages, then 3 and 3)
+    assert _names(page)[0] == LONG_NAME and set(_names(page)[1:3]) == {"acme.pdf", "zephyr.pdf"}
+
+    page.fill("#pw-library .pw-lib-filter", "QUARTERLY-results")
+    assert sorted(_names(page)) == REPORTS
+    page.fill("#pw-library .pw-lib-filter", "nothing like it")
+    assert _names(page) == [] and page.is_visible("#pw-library .pw-lib-none")
+    page.fill("#pw-library .pw-lib-filter", "")
+    assert len(_names(page)) == 12
+    shot(page, "8-library")
