@@ -200,15 +200,24 @@ def test_status_badge_says_how_to_fix_an_outage(page: Any, app: App) -> None:
     page.wait_for_selector("#pw-status-box .pw-ok", timeout=30_000)
 
 
-def test_narrow_window_and_dark_mode_render(browser: Any, app: App) -> None:
-    context = browser.new_context(viewport={"width": 420, "height": 900}, color_scheme="dark")
+def test_phone_width_stacks_the_columns_chat_first_and_nothing_overflows(browser: Any, app: App) -> None:
+    list(app.engine.ingest(list(app.pdfs.values())))
+    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
     pg = context.new_page()
     open_app(pg, app.url + "/?__theme=dark")
-    width = pg.evaluate("document.documentElement.scrollWidth")
-    assert width <= 440  # columns stack instead of overflowing sideways
+    ask(pg, "What dividend per share did the board approve?")
+    pg.wait_for_selector("#pw-chat .pw-cite", timeout=60_000)
+    assert pg.evaluate("document.documentElement.scrollWidth") <= 390  # the page never scrolls sideways
+    # ... and no control sticks out of the screen (cut off by an ancestor that hides its overflow).
+    outside = pg.evaluate("""[...document.querySelectorAll('button, input, textarea, label, table, .pw-status')]
+        .filter(e => e.offsetParent !== null).map(e => [e.id || e.className, e.getBoundingClientRect()])
+        .filter(([, r]) => r.width > 0 && (r.left < -1 || r.right > 391)).map(([name]) => String(name))""")
+    assert outside == []
+    top = {col: pg.locator(f"#{col}").bounding_box()["y"] for col in ("pw-center", "pw-right", "pw-left")}
+    assert top["pw-center"] < top["pw-right"] < top["pw-left"]  # chat, then the page and sources, then library
     assert pg.evaluate("document.body.classList.contains('dark') || "
                        "document.querySelector('.gradio-container').closest('.dark') !== null")
-    shot(pg, "6-narrow-dark")
+    shot(pg, "6-phone-dark")
     context.close()
 
 
