@@ -106,8 +106,9 @@ def build(engine: Engine) -> gr.Blocks:
                                             show_label=False, container=False, scale=6, min_width=160,
                                             max_lines=1, elem_id="pw-chat-title")
                     new_chat = gr.Button("New chat", size="sm", scale=0, min_width=80, elem_id="pw-new-chat")
-                    download = gr.DownloadButton("Markdown", size="sm", scale=0, min_width=90, interactive=False,
-                                                 elem_id="pw-download")
+                    download = gr.Button("Markdown", size="sm", scale=0, min_width=90, interactive=False,
+                                         elem_id="pw-download")
+                    download_file = gr.DownloadButton(visible="hidden", elem_id="pw-download-file")
                     delete_chat = gr.Button("Delete", size="sm", scale=0, min_width=70, elem_id="pw-delete-chat")
                 with gr.Group(visible=False, elem_id="pw-confirm-chat") as chat_confirm_box:
                     chat_confirm_text = gr.Markdown()
@@ -202,19 +203,17 @@ def build(engine: Engine) -> gr.Blocks:
             who = conversations.owner(request)
             chat = _save_question(engine, who, current, message)
             turn = Turn()
-            head: tuple[Any, ...] = (gr.skip(),) * 4
+            head: tuple[Any, ...] = (gr.skip(),) * 5
             if chat is not None:
-                head = (chat.id, chat.id, gr.update(value=chat.title), conversations.chat_list(engine, who, chat.id))
+                head = (chat.id, chat.id, gr.update(value=chat.title), conversations.chat_list(engine, who, chat.id),
+                        gr.update(interactive=True))
             try:
                 for history_out, panel in _answer(engine, message, history, selected, options, turn):
-                    yield history_out, panel, "", *head, gr.skip()
-                    head = (gr.skip(),) * 4
+                    yield history_out, panel, "", *head
+                    head = (gr.skip(),) * 5
             finally:  # also when stopped: the answer so far is kept, marked as stopped
                 if chat is not None:
                     _save_answer(engine, who, chat.id, turn)
-            if chat is not None:
-                yield (*(gr.skip(),) * 6, conversations.chat_list(engine, who, chat.id),
-                       _download(engine, who, chat.id, exports))
 
         ask_inputs = [question, chatbot, chat_id, scope, chat_model, think, top_k, rerank, pool]
         ask_outputs = [chatbot, sources, question, chat_id, saved_chat, chat_title, chat_list, download]
@@ -223,12 +222,25 @@ def build(engine: Engine) -> gr.Blocks:
                           show_progress="hidden")
         stop.click(None, None, None, cancels=[ask_event])
 
+        def export(current: str | None, request: gr.Request) -> Any:
+            # Written afresh on each click: Gradio deletes files it served an hour ago.
+            try:
+                chat = engine.chat_store.get(current or "", conversations.owner(request))
+                return str(conversations.export(engine, chat, exports))
+            except (RagError, OSError) as exc:
+                gr.Warning(f"Could not make the Markdown: {exc}")
+                return gr.skip()
+
+        # The visible button makes the file, then the hidden download button hands it to the browser.
+        download.click(export, chat_id, download_file, api_visibility="private").then(
+            None, None, None, js="() => document.querySelector('#pw-download-file')?.click()")
+
         def open_chat(chosen: str | None, request: gr.Request) -> tuple[Any, ...]:
-            return conversations.show(engine, conversations.owner(request), chosen, exports)
+            return conversations.show(engine, conversations.owner(request), chosen)
 
         chat_list.input(open_chat, chat_list, conversation_outputs, api_visibility="private", cancels=[ask_event])
         def start_new(request: gr.Request) -> tuple[Any, ...]:
-            return conversations.show(engine, conversations.owner(request), None, exports)
+            return conversations.show(engine, conversations.owner(request), None)
 
         gr.on([new_chat.click, chatbot.clear], start_new, None, conversation_outputs, api_visibility="private",
               cancels=[ask_event])
@@ -269,7 +281,7 @@ def build(engine: Engine) -> gr.Blocks:
                     conversations.forget_export(current, exports)
                 except RagError as exc:
                     gr.Warning(str(exc))
-            return gr.update(visible=False), *conversations.show(engine, who, None, exports)
+            return gr.update(visible=False), *conversations.show(engine, who, None)
 
         chat_confirm.click(do_delete_chat, chat_id, [chat_confirm_box, *conversation_outputs],
                            api_visibility="private", cancels=[ask_event])
@@ -428,16 +440,6 @@ def _save_answer(engine: Engine, who: str, chat_id: str, turn: Turn) -> None:
         engine.chat_store.add(chat_id, who, turn.message())
     except RagError as exc:
         log.warning("The answer was not saved: %s", exc)
-
-
-def _download(engine: Engine, who: str, chat_id: str, exports: Path) -> Any:
-    """The download button, holding the conversation's Markdown."""
-    try:
-        chat = engine.chat_store.get(chat_id, who)
-        return gr.update(value=str(conversations.export(engine, chat, exports)), interactive=True)
-    except (RagError, OSError) as exc:
-        log.warning("Could not write the conversation's Markdown: %s", exc)
-        return gr.skip()
 
 
 def _conversation(history: list[dict[str, Any]]) -> list[dict[str, Any]]:

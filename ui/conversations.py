@@ -9,6 +9,7 @@ chat holds every other one.
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,13 @@ def chat_list(engine: Engine, who: str, current: str | None) -> Any:
 
 
 def export(engine: Engine, chat: Conversation, folder: Path) -> Path:
-    """Write ``chat`` as Markdown under ``folder`` (one subfolder per version, older versions removed) for the
-    download button; the path changes with every new message, so a browser never gets a stale copy."""
+    """Write ``chat`` as Markdown under ``folder`` for the download button (in a new subfolder each time, so a
+    browser never gets a stale copy; the older ones are removed)."""
     messages = engine.chat_store.messages(chat.id, chat.owner)
     text = conversation_markdown(chat, messages, engine.removed_documents(messages))
     for old in folder.glob(f"{chat.id}-*"):
         shutil.rmtree(old, ignore_errors=True)
-    target = folder / f"{chat.id}-{int(chat.updated_at * 1000)}-{len(messages)}" / file_name(chat)
+    target = folder / f"{chat.id}-{time.time_ns()}" / file_name(chat)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     return target
@@ -76,20 +77,21 @@ def forget_export(chat_id: str, folder: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def show(engine: Engine, who: str, chat_id: str | None, exports: Path) -> tuple[Any, ...]:
+def show(engine: Engine, who: str, chat_id: str | None) -> tuple[Any, ...]:
     """What a tab shows for one of ``who``'s conversations (a new, empty one when ``chat_id`` is unknown): chat,
-    sources panel (the last answer's), the tab's and the browser's conversation id, title, download and list."""
+    sources panel (the last answer's), the tab's and the browser's conversation id, title, download button (usable
+    once there is a conversation) and list."""
     try:
         chat = engine.chat_store.get(chat_id, who) if chat_id else None
     except ChatNotFound:
         chat = None
     if chat is None:
-        return ([], render.sources_html(None), None, "", gr.update(value=""),
-                gr.update(value=None, interactive=False), chat_list(engine, who, None))
+        return ([], render.sources_html(None), None, "", gr.update(value=""), gr.update(interactive=False),
+                chat_list(engine, who, None))
     messages = engine.chat_store.messages(chat.id, who)
     removed = engine.removed_documents(messages)
     answers = [m for m in messages if m.role == "assistant"]
     panel = render.sources_html(answers[-1].sources, answers[-1].content, removed) if answers else \
         render.sources_html(None)
     return (render.chat_messages(messages, removed), panel, chat.id, chat.id, gr.update(value=chat.title),
-            gr.update(value=str(export(engine, chat, exports)), interactive=True), chat_list(engine, who, chat.id))
+            gr.update(interactive=True), chat_list(engine, who, chat.id))
