@@ -218,6 +218,13 @@ def test_phone_width_stacks_the_columns_chat_first_and_nothing_overflows(browser
     assert pg.evaluate("document.body.classList.contains('dark') || "
                        "document.querySelector('.gradio-container').closest('.dark') !== null")
     shot(pg, "6-phone-dark")
+    pg.click("#pw-chat .pw-cite")  # on a phone a citation opens the page over the whole screen
+    pg.wait_for_selector("#pw-viewer[data-state=ready][data-large=true]", timeout=30_000)
+    assert pg.evaluate("document.getElementById('pw-viewer').getBoundingClientRect().right") <= 391
+    assert pg.locator("#pw-viewer .pw-hit").count() >= 1
+    shot(pg, "6-phone-page")
+    pg.keyboard.press("Escape")
+    pg.wait_for_selector("#pw-viewer[data-large=false]")
     context.close()
 
 

@@ -13,7 +13,7 @@ from rag.config import Settings
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama
 from tests.live_app import LiveApp
-from tests.test_ui import ACME, CHROMIUM, ZEPHYR, open_app, shot
+from tests.test_ui import ACME, CHROMIUM, ZEPHYR, ask, open_app, shot
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 LONG_NAME = "AMCOR_2023Q4_EARNINGS_PRESENTATION_FINAL.pdf"
@@ -89,3 +89,63 @@ def test_library_names_fit_the_column_and_sort_and_filter(page: Any) -> None:
     page.fill("#pw-library .pw-lib-filter", "")
     assert len(_names(page)) == 12
     shot(page, "8-library")
+
+
+def _highlight(page: Any) -> dict[str, Any]:
+    """Where the highlighted passage sits on the rendered page, as fractions of the page, and the viewer's state."""
+    return page.evaluate("""(() => {
+        const viewer = document.getElementById('pw-viewer'), hit = viewer.querySelector('.pw-hit');
+        const box = viewer.querySelector('.pw-page').getBoundingClientRect();
+        const at = hit ? hit.getBoundingClientRect() : null;
+        return {page: viewer.dataset.page, zoom: Number(viewer.dataset.zoom), large: viewer.dataset.large,
+                width: box.width, text: hit ? hit.textContent : '',
+                spot: at ? [(at.left - box.left) / box.width, (at.top - box.top) / box.height,
+                            at.width / box.width] : null}; })()""")
+
+
+def _same_spot(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a["spot"] is not None and b["spot"] is not None and \
+        all(abs(x - y) < 0.01 for x, y in zip(a["spot"], b["spot"], strict=True))
+
+
+def test_zoom_and_the_large_view_keep_the_highlight_and_keys_work(page: Any) -> None:
+    ask(page, "How many days of paid vacation leave does an employee receive?")
+    page.wait_for_selector("#pw-chat .pw-cite", timeout=60_000)
+    page.click("#pw-chat .pw-cite")
+    page.wait_for_selector("#pw-viewer[data-state=ready][data-page='2']", timeout=30_000)
+    fit = _highlight(page)
+    assert "Vacation policy" in fit["text"] and fit["large"] == "false"
+
+    def rendered(condition: str) -> dict[str, Any]:
+        page.wait_for_function(f"(() => {{ const v = document.getElementById('pw-viewer'); return {condition}; }})()")
+        return _highlight(page)
+
+    page.click("#pw-zoom-in")
+    page.click("#pw-zoom-in")
+    zoomed = rendered(f"Number(v.dataset.zoom) > {fit['zoom'] * 1.4} && v.querySelector('.pw-hit')")
+    assert zoomed["width"] > fit["width"] * 1.4 and _same_spot(fit, zoomed) and "Vacation policy" in zoomed["text"]
+    page.click("#pw-zoom-out")
+    out = rendered(f"Number(v.dataset.zoom) < {zoomed['zoom']} && v.querySelector('.pw-hit')")
+    assert _same_spot(fit, out)
+    page.click("#pw-fit")
+    assert rendered(f"Number(v.dataset.zoom) == {fit['zoom']}")["width"] == pytest.approx(fit["width"], abs=1)
+
+    page.click("#pw-large")  # over the whole window, the page fit to its width: legible
+    large = rendered("v.dataset.large == 'true' && Number(v.dataset.zoom) > 100 && v.querySelector('.pw-hit')")
+    assert large["width"] > 2 * fit["width"] and _same_spot(fit, large) and "Vacation policy" in large["text"]
+    covers = page.evaluate("document.getElementById('pw-viewer').getBoundingClientRect().height / innerHeight")
+    assert covers > 0.9
+    shot(page, "9-large-view")
+
+    page.keyboard.press("ArrowRight")
+    assert rendered("v.dataset.page == '3'")["large"] == "true"
+    page.keyboard.press("ArrowLeft")
+    assert _same_spot(fit, rendered("v.dataset.page == '2' && v.querySelector('.pw-hit')"))
+    page.keyboard.press("Escape")
+    assert rendered("v.dataset.large == 'false'")["width"] == pytest.approx(fit["width"], abs=1)
+
+    # The keys belong to the viewer, except while typing in the question box.
+    taken = "(sel) => { const e = new KeyboardEvent('keydown', {key: 'ArrowRight', bubbles: true, cancelable: true});" \
+            " document.querySelector(sel).dispatchEvent(e); return e.defaultPrevented; }"
+    assert page.evaluate(taken, "#pw-question textarea") is False
+    assert page.evaluate(taken, "#pw-chat") is True

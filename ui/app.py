@@ -561,12 +561,23 @@ def _placeholder() -> str:
 
 
 def _viewer() -> str:
-    return ('<div id="pw-viewer" data-state="empty"><div class="pw-viewer-bar">'
+    return ('<div id="pw-viewer-backdrop"></div>'
+            '<div id="pw-viewer" data-state="empty" data-large="false"><div class="pw-viewer-bar">'
             '<span id="pw-viewer-title">Click a citation to open its page here</span>'
-            '<span class="pw-viewer-nav"><button id="pw-prev" type="button" aria-label="Previous page">‹</button>'
-            '<span id="pw-viewer-page"></span>'
-            '<button id="pw-next" type="button" aria-label="Next page">›</button></span></div>'
-            '<div id="pw-viewer-scroll"><div id="pw-viewer-page-box"></div></div></div>')
+            '<span class="pw-viewer-tools">'
+            '<button id="pw-zoom-out" type="button" aria-label="Zoom out" title="Zoom out (−)">−</button>'
+            '<span id="pw-zoom-level"></span>'
+            '<button id="pw-zoom-in" type="button" aria-label="Zoom in" title="Zoom in (+)">+</button>'
+            '<button id="pw-fit" type="button" aria-label="Fit the width" title="Fit the page to the width">'
+            '↔</button>'
+            '<button id="pw-large" type="button" aria-label="Open the page large" title="Open the page large">⤢'
+            '</button>'
+            '<a id="pw-open-tab" target="_blank" rel="noopener" title="Open the PDF in a new tab at this page">'
+            'New tab ↗</a></span>'
+            '<span class="pw-viewer-nav"><button id="pw-prev" type="button" aria-label="Previous page" '
+            'title="Previous page (←)">‹</button><span id="pw-viewer-page"></span>'
+            '<button id="pw-next" type="button" aria-label="Next page" title="Next page (→)">›</button></span>'
+            '</div><div id="pw-viewer-scroll"><div id="pw-viewer-page-box"></div></div></div>')
 
 
 def head(engine: Engine) -> str:
