@@ -7,7 +7,8 @@ const cfg = window.PAGEWISE || {};
 const base = (p) => `${location.pathname.replace(/\/$/, "")}/gradio_api/file=${p}`;
 let pdfjs = null;
 // zoom: null = fit the width of the viewer; else a PDF.js scale (1 = 72 dpi). seq: the latest render wins.
-const state = { doc: null, pdf: null, page: 1, quote: "", file: "", task: null, zoom: null, seq: 0 };
+// focus: the sentence of the passage the answer cites (stressed within the highlight).
+const state = { doc: null, pdf: null, page: 1, quote: "", focus: "", file: "", task: null, zoom: null, seq: 0 };
 const CSS_UNITS = 96 / 72; // "100%" is the printed size, as PDF viewers count it
 const ZOOMS = [0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 1.75, 2, 2.5, 3, 4].map((z) => z * CSS_UNITS);
 const MAX_CANVAS_PIXELS = 16_777_216; // past this a page is drawn at a lower resolution rather than not at all
@@ -52,7 +53,7 @@ function showRemoved(file, page, quote) {
   el("pw-viewer-page-box").replaceChildren(note);
 }
 
-async function show({ doc, page, file, quote, removed }) {
+async function show({ doc, page, file, quote, focus, removed }) {
   const viewer = el("pw-viewer");
   if (!viewer || !doc) return;
   if (window.innerWidth < PHONE) setLarge(true);
@@ -67,6 +68,7 @@ async function show({ doc, page, file, quote, removed }) {
     }
     state.file = file;
     state.quote = quote || "";
+    state.focus = focus || "";
     await render(Math.min(Math.max(1, page || 1), state.pdf.numPages));
   } catch (err) {
     if (err && (err.missing || err.status === 404)) return showRemoved(file, page, quote);
@@ -125,6 +127,7 @@ async function render(pageNumber) {
   if (seq !== state.seq) return;
   box.replaceChildren(wrap);
   const hits = highlight(layer, state.quote);
+  const stressed = stress(hits, state.focus);
 
   state.page = pageNumber;
   viewer.dataset.state = "ready";
@@ -139,9 +142,9 @@ async function render(pageNumber) {
   el("pw-fit").setAttribute("aria-pressed", String(!state.zoom));
   el("pw-open-tab").href = `${base(`${cfg.files}/${state.doc}.pdf`)}#page=${pageNumber}`;
   if (hits.length) {
-    // Bring the passage into view inside the viewer only (the page around it stays where it is).
+    // Bring the cited sentence (or the passage) into view inside the viewer only (the page around it stays put).
     const scroller = el("pw-viewer-scroll");
-    const at = hits[0].getBoundingClientRect();
+    const at = (stressed[0] || hits[0]).getBoundingClientRect();
     const frame = scroller.getBoundingClientRect();
     scroller.scrollTop += at.top - frame.top - (frame.height - at.height) / 2;
     scroller.scrollLeft += at.left - frame.left - Math.max(12, (frame.width - at.width) / 2);
@@ -201,6 +204,20 @@ function highlight(layer, quote) {
   return hits;
 }
 
+// Of the highlighted spans (lines), stress those mostly made of the cited sentence's words: a line it shares with
+// the sentence before or after still counts when most of it is the cited one.
+function stress(hits, sentence) {
+  const words = new Set(norm(sentence).split(" ").filter(Boolean));
+  if (words.size < 2) return [];
+  const stressed = hits.filter((span) => {
+    const line = norm(span.textContent).split(" ").filter(Boolean);
+    const shared = line.filter((w) => words.has(w)).length;
+    return shared >= Math.min(2, line.length) && shared >= 0.6 * line.length;
+  });
+  for (const span of stressed) span.classList.add("pw-focus");
+  return stressed;
+}
+
 function onActivate(event) {
   const target = event.target.closest(".pw-cite, .pw-source");
   if (!target) return;
@@ -215,7 +232,9 @@ function onActivate(event) {
   const head = cut >= 0 ? title.slice(0, cut) : title;
   const file = head.replace(/, p\. \d+( · .*)?$/, "");
   const removed = target.classList.contains("pw-gone");
-  show({ doc, page, file, quote: cut >= 0 ? title.slice(cut + 1) : "", removed });
+  const quote = cut >= 0 ? title.slice(cut + 1) : "";
+  const [a, b] = ((cls.find((c) => /^pw-s-\d+-\d+$/.test(c)) || "").match(/\d+/g) || []).map(Number);
+  show({ doc, page, file, quote, focus: b ? quote.slice(a, b) : "", removed });
 }
 
 function turn(step) {

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from html import unescape
+
 import pytest
 
 from rag.config import Settings
@@ -99,3 +102,24 @@ def test_network_binding_needs_a_login() -> None:
     assert Settings.from_env({"RAG_HOST": "0.0.0.0", "RAG_AUTH": "none"}).logins == []
     with pytest.raises(ConfigError, match="RAG_AUTH"):
         Settings.from_env({"RAG_AUTH": "no-colon"})
+
+
+def test_chips_carry_the_cited_sentence_and_say_when_their_document_is_gone() -> None:
+    text = "The company was founded in 1990. Revenue grew to 41 million dollars in 2022. Staff count is 300."
+    sources = Sources([Citation(1, passage(1, text, file_name="acme.pdf", page=2))], [])
+    html = render.answer_html("Revenue grew to 41 million dollars [1].", sources)
+    a, b = map(int, re.search(r"pw-s-(\d+)-(\d+)", html).groups())  # type: ignore[union-attr]
+    assert text[a:b] == "Revenue grew to 41 million dollars in 2022."  # the viewer stresses this sentence
+    gone = render.answer_html("Revenue grew [1].", sources, removed={"doc1"})
+    assert "pw-gone" in gone and 'title="acme.pdf, p. 2 · removed from the library\n' in gone
+    assert "removed from the library" in render.sources_html(sources, "", removed={"doc1"})
+
+
+def test_a_finished_answer_carries_its_markdown_for_copying() -> None:
+    sources = Sources([Citation(1, passage(1, "Revenue was 41 million.", file_name="acme.pdf", page=2))], [])
+    html = render.answer_message("Revenue was 41 million [1].", sources, error="Stopped before the end.")
+    markdown = unescape(re.search(r'class="pw-md" title="([^"]*)"', html).group(1))  # type: ignore[union-attr]
+    assert markdown.startswith("Revenue was 41 million [1].\n\n*Stopped before the end.*")
+    assert "- **[1]** `acme.pdf`, page 2\n  > Revenue was 41 million." in markdown
+    assert "\n" not in html.split('class="pw-md"')[1].split(">")[0]  # no raw line break inside the attribute
+    assert render.plain_text(html).strip() == "Revenue was 41 million .\n\n⚠ Stopped before the end."

@@ -1,7 +1,7 @@
 """The web app end to end, in real headless Chromium (Playwright driving Debian's /usr/bin/chromium), and its public
 API through gradio_client. The app runs in-process against the stand-in Ollama server (a test double).
 
-Screenshots are saved under test-artifacts/ (the README's screenshot comes from here).
+Screenshots are saved under test-artifacts/ (the README's come from ``python -m tests.screenshots``).
 """
 
 from __future__ import annotations
@@ -256,8 +256,9 @@ def test_api_upload_list_ask_delete(app: App, tmp_path: Path) -> None:
     assert all(d["doc_id"] != orbit["doc_id"] for d in client.predict(api_name="/documents"))
 
 
-def test_readme_screenshot_is_current() -> None:
-    """The README shows a real screenshot of the app (refreshed from test-artifacts/ by hand)."""
+def test_readme_screenshots_are_there() -> None:
+    """The README shows real screenshots of the app (made by ``python -m tests.screenshots``)."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert "assets/screenshot.png" in readme
-    assert (Path(__file__).resolve().parent.parent / "assets" / "screenshot.png").stat().st_size > 10_000
+    for name in ("screenshot.png", "screenshot-large.png"):
+        assert f"assets/{name}" in readme
+        assert (Path(__file__).resolve().parent.parent / "assets" / name).stat().st_size > 10_000

@@ -115,6 +115,9 @@ def test_zoom_and_the_large_view_keep_the_highlight_and_keys_work(page: Any) -> 
     page.wait_for_selector("#pw-viewer[data-state=ready][data-page='2']", timeout=30_000)
     fit = _highlight(page)
     assert "Vacation policy" in fit["text"] and fit["large"] == "false"
+    # The cited sentence is stressed, and the text layer only marks the page: its own text stays invisible.
+    assert "30 days of paid leave" in page.inner_text("#pw-viewer .pw-focus")
+    assert page.eval_on_selector("#pw-viewer .pw-hit", "e => getComputedStyle(e).color") == "rgba(0, 0, 0, 0)"
 
     def rendered(condition: str) -> dict[str, Any]:
         page.wait_for_function(f"(() => {{ const v = document.getElementById('pw-viewer'); return {condition}; }})()")

@@ -37,14 +37,18 @@ def _attrs(p: Passage, number: int | None = None, removed: bool = False) -> str:
     return f'data-n="{number or 0}" title="{escape(title)}"'
 
 
-def _place(p: Passage, removed: bool) -> str:
-    """Class names naming a passage's document and page (and ``pw-gone`` when the document was removed)."""
-    return f"pw-d-{escape(p.doc_id)} pw-p-{p.page_start}" + (" pw-gone" if removed else "")
+def _place(p: Passage, removed: bool, sentence: tuple[int, int] | None = None) -> str:
+    """Class names naming a passage's document and page, the cited sentence's span in the passage (``pw-s-a-b``,
+    stressed in the viewer's highlight) and ``pw-gone`` when the document was removed."""
+    span = f" pw-s-{sentence[0]}-{sentence[1]}" if sentence and sentence[1] <= QUOTE_LIMIT else ""
+    return f"pw-d-{escape(p.doc_id)} pw-p-{p.page_start}{span}" + (" pw-gone" if removed else "")
 
 
-def chip(c: Citation, removed: bool = False) -> str:
-    """A clickable citation chip: opens the cited page in the viewer (or says the document was removed)."""
-    return (f'<span class="pw-cite {_place(c.passage, removed)}" role="button" tabindex="0" '
+def chip(c: Citation, removed: bool = False, answer: str = "") -> str:
+    """A clickable citation chip: opens the cited page in the viewer (or says the document was removed), the
+    sentence of the passage that ``answer`` draws on stressed."""
+    sentence = cited_sentence(c.passage.text, answer, c.number) if answer else None
+    return (f'<span class="pw-cite {_place(c.passage, removed, sentence)}" role="button" tabindex="0" '
             f'{_attrs(c.passage, c.number, removed)}>{c.number}</span>')
 
 
@@ -60,7 +64,7 @@ def answer_html(text: str, sources: Sources | None, removed: Collection[str] = (
 
     def replace(match: re.Match[str]) -> str:
         numbers = cited_numbers(match.group(0))
-        return "".join(chip(by_number[n], by_number[n].passage.doc_id in removed) for n in numbers
+        return "".join(chip(by_number[n], by_number[n].passage.doc_id in removed, text) for n in numbers
                        if n in by_number)
 
     parts, last = [], 0
@@ -127,7 +131,7 @@ def _card(p: Passage, number: int | None, span: tuple[int, int] | None, removed:
     badge = f'<span class="pw-num">{number}</span>' if number is not None else ""
     gone = p.doc_id in removed
     note = f'<span class="pw-gone-note">{REMOVED}</span>' if gone else ""
-    return (f'<div class="pw-source {_place(p, gone)}" role="button" tabindex="0" {_attrs(p, number, gone)}>'
+    return (f'<div class="pw-source {_place(p, gone, span)}" role="button" tabindex="0" {_attrs(p, number, gone)}>'
             f'<div class="pw-source-head">{badge}<span class="pw-file" title="{escape(p.file_name)}">'
             f'{escape(p.file_name)}</span>{note}'
             f'<span class="pw-page">p. {p.page_start}</span></div>'
