@@ -65,16 +65,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         ollama.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def page(browser: Any, app: App) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1440, "height": 900})

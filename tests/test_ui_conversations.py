@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -20,23 +20,6 @@ from tests.test_ui import ACME, CHROMIUM, ZEPHYR, ask, open_app, shot
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 VACATION = "How many days of paid vacation leave does an employee receive?"
 DIVIDEND = "What dividend per share did the board approve?"
-
-
-@pytest.fixture(scope="module")
-def ollama() -> Iterator[FakeOllama]:
-    server = FakeOllama().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def _settings(ollama: FakeOllama, data: Path, **extra: Any) -> Settings:
@@ -64,9 +47,10 @@ def _chat_titles(page: Any) -> list[str]:
     return page.locator("#pw-chats label").all_inner_texts()
 
 
-def test_a_conversation_survives_reload_and_restart_and_stays_with_its_user(browser: Any, ollama: FakeOllama,
+def test_a_conversation_survives_reload_and_restart_and_stays_with_its_user(browser: Any,
+                                                                            ollama_server: FakeOllama,
                                                                             tmp_path: Path) -> None:
-    settings = _settings(ollama, tmp_path / "data", auth="alice:wonderland,bob:builder")
+    settings = _settings(ollama_server, tmp_path / "data", auth="alice:wonderland,bob:builder")
     port = free_port()
     app = LiveApp(settings, port=port).start()
     alice_browser = browser.new_context(viewport={"width": 1400, "height": 950})
@@ -98,7 +82,7 @@ def test_a_conversation_survives_reload_and_restart_and_stays_with_its_user(brow
         app.stop()
 
     # The next day: the app was restarted, Alice logs in again and finds her conversation as she left it.
-    app = LiveApp(_settings(ollama, tmp_path / "data", auth="alice:wonderland,bob:builder"), port=port).start()
+    app = LiveApp(_settings(ollama_server, tmp_path / "data", auth="alice:wonderland,bob:builder"), port=port).start()
     try:
         alice = _log_in(alice_browser, app.url, "alice", "wonderland")
         alice.wait_for_selector("#pw-chat .pw-cite", timeout=30_000)
@@ -114,8 +98,8 @@ def test_a_conversation_survives_reload_and_restart_and_stays_with_its_user(brow
         app.stop()
 
 
-def test_answers_and_conversations_go_away_as_markdown(browser: Any, ollama: FakeOllama, tmp_path: Path) -> None:
-    app = LiveApp(_settings(ollama, tmp_path / "data")).start()
+def test_answers_and_conversations_go_away_as_markdown(browser: Any, ollama_server: FakeOllama, tmp_path: Path) -> None:
+    app = LiveApp(_settings(ollama_server, tmp_path / "data")).start()
     context = browser.new_context(viewport={"width": 1400, "height": 950}, accept_downloads=True)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app.url)
     try:

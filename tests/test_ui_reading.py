@@ -21,12 +21,12 @@ REPORTS = [f"report-{i:02d}-quarterly-results.pdf" for i in range(9)]
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+def app(tmp_path_factory: pytest.TempPathFactory, ollama_server: FakeOllama) -> Iterator[LiveApp]:
     """The app with a library longer than the filter threshold: acme and zephyr (3 pages each), one long name (5
     pages) and nine short reports (1 or 2 pages)."""
     root = tmp_path_factory.mktemp("reading")
-    ollama = FakeOllama().start()
-    settings = Settings.from_env({}, ollama_host=ollama.url, data_dir=root / "data", rerank=False, parse_workers=1)
+    settings = Settings.from_env({}, ollama_host=ollama_server.url, data_dir=root / "data", rerank=False,
+                                 parse_workers=1)
     live = LiveApp(settings).start()
     files = [pf.text_pdf(root / "acme.pdf", ACME), pf.text_pdf(root / "zephyr.pdf", ZEPHYR),
              pf.text_pdf(root / LONG_NAME, ["Amcor fourth quarter.", "Net sales.", "Margins.", "Cash.", "Outlook."])]
@@ -38,17 +38,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
         yield live
     finally:
         live.stop()
-        ollama.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
@@ -145,7 +134,8 @@ def test_zoom_and_the_large_view_keep_the_highlight_and_keys_work(page: Any) -> 
     page.keyboard.press("ArrowLeft")
     assert _same_spot(fit, rendered("v.dataset.page == '2' && v.querySelector('.pw-hit')"))
     page.keyboard.press("Escape")
-    assert rendered("v.dataset.large == 'false'")["width"] == pytest.approx(fit["width"], abs=1)
+    closed = rendered(f"v.dataset.large == 'false' && Number(v.dataset.zoom) == {fit['zoom']}")
+    assert closed["width"] == pytest.approx(fit["width"], abs=1)
 
     # The keys belong to the viewer, except while typing in the question box.
     taken = "(sel) => { const e = new KeyboardEvent('keydown', {key: 'ArrowRight', bubbles: true, cancelable: true});" \

@@ -174,10 +174,7 @@ def build(engine: Engine) -> gr.Blocks:
 
         def ask_delete(ref: str | None) -> tuple[Any, Any]:
             doc = next((d for d in engine.documents() if d.doc_id == ref), None)
-            if doc is None:
-                return gr.update(visible=False), gr.update(value="")
-            return gr.update(visible=True), gr.update(
-                value=f"Remove **{render.doc_label(doc)}** and its {doc.chunks} passages from the index?")
+            return _confirm(doc and f"Remove **{render.doc_label(doc)}** and its {doc.chunks} passages from the index?")
 
         delete_btn.click(ask_delete, to_delete, [confirm_box, confirm_text], api_visibility="private")
         cancel_btn.click(lambda: gr.update(visible=False), None, confirm_box, api_visibility="private")
@@ -265,10 +262,8 @@ def build(engine: Engine) -> gr.Blocks:
                 chat = engine.chat_store.get(current, conversations.owner(request)) if current else None
             except ChatNotFound:
                 chat = None
-            if chat is None:
-                return gr.update(visible=False), gr.update(value="")
-            return gr.update(visible=True), gr.update(
-                value=f"Delete the conversation **{escape_markdown(chat.title)}** ({chat.messages} messages)?")
+            return _confirm(chat and f"Delete the conversation **{escape_markdown(chat.title)}** ({chat.messages} "
+                            "messages)?")
 
         delete_chat.click(ask_delete_chat, chat_id, [chat_confirm_box, chat_confirm_text], api_visibility="private")
         chat_cancel.click(lambda: gr.update(visible=False), None, chat_confirm_box, api_visibility="private")
@@ -425,6 +420,11 @@ def _save_question(engine: Engine, who: str, current: str | None, message: str) 
     except RagError as exc:
         gr.Warning(f"This conversation is not being saved: {exc}")
         return None
+
+
+def _confirm(question: str | None) -> tuple[Any, Any]:
+    """A confirmation box: shown with ``question``, hidden when there is nothing to confirm."""
+    return gr.update(visible=bool(question)), gr.update(value=question or "")
 
 
 def _chat_or_error(engine: Engine, who: str, chat_id: str) -> tuple[Any, list[ChatMessage]]:
