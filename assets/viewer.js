@@ -1,14 +1,17 @@
 // Pagewise PDF viewer: a click on a citation chip or a source card opens the PDF at that page (PDF.js) and
-// highlights the cited passage in the page's text layer. Config comes from window.PAGEWISE (see ui/app.py).
+// highlights the cited passage in the page's text layer (on a page read by OCR: over its recognised lines, see
+// ocr_overlay.js). Config comes from window.PAGEWISE (see ui/app.py).
 // Zoom in/out and fit width re-render the page at the new scale (text layer and highlight included); the large view
 // lays the viewer over the whole window. Keys: ←/→ turn pages, +/− zoom, Esc closes the large view.
+import { drawOcrBoxes, ocrPageInfo } from "./ocr_overlay.js";
 
 const cfg = window.PAGEWISE || {};
 const base = (p) => `${location.pathname.replace(/\/$/, "")}/gradio_api/file=${p}`;
 let pdfjs = null;
 // zoom: null = fit the width of the viewer; else a PDF.js scale (1 = 72 dpi). seq: the latest render wins.
 // focus: the sentence of the passage the answer cites (stressed within the highlight).
-const state = { doc: null, pdf: null, page: 1, quote: "", focus: "", file: "", task: null, zoom: null, seq: 0 };
+const state = { doc: null, pdf: null, page: 1, quote: "", focus: "", file: "", task: null, ocr: false, zoom: null,
+                seq: 0 };
 const CSS_UNITS = 96 / 72; // "100%" is the printed size, as PDF viewers count it
 const ZOOMS = [0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 1.75, 2, 2.5, 3, 4].map((z) => z * CSS_UNITS);
 const MAX_CANVAS_PIXELS = 16_777_216; // past this a page is drawn at a lower resolution rather than not at all
@@ -53,7 +56,7 @@ function showRemoved(file, page, quote) {
   el("pw-viewer-page-box").replaceChildren(note);
 }
 
-async function show({ doc, page, file, quote, focus, removed }) {
+async function show({ doc, page, file, quote, focus, removed, ocr }) {
   const viewer = el("pw-viewer");
   if (!viewer || !doc) return;
   if (window.innerWidth < PHONE) setLarge(true);
@@ -69,6 +72,7 @@ async function show({ doc, page, file, quote, focus, removed }) {
     state.file = file;
     state.quote = quote || "";
     state.focus = focus || "";
+    state.ocr = Boolean(ocr);
     await render(Math.min(Math.max(1, page || 1), state.pdf.numPages));
   } catch (err) {
     if (err && (err.missing || err.status === 404)) return showRemoved(file, page, quote);
@@ -126,7 +130,10 @@ async function render(pageNumber) {
   await text.render();
   if (seq !== state.seq) return;
   box.replaceChildren(wrap);
-  const hits = highlight(layer, state.quote);
+  const hits = state.ocr
+    ? drawOcrBoxes(wrap, await ocrPageInfo(base(`${cfg.files}/${state.doc}.ocr.json`), pageNumber), state.quote)
+    : highlight(layer, state.quote);
+  if (seq !== state.seq) return;
   const stressed = stress(hits, state.focus);
 
   state.page = pageNumber;
@@ -177,7 +184,8 @@ function setLarge(on) {
   button.textContent = on ? "✕" : "⤢";
   button.title = on ? "Close the large view (Esc)" : "Open the page large";
   button.setAttribute("aria-label", button.title);
-  if (state.pdf) render(state.page); // fit the new width
+  state.zoom = null; // opened or closed, the page fits the new width
+  if (state.pdf) render(state.page);
 }
 
 let resizing = null;
@@ -204,15 +212,16 @@ function highlight(layer, quote) {
   return hits;
 }
 
-// Of the highlighted spans (lines), stress those mostly made of the cited sentence's words: a line it shares with
+// Of the highlighted spans or OCR boxes (lines), stress those mostly made of the cited sentence's words: a line it shares with
 // the sentence before or after still counts when most of it is the cited one.
 function stress(hits, sentence) {
   const words = new Set(norm(sentence).split(" ").filter(Boolean));
   if (words.size < 2) return [];
   const stressed = hits.filter((span) => {
-    const line = norm(span.textContent).split(" ").filter(Boolean);
+    // A text-layer span holds its text; an OCR box (ocr_overlay.js) names its line in its title.
+    const line = norm(span.textContent || span.title).split(" ").filter(Boolean);
     const shared = line.filter((w) => words.has(w)).length;
-    return shared >= Math.min(2, line.length) && shared >= 0.6 * line.length;
+    return line.length > 0 && shared >= Math.min(2, line.length) && shared >= 0.6 * line.length;
   });
   for (const span of stressed) span.classList.add("pw-focus");
   return stressed;
@@ -234,7 +243,7 @@ function onActivate(event) {
   const removed = target.classList.contains("pw-gone");
   const quote = cut >= 0 ? title.slice(cut + 1) : "";
   const [a, b] = ((cls.find((c) => /^pw-s-\d+-\d+$/.test(c)) || "").match(/\d+/g) || []).map(Number);
-  show({ doc, page, file, quote, focus: b ? quote.slice(a, b) : "", removed });
+  show({ doc, page, file, quote, focus: b ? quote.slice(a, b) : "", removed, ocr: cls.includes("pw-ocr") });
 }
 
 function turn(step) {

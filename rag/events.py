@@ -109,7 +109,7 @@ class Sources:
 def passage_record(p: Passage) -> dict[str, Any]:
     """A passage as the CLI's ``--json`` and the ``/ask`` API give it (a chunk never crosses a page: one page)."""
     return {"doc_id": p.doc_id, "file_name": p.file_name, "title": p.title, "page": p.page_start, "text": p.text,
-            "char_start": p.char_start, "char_end": p.char_end, "score": p.score}
+            "char_start": p.char_start, "char_end": p.char_end, "score": p.score, "ocr": p.ocr}
 
 
 def sources_record(sources: Sources | None) -> dict[str, Any]:

@@ -55,6 +55,17 @@ def test_library_table_lists_documents_escaped_newest_first() -> None:
     assert "No documents yet" in render.library_html([])
 
 
+def test_documents_read_by_ocr_are_marked_in_the_library() -> None:
+    scanned = DocumentInfo("d1", "scan.pdf", "", 3, 6, "ready", 1.0, ocr_pages=[1, 2, 3])
+    mixed = DocumentInfo("d2", "deck.pdf", "", 12, 20, "ready", 2.0, ocr_pages=[4, 7])
+    typed = DocumentInfo("d3", "typed.pdf", "", 2, 4, "ready", 3.0)
+    html = render.library_html([scanned, mixed, typed])
+    assert html.count(">OCR</span>") == 2
+    assert 'title="Every page read by OCR">OCR' in html and 'title="Pages 4, 7 read by OCR">OCR' in html
+    assert "typed.pdf</span></div>" in html  # no mark
+    assert "6 passages\nevery page read by OCR" in html  # the name's tooltip says it too
+
+
 def test_a_long_library_gets_a_filter_box() -> None:
     docs = [DocumentInfo(f"d{i}", f"report-{i}.pdf", "", 3, 9, "ready", float(i))
             for i in range(render.FILTER_AFTER + 1)]
@@ -123,3 +134,13 @@ def test_a_finished_answer_carries_its_markdown_for_copying() -> None:
     assert "- **[1]** `acme.pdf`, page 2\n  > Revenue was 41 million." in markdown
     assert "\n" not in html.split('class="pw-md"')[1].split(">")[0]  # no raw line break inside the attribute
     assert render.plain_text(html).strip() == "Revenue was 41 million .\n\n⚠ Stopped before the end."
+
+
+def test_a_passage_read_by_ocr_says_so_and_tells_the_viewer() -> None:
+    scanned = Passage("c1", "doc1", "scan.pdf", "Revenue was 41 million.", 4, 4, 0, 23, ocr=True)
+    typed = passage(2, "Dividend of 3 cents.")
+    sources = Sources([Citation(1, scanned), Citation(2, typed)], [])
+    chips = render.answer_html("Revenue [1]. Dividend [2].", sources)
+    assert 'class="pw-cite pw-d-doc1 pw-p-4 pw-ocr"' in chips and 'class="pw-cite pw-d-doc2 pw-p-2"' in chips
+    cards = render.sources_html(sources, "Revenue [1]. Dividend [2].")
+    assert cards.count(">read by OCR<") == 1 and 'class="pw-source pw-d-doc1 pw-p-4 pw-ocr"' in cards

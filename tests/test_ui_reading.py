@@ -4,6 +4,7 @@ viewer (zoom, fit width, the large view, the keyboard) keeping the cited passage
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -142,3 +143,35 @@ def test_zoom_and_the_large_view_keep_the_highlight_and_keys_work(page: Any) -> 
             " document.querySelector(sel).dispatchEvent(e); return e.defaultPrevented; }"
     assert page.evaluate(taken, "#pw-question textarea") is False
     assert page.evaluate(taken, "#pw-chat") is True
+
+
+def test_the_ocr_highlight_holds_at_every_zoom_and_in_the_large_view(page: Any, app: LiveApp) -> None:
+    """A page read by OCR is highlighted by boxes over its recognised lines (assets/ocr_overlay.js): zooming and the
+    large view redraw them on the same words."""
+    from tests.test_ocr_viewer import CITED, PAGE_ONE, PAGE_TWO, _boxes
+
+    doc_id = "fedcba9876543210fedcba9876543210"
+    files = app.engine.store.files_dir
+    pf.scanned_pdf(files / f"{doc_id}.pdf", [PAGE_ONE, PAGE_TWO])
+    lines = pf.scanned_lines(PAGE_TWO)
+    (files / f"{doc_id}.ocr.json").write_text(json.dumps(
+        {"pages": {"2": {"lines": [{"text": text, "box": list(box)} for text, box in lines]}}}))
+    page.evaluate("([doc, quote]) => window.pagewise.show({doc, page: 2, file: 'scan.pdf', quote, ocr: true})",
+                  [doc_id, CITED])
+    page.wait_for_selector("#pw-viewer[data-state=ready][data-hits='2']", timeout=30_000)
+    fit = _boxes(page)
+    assert len(fit) == 2
+
+    width = page.eval_on_selector("#pw-viewer .pw-page", "e => e.offsetWidth")
+    bigger = ("document.querySelector('#pw-viewer .pw-page').offsetWidth > {} && "
+              "document.querySelectorAll('#pw-viewer .pw-ocr-box').length == 2")
+    page.click("#pw-zoom-in")
+    page.wait_for_function(bigger.format(width * 1.2))
+    zoomed = _boxes(page)
+    page.click("#pw-zoom-out")
+    page.click("#pw-large")
+    page.wait_for_function("document.getElementById('pw-viewer').dataset.large == 'true' && "
+                           + bigger.format(width * 2))
+    for drawn in (zoomed, _boxes(page)):  # the same words at every size
+        assert [list(b.values()) for b in drawn] == [pytest.approx(list(b.values()), abs=0.01) for b in fit]
+    page.keyboard.press("Escape")

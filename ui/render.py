@@ -38,10 +38,12 @@ def _attrs(p: Passage, number: int | None = None, removed: bool = False) -> str:
 
 
 def _place(p: Passage, removed: bool, sentence: tuple[int, int] | None = None) -> str:
-    """Class names naming a passage's document and page, the cited sentence's span in the passage (``pw-s-a-b``,
-    stressed in the viewer's highlight) and ``pw-gone`` when the document was removed."""
+    """Class names that tell the viewer the document and page, the cited sentence's span in the passage
+    (``pw-s-a-b``, stressed in the highlight), that the page was read by OCR (``pw-ocr``: its passage is highlighted
+    over the recognised lines, as a scan has no text layer) and that the document was removed (``pw-gone``)."""
     span = f" pw-s-{sentence[0]}-{sentence[1]}" if sentence and sentence[1] <= QUOTE_LIMIT else ""
-    return f"pw-d-{escape(p.doc_id)} pw-p-{p.page_start}{span}" + (" pw-gone" if removed else "")
+    return (f"pw-d-{escape(p.doc_id)} pw-p-{p.page_start}{span}" + (" pw-ocr" if p.ocr else "")
+            + (" pw-gone" if removed else ""))
 
 
 def chip(c: Citation, removed: bool = False, answer: str = "") -> str:
@@ -131,6 +133,9 @@ def _card(p: Passage, number: int | None, span: tuple[int, int] | None, removed:
     badge = f'<span class="pw-num">{number}</span>' if number is not None else ""
     gone = p.doc_id in removed
     note = f'<span class="pw-gone-note">{REMOVED}</span>' if gone else ""
+    if p.ocr:
+        note += ('<span class="pw-ocr-tag" title="This page is an image: its words were read by OCR">read by OCR'
+                 '</span>')
     return (f'<div class="pw-source {_place(p, gone, span)}" role="button" tabindex="0" {_attrs(p, number, gone)}>'
             f'<div class="pw-source-head">{badge}<span class="pw-file" title="{escape(p.file_name)}">'
             f'{escape(p.file_name)}</span>{note}'
@@ -204,7 +209,7 @@ def library_html(docs: Sequence[DocumentInfo]) -> str:
     rows = "".join(
         f'<tr data-name="{escape(d.file_name.lower())}" data-pages="{d.pages}" data-added="{d.added_at:.3f}">'
         f'<td class="pw-lib-name"><div class="pw-lib-cell"><span class="pw-lib-file" '
-        f'title="{escape(_doc_tooltip(d))}">{escape(d.file_name)}</span></div></td>'
+        f'title="{escape(_doc_tooltip(d))}">{escape(d.file_name)}</span>{_ocr_mark(d)}</div></td>'
         f'<td class="pw-lib-n">{d.pages}</td>'
         f'<td class="pw-lib-date" title="{time.strftime("%d %B %Y, %H:%M", time.localtime(d.added_at))}">'
         f'{_short_date(d.added_at)}</td></tr>'
@@ -230,10 +235,28 @@ def _short_date(when: float) -> str:
     return time.strftime("%d %b" if local.tm_year == time.localtime().tm_year else "%b %Y", local)
 
 
+def _ocr_pages(d: DocumentInfo) -> str:
+    """Which pages of a document were read by OCR, in words ("" when none)."""
+    if not d.ocr_pages:
+        return ""
+    if len(d.ocr_pages) >= d.pages:
+        return "every page read by OCR"
+    shown = ", ".join(map(str, d.ocr_pages[:10])) + (f" and {len(d.ocr_pages) - 10} more" if len(d.ocr_pages) > 10
+                                                     else "")
+    return f"page{'s' if len(d.ocr_pages) > 1 else ''} {shown} read by OCR"
+
+
+def _ocr_mark(d: DocumentInfo) -> str:
+    """A small "OCR" mark after the name of a document (some of) whose pages were read by OCR."""
+    words = _ocr_pages(d)
+    return f'<span class="pw-lib-ocr" title="{escape(words[0].upper() + words[1:])}">OCR</span>' if words else ""
+
+
 def _doc_tooltip(d: DocumentInfo) -> str:
     """What hovering a document's name says: its full name, its title, and how much of it is indexed."""
     lines = [d.file_name] + ([d.title] if d.title and d.title != d.file_name else [])
     lines.append(f"{d.pages} page{'s' if d.pages != 1 else ''} · {d.chunks} passage{'s' if d.chunks != 1 else ''}")
+    lines += [_ocr_pages(d)] if d.ocr_pages else []
     return "\n".join(lines)
 
 
