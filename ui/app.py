@@ -74,7 +74,7 @@ def build(engine: Engine) -> gr.Blocks:
             # --- library ------------------------------------------------------------------------------------
             with gr.Column(scale=3, min_width=280, elem_id="pw-left"):
                 chat_list = gr.Radio(label="Conversations", choices=[], elem_id="pw-chats",
-                                     info="Saved as you ask; the newest first.")
+                                     info="None yet: each question you ask is saved here.")
                 upload = gr.File(label=f"Drop PDFs here (up to {s.max_upload_mb:g} MB each)", file_count="multiple",
                                  file_types=[".pdf"], elem_id="pw-upload", height=160)
                 upload_log = gr.HTML(elem_id="pw-upload-log")
@@ -102,14 +102,15 @@ def build(engine: Engine) -> gr.Blocks:
             # --- chat ---------------------------------------------------------------------------------------
             with gr.Column(scale=5, min_width=300, elem_id="pw-center"):
                 with gr.Row(elem_id="pw-chat-bar"):
-                    chat_title = gr.Textbox(placeholder="New conversation: the first question names it",
+                    chat_title = gr.Textbox(placeholder="New conversation",
                                             show_label=False, container=False, scale=6, min_width=160,
                                             max_lines=1, elem_id="pw-chat-title")
                     new_chat = gr.Button("New chat", size="sm", scale=0, min_width=80, elem_id="pw-new-chat")
                     download = gr.Button("Markdown", size="sm", scale=0, min_width=90, interactive=False,
                                          elem_id="pw-download")
                     download_file = gr.DownloadButton(visible="hidden", elem_id="pw-download-file")
-                    delete_chat = gr.Button("Delete", size="sm", scale=0, min_width=70, elem_id="pw-delete-chat")
+                    delete_chat = gr.Button("Delete", size="sm", scale=0, min_width=70, interactive=False,
+                                            elem_id="pw-delete-chat")
                 with gr.Group(visible=False, elem_id="pw-confirm-chat") as chat_confirm_box:
                     chat_confirm_text = gr.Markdown()
                     with gr.Row():
@@ -190,7 +191,7 @@ def build(engine: Engine) -> gr.Blocks:
 
         confirm_btn.click(do_delete, [to_delete, scope], [confirm_box, *library_outputs], api_visibility="private")
 
-        conversation_outputs = [chatbot, sources, chat_id, saved_chat, chat_title, download, chat_list]
+        conversation_outputs = [chatbot, sources, chat_id, saved_chat, chat_title, download, delete_chat, chat_list]
 
         def on_ask(message: str, history: list[dict[str, Any]], current: str | None, selected: list[str] | None,
                    model: str, thinking: bool, k: float, use_rerank: bool, candidates: float,
@@ -200,20 +201,20 @@ def build(engine: Engine) -> gr.Blocks:
             who = conversations.owner(request)
             chat = _save_question(engine, who, current, message)
             turn = Turn()
-            head: tuple[Any, ...] = (gr.skip(),) * 5
+            head: tuple[Any, ...] = (gr.skip(),) * 6
             if chat is not None:
                 head = (chat.id, chat.id, gr.update(value=chat.title), conversations.chat_list(engine, who, chat.id),
-                        gr.update(interactive=True))
+                        gr.update(interactive=True), gr.update(interactive=True))
             try:
                 for history_out, panel in _answer(engine, message, history, selected, options, turn):
                     yield history_out, panel, "", *head
-                    head = (gr.skip(),) * 5
+                    head = (gr.skip(),) * 6
             finally:  # also when stopped: the answer so far is kept, marked as stopped
                 if chat is not None:
                     _save_answer(engine, who, chat.id, turn)
 
         ask_inputs = [question, chatbot, chat_id, scope, chat_model, think, top_k, rerank, pool]
-        ask_outputs = [chatbot, sources, question, chat_id, saved_chat, chat_title, chat_list, download]
+        ask_outputs = [chatbot, sources, question, chat_id, saved_chat, chat_title, chat_list, download, delete_chat]
         ask_event = gr.on([send.click, question.submit], on_ask, ask_inputs, ask_outputs,
                           api_visibility="private", concurrency_limit=CONCURRENCY, concurrency_id="ask",
                           show_progress="hidden")

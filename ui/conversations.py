@@ -55,7 +55,8 @@ def chat_list(engine: Engine, who: str, current: str | None) -> Any:
     """The list of ``who``'s conversations, newest first, with ``current`` chosen."""
     chats = engine.chat_store.conversations(who)
     ids = {c.id for c in chats}
-    return gr.update(choices=[(c.title, c.id) for c in chats], value=current if current in ids else None)
+    info = "Saved as you ask; the newest first." if chats else "None yet: each question you ask is saved here."
+    return gr.update(choices=[(c.title, c.id) for c in chats], value=current if current in ids else None, info=info)
 
 
 def export(engine: Engine, chat: Conversation, folder: Path) -> Path:
@@ -79,19 +80,19 @@ def forget_export(chat_id: str, folder: Path) -> None:
 
 def show(engine: Engine, who: str, chat_id: str | None) -> tuple[Any, ...]:
     """What a tab shows for one of ``who``'s conversations (a new, empty one when ``chat_id`` is unknown): chat,
-    sources panel (the last answer's), the tab's and the browser's conversation id, title, download button (usable
-    once there is a conversation) and list."""
+    sources panel (the last answer's), the tab's and the browser's conversation id, title, the download and delete
+    buttons (usable once there is a conversation) and the list."""
     try:
         chat = engine.chat_store.get(chat_id, who) if chat_id else None
     except ChatNotFound:
         chat = None
     if chat is None:
         return ([], render.sources_html(None), None, "", gr.update(value=""), gr.update(interactive=False),
-                chat_list(engine, who, None))
+                gr.update(interactive=False), chat_list(engine, who, None))
     messages = engine.chat_store.messages(chat.id, who)
     removed = engine.removed_documents(messages)
     answers = [m for m in messages if m.role == "assistant"]
     panel = render.sources_html(answers[-1].sources, answers[-1].content, removed) if answers else \
         render.sources_html(None)
     return (render.chat_messages(messages, removed), panel, chat.id, chat.id, gr.update(value=chat.title),
-            gr.update(interactive=True), chat_list(engine, who, chat.id))
+            gr.update(interactive=True), gr.update(interactive=True), chat_list(engine, who, chat.id))
