@@ -75,7 +75,8 @@ async function show({ doc, page, file, quote, focus, removed, ocr }) {
     state.ocr = Boolean(ocr);
     await render(Math.min(Math.max(1, page || 1), state.pdf.numPages));
   } catch (err) {
-    if (err && (err.missing || err.status === 404)) return showRemoved(file, page, quote);
+    // The stored PDF is gone (Gradio answers 403 for a file that no longer exists): its document was removed.
+    if (err && (err.missing || err.status === 404 || err.status === 403)) return showRemoved(file, page, quote);
     viewer.dataset.state = "error";
     setBar(`Can't open ${file}: ${err && err.message ? err.message : err}`);
   }

@@ -127,8 +127,10 @@ def test_answers_and_conversations_go_away_as_markdown(browser: Any, ollama_serv
             assert f"`{file}`, page {page_number}" in markdown
         assert markdown.index(VACATION) < markdown.index("30 days") < markdown.index(DIVIDEND)
 
-        # The cited document is removed: the old citation says so instead of failing.
+        # The cited document is removed: its citation says so instead of failing, at once and after a reload.
         app.engine.delete("acme.pdf")
+        page.locator("#pw-chat .pw-cite").last.click()
+        page.wait_for_selector("#pw-viewer[data-state=removed]", timeout=30_000)
         page.reload(wait_until="load")
         page.wait_for_selector("#pw-chat .pw-cite.pw-gone", timeout=30_000)
         page.click("#pw-chat .pw-cite.pw-gone")
