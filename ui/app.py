@@ -12,7 +12,6 @@ from typing import Any, Iterator
 import gradio as gr
 
 from rag.answer import AskOptions, flatten
-from rag.chats import ChatMessage, conversation_record, message_record
 from rag.config import Settings
 from rag.engine import Engine
 from rag.errors import ChatNotFound, RagError
@@ -30,7 +29,7 @@ from rag.events import (
     sources_record,
 )
 from rag.ingest import SourceFile
-from rag.markdown import conversation_markdown, escape_markdown
+from rag.markdown import escape_markdown
 from ui import conversations, render
 from ui.conversations import Turn
 
@@ -199,7 +198,7 @@ def build(engine: Engine) -> gr.Blocks:
             options = AskOptions(think=thinking, top_k=int(k), rerank=use_rerank, candidate_pool=int(candidates),
                                  chat_model=(model or "").strip() or None)
             who = conversations.owner(request)
-            chat = _save_question(engine, who, current, message)
+            chat = conversations.save_question(engine, who, current, message)
             turn = Turn()
             head: tuple[Any, ...] = (gr.skip(),) * 6
             if chat is not None:
@@ -211,7 +210,7 @@ def build(engine: Engine) -> gr.Blocks:
                     head = (gr.skip(),) * 6
             finally:  # also when stopped: the answer so far is kept, marked as stopped
                 if chat is not None:
-                    _save_answer(engine, who, chat.id, turn)
+                    conversations.save_answer(engine, who, chat.id, turn)
 
         ask_inputs = [question, chatbot, chat_id, scope, chat_model, think, top_k, rerank, pool]
         ask_outputs = [chatbot, sources, question, chat_id, saved_chat, chat_title, chat_list, download, delete_chat]
@@ -311,42 +310,10 @@ def build(engine: Engine) -> gr.Blocks:
             removed = engine.delete(doc)
             return {"removed": removed.doc_id, "file_name": removed.file_name}
 
-        def chats(request: gr.Request) -> list[dict[str, Any]]:
-            """Your saved conversations, newest first: id, title, created_at, updated_at (unix time), message_count."""
-            return [conversation_record(c) for c in engine.chat_store.conversations(conversations.owner(request))]
-
-        def chat(chat_id: str, request: gr.Request) -> dict[str, Any]:
-            """One of your saved conversations with its messages (an answer: thinking, error, cited and other
-            passages as /ask gives them, each saying whether its document has been removed since)."""
-            who = conversations.owner(request)
-            found, messages = _chat_or_error(engine, who, chat_id)
-            removed = engine.removed_documents(messages)
-            return {**conversation_record(found), "messages": [message_record(m, removed) for m in messages]}
-
-        def chat_markdown(chat_id: str, request: gr.Request) -> str:
-            """One of your saved conversations as Markdown: questions, answers, and every cited file and page."""
-            found, messages = _chat_or_error(engine, conversations.owner(request), chat_id)
-            removed = engine.removed_documents(messages)
-            return conversation_markdown(found, messages, removed)
-
-        def rename_chat(chat_id: str, title: str, request: gr.Request) -> dict[str, Any]:
-            """Give one of your saved conversations a new title."""
-            who = conversations.owner(request)
-            _chat_or_error(engine, who, chat_id)
-            return conversation_record(engine.chat_store.rename(chat_id, who, title))
-
-        def delete_chat(chat_id: str, request: gr.Request) -> dict[str, Any]:
-            """Delete one of your saved conversations."""
-            who = conversations.owner(request)
-            _chat_or_error(engine, who, chat_id)
-            conversations.forget_export(chat_id, exports)
-            return conversation_record(engine.chat_store.delete(chat_id, who))
-
         gr.api(documents, api_name="documents")
         gr.api(ask, api_name="ask", concurrency_limit=CONCURRENCY, concurrency_id="ask")
         gr.api(delete, api_name="delete")
-        for fn in (chats, chat, chat_markdown, rename_chat, delete_chat):
-            gr.api(fn, api_name=fn.__name__)
+        conversations.api(engine, exports)
     return demo
 
 
@@ -403,44 +370,9 @@ def _answer(engine: Engine, message: str, history: list[dict[str, Any]], selecte
     turn.finished = True
 
 
-def _save_question(engine: Engine, who: str, current: str | None, message: str) -> Any:
-    """Save a question in the tab's conversation (a new one, named after it, when there is none or it was deleted
-    meanwhile); None when there is nothing to save or it could not be saved (a warning says why)."""
-    message = (message or "").strip()
-    if not message:
-        return None
-    question = ChatMessage("user", message)
-    try:
-        if current:
-            try:
-                engine.chat_store.add(current, who, question)
-                return engine.chat_store.get(current, who)
-            except ChatNotFound:
-                pass  # deleted in another tab: this question starts a new conversation
-        return engine.chat_store.start(who, question)
-    except RagError as exc:
-        gr.Warning(f"This conversation is not being saved: {exc}")
-        return None
-
-
 def _confirm(question: str | None) -> tuple[Any, Any]:
     """A confirmation box: shown with ``question``, hidden when there is nothing to confirm."""
     return gr.update(visible=bool(question)), gr.update(value=question or "")
-
-
-def _chat_or_error(engine: Engine, who: str, chat_id: str) -> tuple[Any, list[ChatMessage]]:
-    """One of ``who``'s conversations and its messages, or the API's error saying it doesn't exist."""
-    try:
-        return engine.chat_store.get(chat_id, who), engine.chat_store.messages(chat_id, who)
-    except ChatNotFound as exc:
-        raise gr.Error(str(exc)) from exc
-
-
-def _save_answer(engine: Engine, who: str, chat_id: str, turn: Turn) -> None:
-    try:
-        engine.chat_store.add(chat_id, who, turn.message())
-    except RagError as exc:
-        log.warning("The answer was not saved: %s", exc)
 
 
 def _conversation(history: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """The saved-conversation side of the app: who the user is, which conversation a tab shows, what a streamed answer
-saves once it ends, and a conversation's Markdown download. The saving itself is ``rag.chats``.
+saves once it ends, a conversation's Markdown download, and the conversation endpoints of the API. The saving
+itself is ``rag.chats``.
 
 A tab remembers its conversation in the browser (``gr.BrowserState``: localStorage, with a fixed key so it
 survives a restart of the app), so a reload or a tab opened the next day comes back to it; the list beside the
@@ -8,6 +9,7 @@ chat holds every other one.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -16,13 +18,14 @@ from typing import Any
 
 import gradio as gr
 
-from rag.chats import ChatMessage, Conversation
+from rag.chats import ChatMessage, Conversation, conversation_record, message_record
 from rag.engine import Engine
-from rag.errors import ChatNotFound
+from rag.errors import ChatNotFound, RagError
 from rag.events import Sources
 from rag.markdown import conversation_markdown, file_name
 from ui import render
 
+log = logging.getLogger(__name__)
 STORAGE_KEY = "pagewise-conversation"  # localStorage key of the tab's conversation id (fixed: survives restarts)
 STORAGE_SECRET = "pagewise"  # BrowserState encrypts with it; an id is no secret, ownership is checked on the server
 STOPPED = "Stopped before the answer was complete."
@@ -96,3 +99,78 @@ def show(engine: Engine, who: str, chat_id: str | None) -> tuple[Any, ...]:
         render.sources_html(None)
     return (render.chat_messages(messages, removed), panel, chat.id, chat.id, gr.update(value=chat.title),
             gr.update(interactive=True), gr.update(interactive=True), chat_list(engine, who, chat.id))
+
+
+def save_question(engine: Engine, who: str, current: str | None, message: str) -> Conversation | None:
+    """Save a question in the tab's conversation (a new one, named after it, when there is none or it was deleted
+    meanwhile); None when there is nothing to save or it could not be saved (a warning says why)."""
+    message = (message or "").strip()
+    if not message:
+        return None
+    question = ChatMessage("user", message)
+    try:
+        if current:
+            try:
+                engine.chat_store.add(current, who, question)
+                return engine.chat_store.get(current, who)
+            except ChatNotFound:
+                pass  # deleted in another tab: this question starts a new conversation
+        return engine.chat_store.start(who, question)
+    except RagError as exc:
+        gr.Warning(f"This conversation is not being saved: {exc}")
+        return None
+
+
+def save_answer(engine: Engine, who: str, chat_id: str, turn: Turn) -> None:
+    """Save an answer (complete, failed or stopped) in its conversation; a failure to save is logged."""
+    try:
+        engine.chat_store.add(chat_id, who, turn.message())
+    except RagError as exc:
+        log.warning("The answer was not saved: %s", exc)
+
+
+def _chat_or_error(engine: Engine, who: str, chat_id: str) -> tuple[Conversation, list[ChatMessage]]:
+    """One of ``who``'s conversations and its messages, or the API's error saying it doesn't exist."""
+    try:
+        return engine.chat_store.get(chat_id, who), engine.chat_store.messages(chat_id, who)
+    except ChatNotFound as exc:
+        raise gr.Error(str(exc)) from exc
+
+
+def api(engine: Engine, exports: Path) -> None:
+    """The conversation endpoints of the API (each for the login the client uses): /chats, /chat, /chat_markdown,
+    /rename_chat and /delete_chat."""
+
+    def chats(request: gr.Request) -> list[dict[str, Any]]:
+        """Your saved conversations, newest first: id, title, created_at, updated_at (unix time), message_count."""
+        return [conversation_record(c) for c in engine.chat_store.conversations(owner(request))]
+
+    def chat(chat_id: str, request: gr.Request) -> dict[str, Any]:
+        """One of your saved conversations with its messages (an answer: thinking, error, cited and other
+        passages as /ask gives them, each saying whether its document has been removed since)."""
+        who = owner(request)
+        found, messages = _chat_or_error(engine, who, chat_id)
+        removed = engine.removed_documents(messages)
+        return {**conversation_record(found), "messages": [message_record(m, removed) for m in messages]}
+
+    def chat_markdown(chat_id: str, request: gr.Request) -> str:
+        """One of your saved conversations as Markdown: questions, answers, and every cited file and page."""
+        found, messages = _chat_or_error(engine, owner(request), chat_id)
+        removed = engine.removed_documents(messages)
+        return conversation_markdown(found, messages, removed)
+
+    def rename_chat(chat_id: str, title: str, request: gr.Request) -> dict[str, Any]:
+        """Give one of your saved conversations a new title."""
+        who = owner(request)
+        _chat_or_error(engine, who, chat_id)
+        return conversation_record(engine.chat_store.rename(chat_id, who, title))
+
+    def delete_chat(chat_id: str, request: gr.Request) -> dict[str, Any]:
+        """Delete one of your saved conversations."""
+        who = owner(request)
+        _chat_or_error(engine, who, chat_id)
+        forget_export(chat_id, exports)
+        return conversation_record(engine.chat_store.delete(chat_id, who))
+
+    for fn in (chats, chat, chat_markdown, rename_chat, delete_chat):
+        gr.api(fn, api_name=fn.__name__)
