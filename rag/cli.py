@@ -18,6 +18,7 @@ from rag.events import (
     FileFailed,
     FileIndexed,
     FileStarted,
+    PageRead,
     PagesParsed,
     Progress,
     Sources,
@@ -101,9 +102,17 @@ def _ingest(engine: Any, args: argparse.Namespace) -> int:
     for event in engine.ingest(files, replace=not args.keep_old):
         if isinstance(event, FileStarted):
             prefix = f"[{event.index}/{event.total}] {event.file_name}"
+        elif isinstance(event, PageRead):
+            if bar is None:
+                bar = tqdm(total=event.total, desc="  reading page", unit="page", leave=False, file=sys.stderr,
+                           bar_format="{desc} {n_fmt}/{total_fmt} (OCR) {bar} [{elapsed}<{remaining}]")
+            bar.update(event.done - bar.n)
+            bar.refresh()  # pages take seconds each: show every one
         elif isinstance(event, PagesParsed):
+            bar = _close(bar)
             note = f", no text on page(s) {_pages(event.pages_without_text)}" if event.pages_without_text else ""
-            _out(f"{prefix}: {_n(event.pages, 'page')} parsed{note}", dim=True)
+            ocr = f", {_n(len(event.ocr_pages), 'page')} read by OCR" if event.ocr_pages else ""
+            _out(f"{prefix}: {_n(event.pages, 'page')} parsed{ocr}{note}", dim=True)
         elif isinstance(event, ChunksMade):
             bar = tqdm(total=event.chunks, desc="  embedding", unit="chunk", leave=False, file=sys.stderr)
         elif isinstance(event, Embedded) and bar is not None:
@@ -113,6 +122,8 @@ def _ingest(engine: Any, args: argparse.Namespace) -> int:
             counts[event.status] += 1
             pages += event.pages if event.status != "already indexed" else 0
             detail = f"{_n(event.pages, 'page')}, {_n(event.chunks, 'chunk')}"
+            if event.ocr_pages:
+                detail += f", {len(event.ocr_pages)} read by OCR"
             _out(f"{prefix}: \u2713 {event.status} ({detail})")
         elif isinstance(event, FileFailed):
             bar = _close(bar)
@@ -200,6 +211,7 @@ def _docs(engine: Any, args: argparse.Namespace) -> int:
     for d in docs:
         added = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.added_at))
         note = f" (no text on p. {_pages(d.pages_without_text)})" if d.pages_without_text else ""
+        note += f" ({_n(len(d.ocr_pages), 'page')} read by OCR)" if d.ocr_pages else ""
         _out(f"{d.doc_id[:10]}  {d.file_name:{width}}  {d.pages:>5}  {d.chunks:>6}  {added:16}  {d.status}{note}")
     return 0
 

@@ -182,6 +182,7 @@ class Store:
         self._ready = None
         self._title_terms.pop(doc_id, None)
         self.file_path(doc_id).unlink(missing_ok=True)
+        self.ocr_path(doc_id).unlink(missing_ok=True)
 
     def recover(self) -> list[str]:
         """Remove documents whose ingest died half-way; return their file names."""
@@ -200,6 +201,14 @@ class Store:
     def file_path(self, doc_id: str) -> Path:
         """Where the original PDF of a document is kept (named by its content hash)."""
         return self.files_dir / f"{doc_id}.pdf"
+
+    def ocr_path(self, doc_id: str) -> Path:
+        """Where the lines OCR read on a document's pages are kept, beside its PDF (see ``rag.ocr.to_json``)."""
+        return self.files_dir / f"{doc_id}.ocr.json"
+
+    def save_ocr(self, doc_id: str, text: str) -> None:
+        """Keep the OCR lines of a document for the viewer (written atomically)."""
+        atomic_write(self.ocr_path(doc_id), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     def save_file(self, doc_id: str, source: Path) -> Path:
         """Keep a copy of the original PDF for the viewer (written atomically)."""

@@ -1,27 +1,42 @@
-"""Parsing and chunking in worker processes, each file under a time and memory cap.
+"""Parsing, OCR and chunking in worker processes, each task under a time and memory cap.
 
-PDF parsing is CPU-bound and, on hostile files, can run away in time or memory. Each file is parsed by a
-long-lived worker process; one that overruns its time is killed and replaced, one that hits its memory cap
-fails that file with a clear reason (and is replaced), one that dies says how, and the rest of the batch goes on.
-A new process's start-up doesn't count against its first file's time. Results come back in job order while the
-workers parse ahead, so parsing overlaps with the embedding the caller does meanwhile.
+PDF parsing is CPU-bound and, on hostile files, can run away in time or memory. Each file is read by a long-lived
+worker process; one that overruns its time is killed and replaced, one that hits its memory cap fails that file
+with a clear reason (and is replaced), one that dies says how, and the rest of the batch goes on. A new process's
+start-up doesn't count against its first task's time.
+
+OCR. A file whose pages need OCR (see ``rag.documents.pages_to_ocr``) comes back from its first reading with those
+pages listed; each of them is then its own task, handed to whichever worker is free, so the pages of one scanned
+file are read in parallel by all the workers (each bound to its share of the cores, see ``Settings.ocr_options``).
+A page has its own time limit (``RAG_OCR_PAGE_TIMEOUT``): one that overruns it, or whose OCR fails or kills its
+process, is listed as unreadable and the rest of the file goes on. Once every page is back, a worker puts the
+pages into the document and chunks it. Pages read by OCR are kept in a cache file (``ParseJob.ocr_cache``) as soon
+as the file's last page is read, so a file whose indexing fails later (the embedding server away) is not read
+again when it is added again.
+
+The pool runs in a thread of its own, so the workers are kept busy while the caller embeds the files already read.
+Results come back in job order; between them come ``PageProgress`` reports, one per page read by OCR.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import queue
+import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from rag.chunking import chunk_document
-from rag.documents import load_pdf
+from rag.datadir import atomic_write
+from rag.documents import load_pdf, pages_to_ocr, with_ocr
 from rag.errors import DocumentError, RagError
-from rag.models import Chunk, ParsedDocument
+from rag.models import Chunk, Page, ParsedDocument
+from rag.ocr import OcrOptions, from_json, missing, read_page, to_json
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +44,14 @@ log = logging.getLogger(__name__)
 TIME_LIMIT = "time limit"
 MEMORY_LIMIT = "memory limit"
 CRASHED = "parser crashed"
-_READY = "ready"  # a new worker's first message: the time limit of its first file starts then, not at spawn
+_READY = "ready"  # a new worker's first message: the time limit of its first task starts then, not at spawn
 STARTUP_S = 60.0  # how long a new worker may take to start (imports on a busy machine take seconds)
+_POLL_S = 0.25  # how often the pool's thread looks up from waiting (to notice that it should stop)
 
 
 @dataclass(frozen=True)
 class ParseJob:
-    """One file to parse and chunk, with the limits to apply."""
+    """One file to parse and chunk, with the limits to apply and how to OCR pages without a text layer."""
 
     path: str
     file_name: str
@@ -44,11 +60,19 @@ class ParseJob:
     chunk_tokens: int
     chunk_overlap: int
     tokenizer: str | None = None
+    ocr: str = "off"  # RAG_OCR: "auto", "off" or "force"
+    ocr_options: OcrOptions = field(default_factory=OcrOptions)
+    ocr_cache: str | None = None  # a JSON file keeping this file's OCR'd pages (see rag.ocr.to_json)
 
 
 @dataclass(frozen=True)
 class ParseResult:
-    """A parsed and chunked file, or why it could not be read (``error`` is a message for the user)."""
+    """A parsed and chunked file, or why it could not be read (``error`` is a message for the user).
+
+    ``seconds`` is the time its text layer took to read, ``ocr_seconds`` the time its pages took to OCR (summed over
+    the workers that read them), ``chunk_seconds`` the time chunking took. ``ocr_todo`` lists the pages still to be
+    read by OCR (only between a worker and the pool: results the pool hands out have none).
+    """
 
     job: ParseJob
     document: ParsedDocument | None = None
@@ -57,23 +81,122 @@ class ParseResult:
     error_kind: str | None = None
     seconds: float = 0.0
     chunk_seconds: float = 0.0
+    ocr_seconds: float = 0.0
+    ocr_todo: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class PageProgress:
+    """Page ``page`` of the batch's job number ``index`` was read by OCR: ``done`` of its ``total`` pages are."""
+
+    index: int
+    page: int
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class _PageJob:
+    """Read one page by OCR."""
+
+    path: str
+    number: int
+    options: OcrOptions
+
+
+@dataclass(frozen=True)
+class _PageResult:
+    """A page read by OCR (``page``, its text not yet cleaned), or why it could not be."""
+
+    number: int
+    page: Page | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _FinishJob:
+    """Put the pages OCR read into a document, then chunk it."""
+
+    result: ParseResult
+    read: dict[int, Page]
+    failed: dict[int, str]
+
+
+# --- inside a worker process ----------------------------------------------------------------------------------------
 def parse_file(job: ParseJob, memory_mb: int = 0) -> ParseResult:
-    """Parse and chunk one file in this process; document problems become an error result.
+    """Parse, OCR and chunk one file in this process (one page after another); problems become an error result.
 
-    ``memory_mb`` is the cap this process runs under (only named in the message when it is hit).
+    The pool does the same in parallel (``ParserPool.parse``). ``memory_mb`` is the cap this process runs under
+    (only named in the message when it is hit).
     """
+    result = _read(job, memory_mb)
+    if not result.ocr_todo:
+        return result
+    read: dict[int, Page] = {}
+    failed: dict[int, str] = {}
+    seconds = 0.0
+    for number in result.ocr_todo:
+        page = _ocr_page(_PageJob(job.path, number, job.ocr_options))
+        seconds += page.seconds
+        if page.page is not None:
+            read[number] = page.page
+        else:
+            failed[number] = page.error or "unreadable"
+    return _finish(_FinishJob(replace(result, ocr_seconds=seconds), read, failed), memory_mb)
+
+
+def _read(job: ParseJob, memory_mb: int) -> ParseResult:
+    """Read the file's text layer; chunk it, or list the pages OCR must read first."""
     started = time.perf_counter()
-    out_of_memory = False
-    try:
-        doc = load_pdf(Path(job.path), job.file_name, max_bytes=job.max_bytes, max_pages=job.max_pages)
+
+    def read() -> ParseResult:
+        doc = load_pdf(Path(job.path), job.file_name, max_bytes=job.max_bytes, max_pages=job.max_pages,
+                       ocr=job.ocr, ocr_missing=lambda: missing(job.ocr_options))
+        todo = pages_to_ocr(doc, job.ocr)
+        cannot = missing(job.ocr_options) if todo else None
+        if cannot:
+            log.warning("%s: %d page(s) not read by OCR: %s", job.file_name, len(todo), cannot)
+            todo = []
         parsed = time.perf_counter()
+        if todo:
+            return ParseResult(job, document=doc, seconds=parsed - started, ocr_todo=todo)
         chunks = chunk_document(doc, job.chunk_tokens, job.chunk_overlap, job.tokenizer)
+        return ParseResult(job, document=doc, chunks=chunks, seconds=parsed - started,
+                           chunk_seconds=time.perf_counter() - parsed)
+
+    return _guarded(job, memory_mb, started, read)
+
+
+def _finish(task: _FinishJob, memory_mb: int) -> ParseResult:
+    """Merge the OCR'd pages into the document and chunk it."""
+    result = task.result
+    job = result.job
+    started = time.perf_counter()
+
+    def finish() -> ParseResult:
+        if result.document is None:
+            raise DocumentError(f"{job.file_name} was not read.")
+        for number, why in sorted(task.failed.items()):
+            log.warning("%s: page %d could not be read by OCR: %s", job.file_name, number, why)
+        doc = with_ocr(result.document, task.read, task.failed)
+        chunks = chunk_document(doc, job.chunk_tokens, job.chunk_overlap, job.tokenizer)
+        return replace(result, document=doc, chunks=chunks, ocr_todo=[],
+                       chunk_seconds=time.perf_counter() - started)
+
+    return _guarded(job, memory_mb, started, finish, seconds=result.seconds)
+
+
+def _guarded(job: ParseJob, memory_mb: int, started: float, work: Callable[[], ParseResult],
+             seconds: float = 0.0) -> ParseResult:
+    """Run ``work``; a problem with the document (or this process's memory cap) becomes an error result."""
+    try:
+        return work()
     except DocumentError as exc:
-        return ParseResult(job, error=str(exc), error_kind=exc.reason, seconds=time.perf_counter() - started)
+        return ParseResult(job, error=str(exc), error_kind=exc.reason, seconds=seconds or time.perf_counter() - started)
     except MemoryError:
-        out_of_memory = True  # answered below, once the frames that hold the memory are gone
+        pass  # answered below, once the frames that hold the memory are gone
     except RecursionError:
         return ParseResult(job, error=f"{job.file_name} is damaged: its structure nests too deeply to read.",
                            error_kind="corrupt", seconds=time.perf_counter() - started)
@@ -85,18 +208,33 @@ def parse_file(job: ParseJob, memory_mb: int = 0) -> ParseResult:
         return ParseResult(job, error=f"{job.file_name} is damaged: the PDF reader failed on it ({detail}). Try "
                                       "re-saving it with a PDF viewer's \"Save as\" or \"Print to PDF\".",
                            error_kind="corrupt", seconds=time.perf_counter() - started)
-    if out_of_memory:
-        limit = f"the limit of {memory_mb} MB" if memory_mb else "the memory available"
-        return ParseResult(job, error=f"{job.file_name} needs more memory to read than {limit} (setting "
-                                      "RAG_PARSE_MEMORY_MB) and was skipped. The PDF may be malformed; if it is a "
-                                      "genuine large document, raise the limit.",
-                           error_kind=MEMORY_LIMIT, seconds=time.perf_counter() - started)
-    return ParseResult(job, document=doc, chunks=chunks, seconds=parsed - started,
-                       chunk_seconds=time.perf_counter() - parsed)
+    limit = f"the limit of {memory_mb} MB" if memory_mb else "the memory available"
+    return ParseResult(job, error=f"{job.file_name} needs more memory to read than {limit} (setting "
+                                  "RAG_PARSE_MEMORY_MB) and was skipped. The PDF may be malformed; if it is a "
+                                  "genuine large document, raise the limit.",
+                       error_kind=MEMORY_LIMIT, seconds=time.perf_counter() - started)
+
+
+def _ocr_page(task: _PageJob) -> _PageResult:
+    """Read one page by OCR; a failure becomes an error result naming the page."""
+    started = time.perf_counter()
+    try:
+        page = read_page(task.path, task.number, task.options)
+        return _PageResult(task.number, page=page, seconds=time.perf_counter() - started)
+    except MemoryError:
+        pass  # answered below, once the frames that hold the memory are gone
+    except RagError as exc:
+        return _PageResult(task.number, error=str(exc), seconds=time.perf_counter() - started)
+    except Exception as exc:  # noqa: BLE001 - one page the renderer or the engine chokes on must not lose the file
+        log.exception("OCR of page %d of %s failed", task.number, task.path)
+        return _PageResult(task.number, error=f"OCR failed ({str(exc)[:160] or type(exc).__name__})",
+                           seconds=time.perf_counter() - started)
+    return _PageResult(task.number, error="it needs more memory to read than the parser's limit (setting "
+                       "RAG_PARSE_MEMORY_MB)", error_kind=MEMORY_LIMIT, seconds=time.perf_counter() - started)
 
 
 def _worker_main(conn: Connection, memory_mb: int) -> None:
-    """Loop of a worker process: receive a job, send back its result; None ends the loop."""
+    """Loop of a worker process: receive a task, send back its result; None ends the loop."""
     # pypdf warns about every repair it makes; the outcome reaches the user through the result instead.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     if memory_mb > 0:
@@ -115,24 +253,30 @@ def _worker_main(conn: Connection, memory_mb: int) -> None:
     conn.send(_READY)
     while True:
         try:
-            job = conn.recv()
+            task = conn.recv()
         except EOFError:
             return
-        if job is None:
+        if task is None:
             return
-        result = parse_file(job, memory_mb)
+        if isinstance(task, _PageJob):
+            result: Any = _ocr_page(task)
+        elif isinstance(task, _FinishJob):
+            result = _finish(task, memory_mb)
+        else:
+            result = _read(task, memory_mb)
         conn.send(result)
         if result.error_kind == MEMORY_LIMIT:
             return  # a heap that hit its cap may stay fragmented: the pool starts a fresh process
 
 
+# --- the pool -------------------------------------------------------------------------------------------------------
 class _Worker:
     def __init__(self, ctx: mp.context.BaseContext, memory_mb: int) -> None:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child, memory_mb), daemon=True)
         self.process.start()
         child.close()
-        self.job_index = -1
+        self.task: _Task | None = None
         self.started = False  # True once the process said it is ready
         self.deadline = time.monotonic() + STARTUP_S
 
@@ -142,81 +286,77 @@ class _Worker:
         self.conn.close()
 
 
-class ParserPool:
-    """A few worker processes that parse files under a per-file time and memory cap."""
+@dataclass
+class _Task:
+    """What a busy worker is doing: reading job ``index`` (kind "read"), one of its pages ("page") or putting it
+    together ("finish")."""
 
-    def __init__(self, workers: int, timeout_s: float, memory_mb: int) -> None:
+    kind: str
+    index: int
+    payload: Any
+    page: int = 0
+
+
+@dataclass
+class _Scan:
+    """A file whose pages are being read by OCR."""
+
+    result: ParseResult  # its first reading, with the pages to OCR
+    todo: deque[int]
+    total: int
+    read: dict[int, Page] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+    out: int = 0  # pages handed to workers and not back yet
+    seconds: float = 0.0
+    new: int = 0  # pages read in this run (not from the cache)
+
+    @property
+    def complete(self) -> bool:
+        return not self.todo and not self.out
+
+
+class ParserPool:
+    """A few worker processes that parse files (and OCR their pages) under a time and memory cap."""
+
+    def __init__(self, workers: int, timeout_s: float, memory_mb: int, page_timeout_s: float = 120.0) -> None:
         self.size = max(1, workers)
         self.timeout_s = timeout_s
+        self.page_timeout_s = page_timeout_s
         self.memory_mb = memory_mb
         self._ctx = mp.get_context("spawn")  # never fork: the app has threads (web server, model clients)
         self._idle: list[_Worker] = []
+        self._running: tuple[_Run, threading.Thread] | None = None  # the run that owns the workers now
 
-    def parse(self, jobs: Sequence[ParseJob]) -> Iterator[ParseResult]:
-        """Parse ``jobs`` in parallel; yield their results in job order."""
-        queue = deque(range(len(jobs)))
-        done: dict[int, ParseResult] = {}
-        busy: list[_Worker] = []
-        next_out = 0
-        lookahead = 2 * self.size
+    def parse(self, jobs: Sequence[ParseJob]) -> Iterator[ParseResult | PageProgress]:
+        """Parse ``jobs`` in parallel; yield their results in job order, with a ``PageProgress`` for each page read
+        by OCR as it comes back. Closing the iterator early stops the work and kills the busy workers."""
+        self._stop_running()  # an earlier run abandoned without being closed
+        run = _Run(self, list(jobs))
+        thread = threading.Thread(target=run.loop, name="parser-pool", daemon=True)
+        self._running = (run, thread)
+        thread.start()
         try:
-            while next_out < len(jobs):
-                while queue and len(busy) < self.size and len(done) + len(busy) < lookahead:
-                    index = queue.popleft()
-                    worker = self._start(jobs[index])
-                    if worker is None:
-                        done[index] = _failed(jobs[index], f"{jobs[index].file_name} was not read: no PDF reader "
-                                              "process could be started (is the machine out of memory?).", CRASHED)
-                        continue
-                    worker.job_index = index
-                    if worker.started:
-                        worker.deadline = time.monotonic() + self.timeout_s
-                    busy.append(worker)
-                if next_out in done:
-                    yield done.pop(next_out)
-                    next_out += 1
-                    continue
-                if not busy:
-                    continue
-                timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
-                ready = wait([w.conn for w in busy], timeout=timeout)
-                for worker in list(busy):
-                    index = worker.job_index
-                    if worker.conn in ready:
-                        try:
-                            message = worker.conn.recv()
-                            if message == _READY:  # a new process is up: its file's time starts now
-                                worker.started = True
-                                worker.deadline = time.monotonic() + self.timeout_s
-                                continue
-                            done[index] = message
-                            busy.remove(worker)
-                            if done[index].error_kind == MEMORY_LIMIT:
-                                worker.kill()  # it exits by itself; make sure of it
-                            else:
-                                self._idle.append(worker)
-                            continue
-                        except (EOFError, OSError):
-                            done[index] = _failed(jobs[index], self._crash_message(jobs[index], worker), CRASHED)
-                    elif time.monotonic() >= worker.deadline and not worker.started:
-                        done[index] = _failed(jobs[index], f"{jobs[index].file_name} was not read: the PDF reader "
-                                              f"process did not start within {STARTUP_S:g} s (is the machine "
-                                              "overloaded?).", CRASHED)
-                    elif time.monotonic() >= worker.deadline:
-                        done[index] = _failed(jobs[index], f"{jobs[index].file_name} took longer than "
-                                              f"{self.timeout_s:g} s to read and was skipped (setting "
-                                              "RAG_PARSE_TIMEOUT). The PDF may be malformed; if it is a genuine "
-                                              "large document, raise the limit.", TIME_LIMIT)
-                    else:
-                        continue
-                    busy.remove(worker)
-                    worker.kill()
+            while True:
+                item = run.out.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, ParseResult):
+                    run.taken()
+                yield item
         finally:
-            for worker in busy:  # abandoned mid-run: their results would be stale
-                worker.kill()
+            self._stop_running()
 
-    def _start(self, job: ParseJob) -> _Worker | None:
-        """Hand ``job`` to an idle worker (one that died while idle is replaced); None if none can take it."""
+    def _stop_running(self) -> None:
+        if self._running is not None:
+            run, thread = self._running
+            run.stop()
+            thread.join()
+            self._running = None
+
+    def _start(self, task: Any) -> _Worker | None:
+        """Hand ``task`` to an idle worker (one that died while idle is replaced); None if none can take it."""
         while self._idle:
             worker = self._idle.pop()
             if worker.process.is_alive():
@@ -227,10 +367,10 @@ class ParserPool:
         for _ in range(2):
             try:
                 worker = worker or _Worker(self._ctx, self.memory_mb)
-                worker.conn.send(job)
+                worker.conn.send(task)
                 return worker
             except (OSError, ValueError) as exc:  # a broken pipe, or no process could be started
-                log.warning("A PDF reader process failed to take %s: %s", job.file_name, exc)
+                log.warning("A PDF reader process failed to take a task: %s", exc)
                 if worker is not None:
                     worker.kill()
                 worker = None
@@ -238,16 +378,15 @@ class ParserPool:
 
     def _crash_message(self, job: ParseJob, worker: _Worker) -> str:
         """Why a worker vanished mid-file, as far as its exit status tells."""
-        worker.process.join(2)
-        code = worker.process.exitcode
-        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        how = _exit(worker)
         memory = (f" or needs more memory than the limit of {self.memory_mb} MB (setting RAG_PARSE_MEMORY_MB)"
                   if self.memory_mb else "")
         return (f"{job.file_name} made the PDF reader process fail ({how}). The file is probably malformed"
                 f"{memory}.")
 
     def close(self) -> None:
-        """Stop the idle workers."""
+        """Stop the workers (a run still going is stopped first)."""
+        self._stop_running()
         for worker in self._idle:
             try:
                 worker.conn.send(None)
@@ -259,6 +398,206 @@ class ParserPool:
         self._idle.clear()
 
 
-def _failed(job: ParseJob, message: str, kind: str) -> ParseResult:
-    log.warning(message)
-    return ParseResult(job, error=message, error_kind=kind)
+_END = object()  # the last item of a run's output
+
+
+def _exit(worker: _Worker) -> str:
+    """How a worker's process ended, in words."""
+    worker.process.join(2)
+    code = worker.process.exitcode
+    return f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+
+
+class _Run:
+    """One ``ParserPool.parse`` call, run on the pool's thread: hands tasks to workers, enforces their time limits,
+    and puts results (in job order) and page progress on ``out``."""
+
+    def __init__(self, pool: ParserPool, jobs: list[ParseJob]) -> None:
+        self.pool = pool
+        self.jobs = jobs
+        self.out: queue.Queue[Any] = queue.Queue()
+        self.done: dict[int, ParseResult] = {}
+        self.scans: dict[int, _Scan] = {}
+        self.busy: list[_Worker] = []
+        self.next_job = 0  # the next job to start reading
+        self.next_out = 0  # the next result to hand out
+        self.lookahead = 2 * pool.size  # files read ahead of the one the caller is on
+        self._taken = 0
+        self._wake = threading.Condition()
+        self._stopping = False
+
+    # --- called by the consumer ---------------------------------------------------------------------------------------
+    def taken(self) -> None:
+        with self._wake:
+            self._taken += 1
+            self._wake.notify()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+
+    # --- the thread ---------------------------------------------------------------------------------------------------
+    def loop(self) -> None:
+        try:
+            while self.next_out < len(self.jobs) and not self._stopping:
+                self._dispatch()
+                while self.next_out in self.done:
+                    self.out.put(self.done.pop(self.next_out))
+                    self.next_out += 1
+                if self.busy:
+                    self._poll()
+                elif self.next_out < len(self.jobs):
+                    with self._wake:  # waiting for the caller to take results before reading further ahead
+                        if not self._stopping and not self._can_start():
+                            self._wake.wait(_POLL_S)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
+            self.out.put(exc)
+        finally:
+            for worker in self.busy:  # abandoned mid-run: their results would be stale
+                worker.kill()
+            self.busy.clear()
+            self.out.put(_END)
+
+    def _can_start(self) -> bool:
+        return self.next_job < len(self.jobs) and self.next_job - self._taken < self.lookahead
+
+    def _next_task(self) -> _Task | None:
+        """The most urgent task: pages and assembly of the earliest files first, then the next file."""
+        for index in sorted(self.scans):
+            scan = self.scans[index]
+            if scan.complete:
+                del self.scans[index]
+                return _Task("finish", index, self._finish_job(index, scan))
+            if scan.todo:
+                number = scan.todo.popleft()
+                scan.out += 1
+                job = self.jobs[index]
+                return _Task("page", index, _PageJob(job.path, number, job.ocr_options), page=number)
+        if self._can_start():
+            index = self.next_job
+            self.next_job += 1
+            return _Task("read", index, self.jobs[index])
+        return None
+
+    def _dispatch(self) -> None:
+        while len(self.busy) < self.pool.size:
+            task = self._next_task()
+            if task is None:
+                return
+            worker = self.pool._start(task.payload)
+            if worker is None:
+                self._failed(task, CRASHED, None, "no PDF reader process could be started (is the machine out of "
+                             "memory?)")
+                continue
+            worker.task = task
+            if worker.started:
+                worker.deadline = time.monotonic() + self._limit(task)
+            self.busy.append(worker)
+
+    def _limit(self, task: _Task) -> float:
+        return self.pool.page_timeout_s if task.kind == "page" else self.pool.timeout_s
+
+    def _poll(self) -> None:
+        timeout = max(0.0, min(min(w.deadline for w in self.busy) - time.monotonic(), _POLL_S))
+        ready = wait([w.conn for w in self.busy], timeout=timeout)
+        for worker in list(self.busy):
+            task = worker.task
+            if task is None:
+                continue
+            if worker.conn in ready:
+                try:
+                    message = worker.conn.recv()
+                except (EOFError, OSError):
+                    self._failed(task, CRASHED, worker)
+                    self.busy.remove(worker)
+                    worker.kill()
+                    continue
+                if message == _READY:  # a new process is up: its task's time starts now
+                    worker.started = True
+                    worker.deadline = time.monotonic() + self._limit(task)
+                    continue
+                self.busy.remove(worker)
+                if message.error_kind == MEMORY_LIMIT:
+                    worker.kill()  # it exits by itself; make sure of it
+                else:
+                    self.pool._idle.append(worker)
+                self._received(task, message)
+            elif time.monotonic() >= worker.deadline and not worker.started:
+                self._failed(task, CRASHED, worker, f"the PDF reader process did not start within {STARTUP_S:g} s "
+                             "(is the machine overloaded?)")
+                self.busy.remove(worker)
+                worker.kill()
+            elif time.monotonic() >= worker.deadline:
+                self._failed(task, TIME_LIMIT, worker)
+                self.busy.remove(worker)
+                worker.kill()
+
+    def _received(self, task: _Task, message: Any) -> None:
+        if task.kind == "page":
+            self._page_done(task.index, message)
+        elif task.kind == "read" and message.ocr_todo:
+            self._start_scan(task.index, message)
+        else:
+            self.done[task.index] = message
+
+    def _failed(self, task: _Task, kind: str, worker: _Worker | None, why: str | None = None) -> None:
+        """A task that got no result: no process could take it or start (``why``), or its process died or ran out
+        of time (``kind``). A page is listed as unreadable and its file goes on; a file fails."""
+        job = self.jobs[task.index]
+        if task.kind == "page":
+            if kind == TIME_LIMIT:
+                why = f"it took longer than {self.pool.page_timeout_s:g} s (setting RAG_OCR_PAGE_TIMEOUT)"
+            elif why is None:
+                why = "it made the OCR process fail" + (f" ({_exit(worker)})" if worker else "")
+            self._page_done(task.index, _PageResult(task.page, error=why, error_kind=kind))
+            return
+        if why is not None:
+            message = f"{job.file_name} was not read: {why}."
+        elif kind == TIME_LIMIT:
+            message = (f"{job.file_name} took longer than {self.pool.timeout_s:g} s to read and was skipped "
+                       "(setting RAG_PARSE_TIMEOUT). The PDF may be malformed; if it is a genuine large document, "
+                       "raise the limit.")
+        else:
+            message = self.pool._crash_message(job, worker) if worker else f"{job.file_name} was not read."
+        log.warning(message)
+        self.done[task.index] = ParseResult(job, error=message, error_kind=kind)
+
+    # --- OCR ----------------------------------------------------------------------------------------------------------
+    def _start_scan(self, index: int, result: ParseResult) -> None:
+        """A file came back with pages to OCR: take those already in its cache, queue the others."""
+        job = result.job
+        cached: dict[int, Page] = {}
+        if job.ocr_cache and Path(job.ocr_cache).exists():
+            try:
+                cached = from_json(Path(job.ocr_cache).read_text(encoding="utf-8"), job.ocr_options)
+            except OSError as exc:
+                log.warning("Could not read the OCR cache of %s: %s", job.file_name, exc)
+        todo = [n for n in result.ocr_todo if n not in cached]
+        scan = _Scan(result, deque(todo), total=len(result.ocr_todo),
+                     read={n: cached[n] for n in result.ocr_todo if n in cached})
+        self.scans[index] = scan
+        if scan.read:
+            self.out.put(PageProgress(index, max(scan.read), len(scan.read), scan.total))
+
+    def _page_done(self, index: int, got: _PageResult) -> None:
+        scan = self.scans[index]
+        scan.out -= 1
+        scan.seconds += got.seconds
+        if got.page is not None:
+            scan.read[got.number] = got.page
+            scan.new += 1
+        else:
+            scan.failed[got.number] = got.error or "unreadable"
+        self.out.put(PageProgress(index, got.number, len(scan.read) + len(scan.failed), scan.total))
+
+    def _finish_job(self, index: int, scan: _Scan) -> _FinishJob:
+        """All pages are back: keep them in the cache, then have a worker put the document together."""
+        job = self.jobs[index]
+        if job.ocr_cache and scan.new and scan.read:
+            try:
+                text = to_json(sorted(scan.read.values(), key=lambda p: p.number), job.ocr_options)
+                atomic_write(Path(job.ocr_cache), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+            except OSError as exc:
+                log.warning("Could not keep the OCR of %s: %s", job.file_name, exc)
+        return _FinishJob(replace(scan.result, ocr_seconds=scan.seconds), scan.read, scan.failed)

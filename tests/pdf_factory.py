@@ -342,7 +342,7 @@ def _picture_of_text(text: str, dpi: int = SCAN_DPI, font_px: int = SCAN_FONT_PX
     return image, drawn
 
 
-def scanned_pdf(path: Path | str, pages: Sequence[str], *, typed: Sequence[int] = (), columns: int = 1,
+def scanned_pdf(path: Path | str | io.BytesIO, pages: Sequence[str], *, typed: Sequence[int] = (), columns: int = 1,
                 dpi: int = SCAN_DPI, font_px: int = SCAN_FONT_PX) -> Path:
     """Write a PDF whose pages are pictures of the given texts (like a scan: an image and no text layer), except
     the 1-based pages listed in ``typed``, which are ordinary text pages. "\\n" in a text starts a new line."""
@@ -359,6 +359,10 @@ def scanned_pdf(path: Path | str, pages: Sequence[str], *, typed: Sequence[int] 
         writer.add_page(PdfReader(buffer).pages[0])
     buffer = io.BytesIO()
     writer.write(buffer)
+    if isinstance(path, io.BytesIO):
+        path.write(buffer.getvalue())
+        path.seek(0)
+        return path  # type: ignore[return-value] - an in-memory PDF for the other factories
     return _write(path, buffer.getvalue())
 
 
@@ -473,6 +477,27 @@ def unmapped_font_pdf(path: Path | str, readable: Sequence[str] = ()) -> Path:
     return _write(path, _raw_pdf(objects))
 
 
+def scan_with_text_layer(path: Path | str, picture: str, layer: str | None = None) -> Path:
+    """A one-page scan (a picture of ``picture``, see ``scanned_pdf``) under an invisible text layer (render mode 3,
+    as scanners' own OCR adds one) that does not say what the picture shows: the words ``layer``, or, without
+    them, glyph codes of a Type3 font with no mapping to characters ("/g437/g258")."""
+    writer = PdfWriter(clone_from=scanned_pdf(io.BytesIO(), [picture]))
+    if layer is not None:
+        overlay = _raw_pdf(_one_page(_stream(b"BT 3 Tr /F1 12 Tf 72 700 Td (" + layer.encode("latin-1") + b") Tj ET")))
+    else:
+        overlay = _raw_pdf([
+            b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            _PAGE % (4, 5, b""), _stream(b"BT 3 Tr /F1 12 Tf 72 700 Td (\x01\x02\x01\x02\x01\x02) Tj ET"),
+            b"<< /Type /Font /Subtype /Type3 /FontBBox [0 0 500 700] /FontMatrix [0.001 0 0 0.001 0 0] "
+            b"/CharProcs << /g437 6 0 R /g258 6 0 R >> /Encoding << /Type /Encoding /Differences [1 /g437 /g258] >> "
+            b"/FirstChar 1 /LastChar 2 /Widths [500 500] >>",
+            _stream(b"0 0 0 0 500 700 d1 0 0 500 700 re f")])
+    writer.pages[0].merge_page(PdfReader(io.BytesIO(overlay)).pages[0])
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return _write(path, buffer.getvalue())
+
+
 def cyclic_page_tree_pdf(path: Path | str) -> Path:
     """Write a PDF whose page tree contains itself (/Kids points back at its own node): a naive walk never ends."""
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R 2 0 R] /Count 2 >>",
@@ -546,6 +571,7 @@ __all__ = [
     "not_a_pdf",
     "page_tree_bomb_pdf",
     "password_pdf",
+    "scan_with_text_layer",
     "scanned_lines",
     "scanned_pdf",
     "slow_pdf",

@@ -6,6 +6,7 @@ double); the stored PDF and its ``<doc_id>.ocr.json`` are written here as ingest
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from rag.config import Settings
 from tests import pdf_factory as pf
 from tests.live_app import LiveApp
-from tests.test_ui import open_app, shot
+from tests.test_ui import ask, drop_files, open_app, shot
 
 PAGE_ONE = "Acme Corporation annual report for fiscal 2022."
 PAGE_TWO = ("Board of directors and officers of the company.\nRevenue grew to 41 million dollars in fiscal 2022, "
@@ -65,3 +66,41 @@ def test_an_ocr_passage_is_highlighted_over_its_lines(settings: Settings, browse
                                                                    ocr: false})""", [doc_id])
         browser_page.wait_for_function("document.querySelector('#pw-viewer').dataset.page === '1'")
         assert browser_page.locator("#pw-viewer .pw-ocr-box").count() == 0
+
+
+def test_a_scan_dropped_in_the_browser_is_read_cited_and_highlighted(settings: Settings, tmp_path: Path,
+                                                                     browser_page: Any) -> None:
+    scan = pf.scanned_pdf(tmp_path / "scanned-report.pdf", [PAGE_ONE, PAGE_TWO])
+    with LiveApp(settings.with_(ocr_dpi=100)) as app:  # large pictured text: 100 dpi reads it, and fast
+        open_app(browser_page, app.url)
+        # Record every state the upload log goes through (the per-page OCR progress comes and goes).
+        browser_page.evaluate("""() => { window.seen = []; const log = document.querySelector('#pw-upload-log');
+            new MutationObserver(() => window.seen.push(log.innerText)).observe(log, {subtree: true,
+              childList: true, characterData: true}); }""")
+        drop_files(browser_page, [scan])
+        browser_page.wait_for_selector("#pw-upload-log .pw-done", timeout=120_000)
+        assert "2 pages, 2 read by OCR" in browser_page.inner_text("#pw-upload-log")
+        seen = "\n".join(browser_page.evaluate("window.seen"))
+        assert "reading page 1/2 (OCR)" in seen and "reading page 2/2 (OCR)" in seen
+        browser_page.wait_for_function("(document.querySelector('#pw-library .pw-lib-ocr') || {}).title"
+                                       " === 'Every page read by OCR'")  # the library's OCR mark
+
+        ask(browser_page, "How much did revenue grow in fiscal 2022, driven by rocket skates?")
+        browser_page.wait_for_selector("#pw-chat .pw-cite.pw-ocr", timeout=60_000)
+        assert "read by OCR" in browser_page.inner_text("#pw-sources")
+        browser_page.click("#pw-chat .pw-cite")
+        browser_page.wait_for_selector("#pw-viewer[data-state=ready]", timeout=30_000)
+        assert browser_page.get_attribute("#pw-viewer", "data-page") == "2"
+        drawn = _boxes(browser_page)
+        assert int(browser_page.get_attribute("#pw-viewer", "data-hits")) == len(drawn) >= 2
+        # Each box is a recognised line of the cited passage, drawn where the line is on the page.
+        passage = " ".join(browser_page.get_attribute("#pw-chat .pw-cite", "title").split("\n", 1)[1].split())
+        marked = browser_page.eval_on_selector_all("#pw-viewer .pw-ocr-box", "els => els.map((e) => e.title)")
+        assert all(" ".join(text.split()) in passage for text in marked)
+        assert any("rocket skates" in text for text in marked)
+        where = dict(pf.scanned_lines(PAGE_TWO))
+        for text, box in zip(marked, drawn, strict=True):
+            if text in where:  # read exactly as drawn: the box covers the drawn line
+                x0, y0, x1, y1 = where[text]
+                assert box["y0"] <= y0 + 0.005 and box["y1"] >= y1 - 0.005 and box["x0"] <= x0 + 0.01
+        shot(browser_page, "ocr-answer")

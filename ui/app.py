@@ -22,6 +22,7 @@ from rag.events import (
     FileFailed,
     FileIndexed,
     FileStarted,
+    PageRead,
     PagesParsed,
     Progress,
     Sources,
@@ -148,10 +149,11 @@ def build(engine: Engine) -> gr.Blocks:
 
         def on_upload(paths: list[str] | None, selected: list[str] | None) -> Iterator[tuple[Any, ...]]:
             states: dict[str, tuple[str, str, float]] = {}
+            starts: dict[str, float] = {}
             added: list[str] = []
             unchanged = (gr.update(),) * len(library_outputs)
             for event in engine.ingest([SourceFile(Path(p), Path(p).name) for p in paths or []]):
-                _track(states, event)
+                _track(states, event, starts)
                 if isinstance(event, FileIndexed):  # the library changes only when a file is indexed
                     added.append(event.doc_id)
                     yield render.upload_html(states), *_library_updates(engine, selected, added), gr.update()
@@ -296,9 +298,9 @@ def build(engine: Engine) -> gr.Blocks:
 
         # --- public API (gradio_client) ---------------------------------------------------------------------------
         def documents() -> list[dict[str, Any]]:
-            """The indexed documents: id, file name, pages, chunks, added (unix time)."""
+            """The indexed documents: id, file name, pages, chunks, added (unix time), pages read by OCR."""
             return [{"doc_id": d.doc_id, "file_name": d.file_name, "pages": d.pages, "chunks": d.chunks,
-                     "added_at": d.added_at} for d in engine.documents()]
+                     "added_at": d.added_at, "ocr_pages": d.ocr_pages} for d in engine.documents()]
 
         def ask(question: str, doc_ids: list[str] | None = None, think: bool = False) -> Iterator[dict[str, Any]]:
             """Answer a question from the documents (all, or the given ids): answer, thinking, cited, other, error.
@@ -414,24 +416,37 @@ def _ask_stream(engine: Engine, question: str, doc_ids: list[str] | None,
 
 
 # --- ingestion ----------------------------------------------------------------------------------------------------
-def _track(states: dict[str, tuple[str, str, float]], event: Any) -> None:
-    """Update the per-file progress from one ingestion event."""
+OCR_SHARE = 0.6  # of a file's progress bar, while its pages are read by OCR (by far the slowest stage)
+
+
+def _track(states: dict[str, tuple[str, str, float]], event: Any, starts: dict[str, float] | None = None) -> None:
+    """Update the per-file progress from one ingestion event (``starts``: where each file's embedding begins on
+    its bar, after the reading, kept between calls)."""
+    starts = {} if starts is None else starts
     if isinstance(event, FileStarted):
         states[event.file_name] = ("working", "reading…", 0.02)
+    elif isinstance(event, PageRead):
+        states[event.file_name] = ("working", f"reading page {event.done}/{event.total} (OCR)",
+                                   0.02 + OCR_SHARE * event.done / max(1, event.total))
     elif isinstance(event, PagesParsed):
         missing = f", {len(event.pages_without_text)} without text" if event.pages_without_text else ""
-        states[event.file_name] = ("working", f"{event.pages} pages read{missing}, embedding…", 0.1)
+        ocr = f", {len(event.ocr_pages)} by OCR" if event.ocr_pages else ""
+        starts[event.file_name] = 0.02 + OCR_SHARE if event.ocr_pages else 0.1
+        states[event.file_name] = ("working", f"{event.pages} pages read{ocr}{missing}, embedding…",
+                                   starts[event.file_name])
     elif isinstance(event, Embedded):
+        start = starts.get(event.file_name, 0.1)
         states[event.file_name] = ("working", f"embedding {event.done}/{event.total}",
-                                   0.1 + 0.85 * event.done / max(1, event.total))
+                                   start + (0.95 - start) * event.done / max(1, event.total))
     elif isinstance(event, FileIndexed):
         if event.status == "already indexed":
             states[event.file_name] = ("same", "already indexed", 1.0)
         else:
             extra = (f" (pages {', '.join(map(str, event.pages_without_text[:10]))} have no text)"
                      if event.pages_without_text else "")
+            ocr = f", {len(event.ocr_pages)} read by OCR" if event.ocr_pages else ""
             verb = "indexed, replacing the older version" if event.status == "replaced" else "indexed"
-            states[event.file_name] = ("done", f"{verb}: {event.pages} pages{extra}", 1.0)
+            states[event.file_name] = ("done", f"{verb}: {event.pages} pages{ocr}{extra}", 1.0)
     elif isinstance(event, FileFailed):
         states[event.file_name] = ("failed", f"failed: {event.reason}", 1.0)
     elif isinstance(event, Failure):
@@ -447,7 +462,7 @@ def _ingest_results(engine: Engine, paths: list[str]) -> list[dict[str, Any]]:
         if isinstance(event, FileIndexed):
             results.append({"file_name": event.file_name, "status": event.status, "doc_id": event.doc_id,
                             "pages": event.pages, "chunks": event.chunks,
-                            "pages_without_text": event.pages_without_text})
+                            "pages_without_text": event.pages_without_text, "ocr_pages": event.ocr_pages})
         elif isinstance(event, FileFailed):
             results.append({"file_name": event.file_name, "status": "failed", "reason": event.reason})
         elif isinstance(event, Failure):
