@@ -144,3 +144,12 @@ def test_a_passage_read_by_ocr_says_so_and_tells_the_viewer() -> None:
     assert 'class="pw-cite pw-d-doc1 pw-p-4 pw-ocr"' in chips and 'class="pw-cite pw-d-doc2 pw-p-2"' in chips
     cards = render.sources_html(sources, "Revenue [1]. Dividend [2].")
     assert cards.count(">read by OCR<") == 1 and 'class="pw-source pw-d-doc1 pw-p-4 pw-ocr"' in cards
+
+
+def test_the_stylesheet_and_scripts_are_whole() -> None:
+    """No merge left its conflict markers in the assets (a browser silently drops the rules they break)."""
+    from pathlib import Path
+
+    assets = Path(__file__).resolve().parent.parent / "assets"
+    for path in [*assets.glob("*.css"), *assets.glob("*.js")]:
+        assert not re.search(r"^(<{7}|={7}|>{7})( |$)", path.read_text(), re.MULTILINE), path.name
