@@ -1,4 +1,4 @@
-"""Command line: ``python -m rag ingest|ask|docs|rm|settings``. Renders engine events; does no engine work."""
+"""Command line: ``python -m rag ingest|ask|docs|rm|chats|settings``. Renders engine events; does no engine work."""
 
 from __future__ import annotations
 
@@ -76,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rm", help="remove a document (by file name or id) from the index")
     p.add_argument("doc", nargs="+")
     p.set_defaults(run=_rm)
+    p = sub.add_parser("chats", help="list saved conversations, or print one as Markdown")
+    p.add_argument("chat", nargs="?", help="a conversation's id (or its first characters): print it")
+    p.add_argument("--user", help="only this login's conversations ('' = those saved without a login)")
+    p.add_argument("--json", action="store_true", help="print JSON instead")
+    p.set_defaults(run=_chats)
     sub.add_parser("settings", help="list the environment variables that configure the app")
     return parser
 
@@ -215,6 +220,41 @@ def _rm(engine: Any, args: argparse.Namespace) -> int:
     for ref in args.doc:
         doc = engine.delete(ref)
         _out(f"Removed {doc.file_name} ({doc.chunks} chunks).")
+    return 0
+
+
+def _chats(engine: Any, args: argparse.Namespace) -> int:
+    import json
+
+    from rag.chats import conversation_record, message_record
+    from rag.markdown import conversation_markdown
+
+    store = engine.chat_store
+    if args.chat:
+        chat = store.find(args.chat, args.user)
+        messages = store.messages(chat.id, chat.owner)
+        removed = engine.removed_documents(messages)
+        if args.json:
+            _out(json.dumps({**conversation_record(chat), "owner": chat.owner,
+                             "messages": [message_record(m, removed) for m in messages]}, ensure_ascii=False,
+                            indent=2))
+        else:
+            _out(conversation_markdown(chat, messages, removed).rstrip("\n"))
+        return 0
+    chats = store.conversations(args.user)
+    if args.json:
+        _out(json.dumps([{**conversation_record(c), "owner": c.owner} for c in chats], ensure_ascii=False, indent=2))
+        return 0
+    if not chats:
+        _out("No saved conversations yet: they are saved as you ask in the app.")
+        return 0
+    owners = any(c.owner for c in chats)
+    width = max(len(c.owner) for c in chats) if owners else 0
+    _out(f"{'ID':10}  {'UPDATED':16}  {'MSGS':>4}  " + (f"{'USER':{width}}  " if owners else "") + "TITLE")
+    for c in chats:
+        updated = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.updated_at))
+        user = f"{c.owner or '-':{width}}  " if owners else ""
+        _out(f"{c.id[:10]}  {updated:16}  {c.messages:>4}  {user}{c.title}")
     return 0
 
 

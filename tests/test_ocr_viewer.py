@@ -82,8 +82,8 @@ def test_a_scan_dropped_in_the_browser_is_read_cited_and_highlighted(settings: S
         assert "2 pages, 2 read by OCR" in browser_page.inner_text("#pw-upload-log")
         seen = "\n".join(browser_page.evaluate("window.seen"))
         assert "reading page 1/2 (OCR)" in seen and "reading page 2/2 (OCR)" in seen
-        browser_page.wait_for_function("document.querySelector('#pw-library').innerText"
-                                       ".includes('2 pages read by OCR')")
+        browser_page.wait_for_function("(document.querySelector('#pw-library .pw-lib-ocr') || {}).title"
+                                       " === 'Every page read by OCR'")  # the library's OCR mark
 
         ask(browser_page, "How much did revenue grow in fiscal 2022, driven by rocket skates?")
         browser_page.wait_for_selector("#pw-chat .pw-cite.pw-ocr", timeout=60_000)
