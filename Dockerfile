@@ -18,8 +18,9 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     GRADIO_ANALYTICS_ENABLED=False
 
+# libgl1 and libglib2.0-0: the system libraries of OpenCV, which the OCR engine (RapidOCR) uses.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates libgl1 libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/*
 
 # The Ollama server: its binary and its runner libraries (CPU, and CUDA for `docker run --gpus all`).

@@ -1,10 +1,21 @@
 // Pagewise PDF viewer: a click on a citation chip or a source card opens the PDF at that page (PDF.js) and
-// highlights the cited passage in the page's text layer. Config comes from window.PAGEWISE (see ui/app.py).
+// highlights the cited passage in the page's text layer (on a page read by OCR: over its recognised lines, see
+// ocr_overlay.js). Config comes from window.PAGEWISE (see ui/app.py).
+// Zoom in/out and fit width re-render the page at the new scale (text layer and highlight included); the large view
+// lays the viewer over the whole window. Keys: ←/→ turn pages, +/− zoom, Esc closes the large view.
+import { drawOcrBoxes, ocrPageInfo } from "./ocr_overlay.js";
 
 const cfg = window.PAGEWISE || {};
 const base = (p) => `${location.pathname.replace(/\/$/, "")}/gradio_api/file=${p}`;
 let pdfjs = null;
-const state = { doc: null, pdf: null, page: 1, quote: "", file: "", task: null };
+// zoom: null = fit the width of the viewer; else a PDF.js scale (1 = 72 dpi). seq: the latest render wins.
+// focus: the sentence of the passage the answer cites (stressed within the highlight).
+const state = { doc: null, pdf: null, page: 1, quote: "", focus: "", file: "", task: null, ocr: false, zoom: null,
+                seq: 0 };
+const CSS_UNITS = 96 / 72; // "100%" is the printed size, as PDF viewers count it
+const ZOOMS = [0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 1.75, 2, 2.5, 3, 4].map((z) => z * CSS_UNITS);
+const MAX_CANVAS_PIXELS = 16_777_216; // past this a page is drawn at a lower resolution rather than not at all
+const PHONE = 700; // narrower than this, a citation opens the large view
 
 async function lib() {
   if (!pdfjs) {
@@ -30,9 +41,31 @@ function setBar(text) {
   if (title) title.textContent = text;
 }
 
-async function show({ doc, page, file, quote }) {
+// A cited document removed from the library since: say so, and show the passage the answer drew on.
+function showRemoved(file, page, quote) {
+  const viewer = el("pw-viewer");
+  state.doc = null;
+  state.pdf = null;
+  viewer.dataset.state = "removed";
+  viewer.dataset.doc = "";
+  setBar(file);
+  const note = document.createElement("div");
+  note.className = "pw-removed";
+  const head = document.createElement("p");
+  head.textContent = `${file} has been removed from the library, so page ${page} can't be shown. ` +
+    "Add the file again to open it. The passage this answer cited:";
+  const body = document.createElement("blockquote");
+  body.textContent = quote || "";
+  note.append(head, body);
+  el("pw-viewer-page").textContent = "";
+  el("pw-viewer-page-box").replaceChildren(note);
+}
+
+async function show({ doc, page, file, quote, focus, removed, ocr }) {
   const viewer = el("pw-viewer");
   if (!viewer || !doc) return;
+  if (window.innerWidth < PHONE) setLarge(true);
+  if (removed) return showRemoved(file, page, quote);
   viewer.dataset.state = "loading";
   setBar(`Opening ${file}…`);
   try {
@@ -43,22 +76,34 @@ async function show({ doc, page, file, quote }) {
     }
     state.file = file;
     state.quote = quote || "";
+    state.focus = focus || "";
+    state.ocr = Boolean(ocr);
     await render(Math.min(Math.max(1, page || 1), state.pdf.numPages));
   } catch (err) {
+    // The stored PDF is gone (Gradio answers 403 for a file that no longer exists): its document was removed.
+    if (err && (err.missing || err.status === 404 || err.status === 403)) return showRemoved(file, page, quote);
     viewer.dataset.state = "error";
     setBar(`Can't open ${file}: ${err && err.message ? err.message : err}`);
   }
 }
 
+// The scale that makes the page as wide as the viewer.
+function fitScale(page) {
+  const width = Math.max(200, el("pw-viewer-scroll").clientWidth - 24);
+  return width / page.getViewport({ scale: 1 }).width;
+}
+
 async function render(pageNumber) {
   const viewer = el("pw-viewer");
   const box = el("pw-viewer-page-box");
+  const seq = ++state.seq;
   const lib_ = await lib();
   const page = await state.pdf.getPage(pageNumber);
-  const width = Math.max(240, (el("pw-viewer-scroll") || box).clientWidth - 16);
-  const unscaled = page.getViewport({ scale: 1 });
-  const viewport = page.getViewport({ scale: width / unscaled.width });
-  const ratio = window.devicePixelRatio || 1;
+  if (seq !== state.seq) return;
+  const viewport = page.getViewport({ scale: state.zoom || fitScale(page) });
+  // Sharp on high-density screens, within what a canvas can hold.
+  const ratio = Math.min(window.devicePixelRatio || 1,
+                         Math.sqrt(MAX_CANVAS_PIXELS / (viewport.width * viewport.height)));
 
   const canvas = document.createElement("canvas");
   canvas.width = Math.floor(viewport.width * ratio);
@@ -89,18 +134,71 @@ async function render(pageNumber) {
   }
   const text = new lib_.TextLayer({ textContentSource: await page.getTextContent(), container: layer, viewport });
   await text.render();
+  if (seq !== state.seq) return;
   box.replaceChildren(wrap);
-  const hits = highlight(layer, state.quote);
+  const hits = state.ocr
+    ? drawOcrBoxes(wrap, await ocrPageInfo(base(`${cfg.files}/${state.doc}.ocr.json`), pageNumber), state.quote)
+    : highlight(layer, state.quote);
+  if (seq !== state.seq) return;
+  const stressed = stress(hits, state.focus);
 
   state.page = pageNumber;
   viewer.dataset.state = "ready";
   viewer.dataset.page = String(pageNumber);
   viewer.dataset.doc = state.doc;
   viewer.dataset.hits = String(hits.length);
+  viewer.dataset.zoom = String(Math.round((viewport.scale / CSS_UNITS) * 100));
   setBar(state.file);
   el("pw-viewer-page").textContent = `page ${pageNumber} of ${state.pdf.numPages}`;
-  if (hits.length) hits[0].scrollIntoView({ block: "center", behavior: "smooth" });
+  el("pw-zoom-level").textContent = `${viewer.dataset.zoom}%`;
+  el("pw-zoom-level").title = `${viewer.dataset.zoom}% of the printed size`;
+  el("pw-fit").setAttribute("aria-pressed", String(!state.zoom));
+  el("pw-open-tab").href = `${base(`${cfg.files}/${state.doc}.pdf`)}#page=${pageNumber}`;
+  if (hits.length) {
+    // Bring the cited sentence (or the passage) into view inside the viewer only (the page around it stays put).
+    const scroller = el("pw-viewer-scroll");
+    const at = (stressed[0] || hits[0]).getBoundingClientRect();
+    const frame = scroller.getBoundingClientRect();
+    scroller.scrollTop += at.top - frame.top - (frame.height - at.height) / 2;
+    scroller.scrollLeft += at.left - frame.left - Math.max(12, (frame.width - at.width) / 2);
+  }
 }
+
+// --- zoom and the large view ------------------------------------------------------------------------------------
+function zoom(direction) {
+  if (!state.pdf) return;
+  const current = state.zoom || parseFloat(el("pw-viewer").dataset.zoom) / 100 * CSS_UNITS;
+  // The next step that makes a visible difference (fit width may sit just beside one).
+  const next = direction > 0 ? ZOOMS.find((z) => z > current * 1.08)
+    : [...ZOOMS].reverse().find((z) => z < current / 1.08);
+  state.zoom = next || current;
+  render(state.page);
+}
+
+function fitWidth() {
+  if (!state.pdf) return;
+  state.zoom = null;
+  render(state.page);
+}
+
+function setLarge(on) {
+  const viewer = el("pw-viewer");
+  if (!viewer || (viewer.dataset.large === "true") === on) return;
+  viewer.dataset.large = String(on);
+  document.body.classList.toggle("pw-large-open", on);
+  const button = el("pw-large");
+  button.textContent = on ? "✕" : "⤢";
+  button.title = on ? "Close the large view (Esc)" : "Open the page large";
+  button.setAttribute("aria-label", button.title);
+  state.zoom = null; // opened or closed, the page fits the new width
+  if (state.pdf) render(state.page);
+}
+
+let resizing = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizing);
+  resizing = setTimeout(() => state.pdf && !state.zoom && render(state.page), 150);
+});
 
 // Mark the text-layer spans that belong to the quoted passage: a span counts when its words appear, in order,
 // inside the passage (short spans need an exact neighbourhood, so stray common words aren't marked).
@@ -121,6 +219,21 @@ function highlight(layer, quote) {
   return hits;
 }
 
+// Of the highlighted spans or OCR boxes (lines), stress those mostly made of the cited sentence's words: a line it shares with
+// the sentence before or after still counts when most of it is the cited one.
+function stress(hits, sentence) {
+  const words = new Set(norm(sentence).split(" ").filter(Boolean));
+  if (words.size < 2) return [];
+  const stressed = hits.filter((span) => {
+    // A text-layer span holds its text; an OCR box (ocr_overlay.js) names its line in its title.
+    const line = norm(span.textContent || span.title).split(" ").filter(Boolean);
+    const shared = line.filter((w) => words.has(w)).length;
+    return line.length > 0 && shared >= Math.min(2, line.length) && shared >= 0.6 * line.length;
+  });
+  for (const span of stressed) span.classList.add("pw-focus");
+  return stressed;
+}
+
 function onActivate(event) {
   const target = event.target.closest(".pw-cite, .pw-source");
   if (!target) return;
@@ -133,14 +246,44 @@ function onActivate(event) {
   const title = target.getAttribute("title") || "";
   const cut = title.indexOf("\n");
   const head = cut >= 0 ? title.slice(0, cut) : title;
-  const file = head.replace(/, p\. \d+$/, "");
-  show({ doc, page, file, quote: cut >= 0 ? title.slice(cut + 1) : "" });
+  const file = head.replace(/, p\. \d+( · .*)?$/, "");
+  const removed = target.classList.contains("pw-gone");
+  const quote = cut >= 0 ? title.slice(cut + 1) : "";
+  const [a, b] = ((cls.find((c) => /^pw-s-\d+-\d+$/.test(c)) || "").match(/\d+/g) || []).map(Number);
+  show({ doc, page, file, quote, focus: b ? quote.slice(a, b) : "", removed, ocr: cls.includes("pw-ocr") });
 }
 
+function turn(step) {
+  const next = state.page + step;
+  if (state.pdf && next >= 1 && next <= state.pdf.numPages) render(next);
+}
+
+const BUTTONS = {
+  "pw-prev": () => turn(-1),
+  "pw-next": () => turn(1),
+  "pw-zoom-in": () => zoom(1),
+  "pw-zoom-out": () => zoom(-1),
+  "pw-fit": fitWidth,
+  "pw-large": () => setLarge(el("pw-viewer").dataset.large !== "true"),
+  "pw-viewer-backdrop": () => setLarge(false),
+};
+
 document.addEventListener("click", (event) => {
-  if (event.target.closest("#pw-prev") && state.pdf && state.page > 1) render(state.page - 1);
-  else if (event.target.closest("#pw-next") && state.pdf && state.page < state.pdf.numPages) render(state.page + 1);
+  const button = event.target.closest(Object.keys(BUTTONS).map((id) => `#${id}`).join(","));
+  if (button) BUTTONS[button.id]();
   else onActivate(event);
 });
-document.addEventListener("keydown", onActivate);
+
+// Keys act on the viewer unless someone is typing (or choosing in a list).
+const KEYS = { ArrowLeft: () => turn(-1), ArrowRight: () => turn(1), "+": () => zoom(1), "=": () => zoom(1),
+               "-": () => zoom(-1), Escape: () => setLarge(false) };
+document.addEventListener("keydown", (event) => {
+  onActivate(event);
+  if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey || !KEYS[event.key]) return;
+  if (event.target.closest && event.target.closest("input, textarea, select, [contenteditable]")) return;
+  if (!state.pdf && event.key !== "Escape") return;
+  if (event.key === "Escape" && el("pw-viewer")?.dataset.large !== "true") return;
+  event.preventDefault();
+  KEYS[event.key]();
+});
 window.pagewise = { show };

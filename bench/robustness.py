@@ -2,8 +2,9 @@
 
 Every PDF of a folder (default ``../shared/evaldata/badpdfs``) goes through ``Engine.ingest`` on its own, with a
 fresh parser process, against the stand-in Ollama (tests/fake_ollama.py, a test double started in-process) or a real
-server (``--ollama URL``), under the app's limits (RAG_PARSE_TIMEOUT, RAG_PARSE_MEMORY_MB, RAG_MAX_PAGES, ... from
-the environment, or ``--timeout`` / ``--memory-mb``).
+server (``--ollama URL``), under the app's limits (RAG_PARSE_TIMEOUT, RAG_PARSE_MEMORY_MB, RAG_MAX_PAGES,
+RAG_OCR_PAGE_TIMEOUT, ... from the environment, or ``--timeout`` / ``--memory-mb``). Pages without a text layer are
+read by OCR as in the app (RAG_OCR=auto; set RAG_OCR=off to see the files without it).
 
     python bench/robustness.py
     python bench/robustness.py --folder DIR --timeout 30 --memory-mb 1024
@@ -116,6 +117,20 @@ def _high_water_mark(pid: int) -> int | None:
     return None
 
 
+def hang_limit(settings: Settings, path: Path) -> float:
+    """Seconds after which the ingest of ``path`` counts as hung: its reading, each page's OCR, and two minutes."""
+    try:
+        import pypdfium2 as pdfium
+
+        pdf = pdfium.PdfDocument(str(path))
+        pages = len(pdf)
+        pdf.close()
+    except Exception:  # noqa: BLE001 - a file the renderer can't open is not OCR'd either
+        pages = 0
+    ocr = settings.ocr_page_timeout * min(pages, settings.max_pages) if settings.ocr != "off" else 0
+    return settings.parse_timeout + ocr + 120
+
+
 def run_one(engine: Engine, path: Path, limit_s: float) -> tuple[str, str, str]:
     """Ingest one file in a thread; (verdict, detail, kind). A file still running after ``limit_s`` has hung."""
     box: dict[str, Any] = {}
@@ -141,6 +156,8 @@ def run_one(engine: Engine, path: Path, limit_s: float) -> tuple[str, str, str]:
         return "crashed", f"the run stopped: {stop.message}", ""
     if isinstance(result, FileIndexed):
         detail = f"indexed: {result.pages} pages, {result.chunks} chunks"
+        if result.ocr_pages:
+            detail += f", {len(result.ocr_pages)} read by OCR"
         if result.pages_without_text:
             detail += f" ({len(result.pages_without_text)} pages without text)"
         return "indexed", detail, ""
@@ -199,14 +216,15 @@ def main() -> int:
             print(f"No PDFs in {args.folder}", file=sys.stderr)
             return 1
         print(f"{len(files)} PDFs; limits: {settings.parse_timeout:g} s and {settings.parse_memory_mb} MB per parser "
-              f"process, {settings.max_pages} pages, {settings.max_upload_mb:g} MB; "
+              f"process, {settings.ocr_page_timeout:g} s per OCR page (RAG_OCR={settings.ocr}), "
+              f"{settings.max_pages} pages, {settings.max_upload_mb:g} MB; "
               f"model server: {'stand-in Ollama (test double)' if fake else args.ollama}", file=sys.stderr)
         engine = Engine(settings)
         try:
             for path in files:
                 with PeakMemory() as memory:
                     started = time.perf_counter()
-                    verdict, detail, kind = run_one(engine, path, settings.parse_timeout + 120)
+                    verdict, detail, kind = run_one(engine, path, hang_limit(settings, path))
                     seconds = time.perf_counter() - started
                     memory.sample()
                     if verdict != "hung":

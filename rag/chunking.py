@@ -117,7 +117,8 @@ def chunk_document(doc: ParsedDocument, chunk_tokens: int, overlap_tokens: int,
             cursor = start + 1
             chunks.append(Chunk(index=len(chunks), text=piece, page_start=page.number, page_end=page.number,
                                 char_start=page_offset + start, char_end=page_offset + start + len(piece),
-                                context=_context(doc.title, page.number, lead if start >= lead_end else "")))
+                                context=_context(doc.title, page.number, lead if start >= lead_end else ""),
+                                ocr=page.ocr))
     return chunks
 
 

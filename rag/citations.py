@@ -9,6 +9,8 @@ from rag.models import Citation, Passage
 from rag.prompts import CITATION
 
 _RANGE_LIMIT = 50  # "[1-9999]" is not a real citation
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 
 
 def cited_numbers(answer: str) -> list[int]:
@@ -33,3 +35,19 @@ def resolve(answer: str, passages: Sequence[Passage]) -> tuple[list[Citation], l
     cited = [Citation(n, passages[n - 1]) for n in valid]
     other = [p for i, p in enumerate(passages, 1) if i not in valid]
     return cited, other, len(numbers) - len(valid)
+
+
+def cited_sentence(passage_text: str, answer: str, number: int) -> tuple[int, int] | None:
+    """Span of the passage sentence that best matches the answer's sentences citing ``number``, or None."""
+    claims = [s for s in _SENTENCE.split(answer) if number in cited_numbers(s)]
+    words = {w.lower() for s in claims for w in _WORD.findall(CITATION.sub("", s)) if len(w) > 2}
+    if not words:
+        return None
+    best, best_score, start = None, 0, 0
+    for sentence in _SENTENCE.split(passage_text):
+        at = passage_text.find(sentence, start)
+        start = at + len(sentence) if at >= 0 else start
+        score = len(words & {w.lower() for w in _WORD.findall(sentence)})
+        if at >= 0 and score > best_score:
+            best, best_score = (at, at + len(sentence)), score
+    return best if best_score >= 2 else None

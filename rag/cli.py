@@ -1,4 +1,4 @@
-"""Command line: ``python -m rag ingest|ask|docs|rm|settings``. Renders engine events; does no engine work."""
+"""Command line: ``python -m rag ingest|ask|docs|rm|chats|settings``. Renders engine events; does no engine work."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from rag.events import (
     FileFailed,
     FileIndexed,
     FileStarted,
+    PageRead,
     PagesParsed,
     Progress,
     Sources,
@@ -75,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rm", help="remove a document (by file name or id) from the index")
     p.add_argument("doc", nargs="+")
     p.set_defaults(run=_rm)
+    p = sub.add_parser("chats", help="list saved conversations, or print one as Markdown")
+    p.add_argument("chat", nargs="?", help="a conversation's id (or its first characters): print it")
+    p.add_argument("--user", help="only this login's conversations ('' = those saved without a login)")
+    p.add_argument("--json", action="store_true", help="print JSON instead")
+    p.set_defaults(run=_chats)
     sub.add_parser("settings", help="list the environment variables that configure the app")
     return parser
 
@@ -96,9 +102,17 @@ def _ingest(engine: Any, args: argparse.Namespace) -> int:
     for event in engine.ingest(files, replace=not args.keep_old):
         if isinstance(event, FileStarted):
             prefix = f"[{event.index}/{event.total}] {event.file_name}"
+        elif isinstance(event, PageRead):
+            if bar is None:
+                bar = tqdm(total=event.total, desc="  reading page", unit="page", leave=False, file=sys.stderr,
+                           bar_format="{desc} {n_fmt}/{total_fmt} (OCR) {bar} [{elapsed}<{remaining}]")
+            bar.update(event.done - bar.n)
+            bar.refresh()  # pages take seconds each: show every one
         elif isinstance(event, PagesParsed):
+            bar = _close(bar)
             note = f", no text on page(s) {_pages(event.pages_without_text)}" if event.pages_without_text else ""
-            _out(f"{prefix}: {_n(event.pages, 'page')} parsed{note}", dim=True)
+            ocr = f", {_n(len(event.ocr_pages), 'page')} read by OCR" if event.ocr_pages else ""
+            _out(f"{prefix}: {_n(event.pages, 'page')} parsed{ocr}{note}", dim=True)
         elif isinstance(event, ChunksMade):
             bar = tqdm(total=event.chunks, desc="  embedding", unit="chunk", leave=False, file=sys.stderr)
         elif isinstance(event, Embedded) and bar is not None:
@@ -108,6 +122,8 @@ def _ingest(engine: Any, args: argparse.Namespace) -> int:
             counts[event.status] += 1
             pages += event.pages if event.status != "already indexed" else 0
             detail = f"{_n(event.pages, 'page')}, {_n(event.chunks, 'chunk')}"
+            if event.ocr_pages:
+                detail += f", {len(event.ocr_pages)} read by OCR"
             _out(f"{prefix}: \u2713 {event.status} ({detail})")
         elif isinstance(event, FileFailed):
             bar = _close(bar)
@@ -195,6 +211,7 @@ def _docs(engine: Any, args: argparse.Namespace) -> int:
     for d in docs:
         added = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.added_at))
         note = f" (no text on p. {_pages(d.pages_without_text)})" if d.pages_without_text else ""
+        note += f" ({_n(len(d.ocr_pages), 'page')} read by OCR)" if d.ocr_pages else ""
         _out(f"{d.doc_id[:10]}  {d.file_name:{width}}  {d.pages:>5}  {d.chunks:>6}  {added:16}  {d.status}{note}")
     return 0
 
@@ -203,6 +220,41 @@ def _rm(engine: Any, args: argparse.Namespace) -> int:
     for ref in args.doc:
         doc = engine.delete(ref)
         _out(f"Removed {doc.file_name} ({doc.chunks} chunks).")
+    return 0
+
+
+def _chats(engine: Any, args: argparse.Namespace) -> int:
+    import json
+
+    from rag.chats import conversation_record, message_record
+    from rag.markdown import conversation_markdown
+
+    store = engine.chat_store
+    if args.chat:
+        chat = store.find(args.chat, args.user)
+        messages = store.messages(chat.id, chat.owner)
+        removed = engine.removed_documents(messages)
+        if args.json:
+            _out(json.dumps({**conversation_record(chat), "owner": chat.owner,
+                             "messages": [message_record(m, removed) for m in messages]}, ensure_ascii=False,
+                            indent=2))
+        else:
+            _out(conversation_markdown(chat, messages, removed).rstrip("\n"))
+        return 0
+    chats = store.conversations(args.user)
+    if args.json:
+        _out(json.dumps([{**conversation_record(c), "owner": c.owner} for c in chats], ensure_ascii=False, indent=2))
+        return 0
+    if not chats:
+        _out("No saved conversations yet: they are saved as you ask in the app.")
+        return 0
+    owners = any(c.owner for c in chats)
+    width = max(len(c.owner) for c in chats) if owners else 0
+    _out(f"{'ID':10}  {'UPDATED':16}  {'MSGS':>4}  " + (f"{'USER':{width}}  " if owners else "") + "TITLE")
+    for c in chats:
+        updated = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.updated_at))
+        user = f"{c.owner or '-':{width}}  " if owners else ""
+        _out(f"{c.id[:10]}  {updated:16}  {c.messages:>4}  {user}{c.title}")
     return 0
 
 

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from rag.errors import ConfigError
+from rag.ocr import OcrOptions, check_lang
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -142,6 +143,21 @@ class Settings:
     stale_ingest_seconds: int = _setting(300, min=5, max=86400,
                                          doc="An unfinished ingest idle this long is treated as crashed.")
 
+    # --- OCR: pages without a usable text layer (scans, slides exported as images) --------------------------------
+    ocr: str = _setting("auto", choices=("auto", "off", "force"),
+                        doc="Read pages by OCR: auto (pages without a usable text layer: images, blank, glyph codes), "
+                        "off, or force (every page, for files whose text layer is junk).")
+    ocr_lang: str = _setting("eng", doc="Language(s) OCR reads, as Tesseract codes joined by '+' (eng, chi_sim, "
+                             "eng+fra); RapidOCR's built-in models read eng and chi_sim.")
+    ocr_engine: str = _setting("rapidocr", choices=("rapidocr", "tesseract"),
+                               doc="OCR engine: rapidocr (models inside its wheel) or tesseract (its binary, where "
+                               "installed with the languages in RAG_OCR_LANG).")
+    ocr_dpi: int = _setting(216, min=72, max=600, doc="Resolution pages are rendered at for OCR, in dots per inch.")
+    ocr_page_timeout: float = _setting(120.0, min=1, max=3600,
+                                       doc="Seconds OCR may take on one page; a page over it is listed as unreadable.")
+    ocr_threads: int = _setting(0, min=0, max=64, doc="onnxruntime threads of each parser process while it reads "
+                                "by OCR (0 = the cores shared out among the parser processes).")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read settings from ``environ`` (default ``os.environ``); ``overrides`` win over the environment."""
@@ -182,6 +198,10 @@ class Settings:
         if self.chunk_overlap >= self.chunk_tokens:
             raise ConfigError(f"{env_name('chunk_overlap')}={self.chunk_overlap} must be smaller than "
                               f"{env_name('chunk_tokens')}={self.chunk_tokens}")
+        if self.ocr != "off":
+            problem = check_lang(self.ocr_engine, self.ocr_lang)
+            if problem:
+                raise ConfigError(problem)
         if self.min_k > self.top_k:
             raise ConfigError(f"{env_name('min_k')}={self.min_k} must not exceed {env_name('top_k')}={self.top_k}")
         if self.auth and self.auth.lower() != "none" and any(":" not in pair or not pair.split(":", 1)[0].strip()
@@ -228,6 +248,12 @@ class Settings:
     def effective_parse_workers(self) -> int:
         """Parser processes to start."""
         return self.parse_workers or max(1, min(4, os.cpu_count() or 1))
+
+    @property
+    def ocr_options(self) -> OcrOptions:
+        """How parser processes read pages by OCR (onnxruntime threads: the cores shared out among them)."""
+        threads = self.ocr_threads or max(1, (os.cpu_count() or 1) // self.effective_parse_workers)
+        return OcrOptions(engine=self.ocr_engine, lang=self.ocr_lang, dpi=self.ocr_dpi, threads=threads)
 
     @property
     def effective_embed_num_ctx(self) -> int:

@@ -6,7 +6,9 @@ import io
 import logging
 import re
 import unicodedata
+from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from rag.errors import (
     CorruptPdfError,
@@ -96,12 +98,16 @@ def title_from_file_name(file_name: str) -> str:
 
 
 def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: int | None = None,
-             max_pages: int | None = None) -> ParsedDocument:
-    """Read a PDF (a path or its bytes) into 1-based pages of cleaned text.
+             max_pages: int | None = None, ocr: str | None = None,
+             ocr_missing: Callable[[], str | None] | None = None) -> ParsedDocument:
+    """Read a PDF (a path or its bytes) into 1-based pages of cleaned text from its text layer.
 
     Raises a ``DocumentError`` subclass whose message says what is wrong and what to do. A document where some
-    pages have no text layer is returned with those pages listed in ``pages_without_text``; one where no page has
-    text raises ``NoTextError``.
+    pages have no text layer is returned with those pages listed in ``pages_without_text``. One where no page has
+    text raises ``NoTextError``, unless its pages are to be read by OCR next (``ocr`` is the ``RAG_OCR`` mode:
+    "auto" or "force", see ``pages_to_ocr`` and ``with_ocr``). ``ocr_missing``, asked only then, says why OCR can't
+    run here (the engine is not installed), and the message then says how to install it; with "off" it says OCR is
+    turned off.
     """
     if isinstance(source, Path):
         file_name = file_name or source.name
@@ -158,16 +164,53 @@ def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: i
         if _is_xfa_form(reader):
             raise NoTextError(f"{file_name} is a dynamic XFA form (Adobe LiveCycle): its content is not stored as "
                               "PDF pages. Open it in Adobe Acrobat or Reader, print it to PDF, and upload that.")
-        if unmapped:
-            raise NoTextError(f"{file_name}'s text can't be read: its fonts have no mapping from glyphs to "
-                              "characters, so what a parser gets is glyph codes, not words. Run OCR on it, replacing "
-                              "the text layer (for example `ocrmypdf --force-ocr in.pdf out.pdf`), and upload the "
-                              "result.")
-        raise NoTextError(f"{file_name} has no text layer: its pages are images or blank (a scanned "
-                          "document?), so there is nothing to search. Run OCR on it first (for example "
-                          "`ocrmypdf in.pdf out.pdf`) and upload the result.")
+        cannot = ocr_missing() if ocr not in (None, "off") and ocr_missing is not None else None
+        if ocr in (None, "off") or cannot:
+            hint = ""
+            if ocr == "off":
+                hint = " (Pagewise reads such pages itself with OCR, but that is turned off here: RAG_OCR=off.)"
+            elif cannot:
+                hint = f" Pagewise reads such pages itself with OCR, but {cannot}."
+            if unmapped:
+                raise NoTextError(f"{file_name}'s text can't be read: its fonts have no mapping from glyphs to "
+                                  "characters, so what a parser gets is glyph codes, not words. Run OCR on it, "
+                                  "replacing the text layer (for example `ocrmypdf --force-ocr in.pdf out.pdf`), "
+                                  f"and upload the result.{hint}")
+            raise NoTextError(f"{file_name} has no text layer: its pages are images or blank (a scanned "
+                              "document?), so there is nothing to search. Run OCR on it first (for example "
+                              f"`ocrmypdf in.pdf out.pdf`) and upload the result.{hint}")
     return ParsedDocument(file_name=file_name, title=_title(reader, file_name), pages=pages,
                           page_count=page_count, pages_without_text=without_text)
+
+
+def pages_to_ocr(doc: ParsedDocument, mode: str | None) -> list[int]:
+    """The pages OCR reads with ``RAG_OCR`` = ``mode``: with "auto", those without a usable text layer (images,
+    blank, glyph codes, unreadable); with "force", every page (for files whose text layer is junk); none with
+    "off". A page with good text is never read by OCR in "auto"."""
+    if mode == "force":
+        return [p.number for p in doc.pages]
+    return list(doc.pages_without_text) if mode == "auto" else []
+
+
+def with_ocr(doc: ParsedDocument, read: dict[int, Page], failed: dict[int, str]) -> ParsedDocument:
+    """``doc`` with the pages OCR read (``read``: page number → text and lines, not yet cleaned). A page where OCR
+    found no words (not one run of three letters or two digits: what it makes of specks, lines and pictures), or
+    failed (``failed``: page number → why), keeps its text layer if it has one and is otherwise listed without text.
+    Raises NoTextError when no page has text even so."""
+    pages = []
+    for page in doc.pages:
+        got = read.get(page.number)
+        text = clean_text(got.text) if got is not None else ""
+        text = text if _WORDISH.search(text) else ""
+        pages.append(replace(got, text=text) if text else page)
+    without_text = [p.number for p in pages if not p.text]
+    if len(without_text) == doc.page_count:
+        if failed and len(failed) == len(without_text):
+            first = failed[min(failed)]
+            raise NoTextError(f"{doc.file_name} has no text layer, and OCR could not read its pages ({first}).")
+        raise NoTextError(f"{doc.file_name} has no text layer, and OCR found no words on its pages (blank pages, or "
+                          "pictures without text?), so there is nothing to search.")
+    return replace(doc, pages=pages, pages_without_text=without_text)
 
 
 def unreadable(text: str) -> bool:
@@ -256,4 +299,4 @@ def _short(exc: BaseException) -> str:
     return text if len(text) < 160 else text[:157] + "..."
 
 
-__all__ = ["DocumentError", "clean_text", "load_pdf", "sniff", "title_from_file_name"]
+__all__ = ["DocumentError", "clean_text", "load_pdf", "pages_to_ocr", "sniff", "title_from_file_name", "with_ocr"]

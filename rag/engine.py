@@ -13,6 +13,8 @@ from typing import Any, Iterator, Sequence
 
 from rag.answer import Answerer, AskOptions
 from rag.backends import Backends, hub_cached, resolve_backends
+from rag.chats import FILE_NAME as CHATS_FILE
+from rag.chats import ChatMessage, ChatStore
 from rag.config import Settings
 from rag.embeddings import Embedder, make_embedder
 from rag.errors import DocumentNotFound, ModelError, StoreError
@@ -46,6 +48,8 @@ class Engine:
         self._reranker = reranker
         self._warming: dict[str, str] = {}  # model name -> "Downloading …" / "Loading …", while warm_up runs
         self._warming_lock = threading.Lock()
+        self._chat_store: ChatStore | None = None
+        self._chat_store_lock = threading.Lock()
 
     @property
     def ingestor(self) -> Ingestor:
@@ -57,6 +61,14 @@ class Engine:
     def ingest(self, items: Sequence[Path | str | SourceFile], replace: bool = True) -> Iterator[IngestEvent]:
         """Index files (see ``Ingestor.ingest``), yielding progress events."""
         return self.ingestor.ingest(items, replace=replace)
+
+    @property
+    def chat_store(self) -> ChatStore:
+        """The saved conversations (``chats.sqlite3`` in the data folder, opened on first use)."""
+        with self._chat_store_lock:
+            if self._chat_store is None:
+                self._chat_store = ChatStore(self.settings.data_dir / CHATS_FILE)
+            return self._chat_store
 
     @property
     def chat(self) -> Any:
@@ -162,6 +174,12 @@ class Engine:
     def documents(self) -> list[DocumentInfo]:
         """The indexed documents."""
         return self.store.documents()
+
+    def removed_documents(self, messages: Sequence[ChatMessage]) -> set[str]:
+        """Ids of the documents that saved answers draw on but the library no longer holds."""
+        used = {p.doc_id for m in messages if m.sources for p in [c.passage for c in m.sources.cited]
+                + m.sources.other}
+        return used - set(self.store.ready_ids()) if used else set()
 
     def find(self, ref: str) -> DocumentInfo:
         """A document by id, id prefix or file name; raises DocumentNotFound when none or several match."""

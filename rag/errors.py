@@ -86,3 +86,7 @@ class StoreError(RagError):
 
 class DocumentNotFound(RagError):
     """No indexed document matches the given name or id."""
+
+
+class ChatNotFound(RagError):
+    """No saved conversation of this user matches the given id."""

@@ -19,12 +19,23 @@ class FileStarted:
 
 
 @dataclass(frozen=True)
+class PageRead:
+    """A page of the file was read by OCR (``page``): ``done`` of the ``total`` pages OCR reads in it are."""
+
+    file_name: str
+    page: int
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class PagesParsed:
-    """The file was read: how many pages, and which had no text layer."""
+    """The file was read: how many pages, which had no text (even after OCR), and which were read by OCR."""
 
     file_name: str
     pages: int
     pages_without_text: list[int] = field(default_factory=list)
+    ocr_pages: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ class FileIndexed:
     chunks: int
     pages_without_text: list[int] = field(default_factory=list)
     replaced_doc_id: str | None = None
+    ocr_pages: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -107,9 +119,10 @@ class Sources:
 
 
 def passage_record(p: Passage) -> dict[str, Any]:
-    """A passage as the CLI's ``--json`` and the ``/ask`` API give it (a chunk never crosses a page: one page)."""
+    """A passage as the CLI's ``--json`` and the ``/ask`` API give it (a chunk never crosses a page: one page;
+    ``ocr``: the page was read by OCR)."""
     return {"doc_id": p.doc_id, "file_name": p.file_name, "title": p.title, "page": p.page_start, "text": p.text,
-            "char_start": p.char_start, "char_end": p.char_end, "score": p.score}
+            "char_start": p.char_start, "char_end": p.char_end, "score": p.score, "ocr": p.ocr}
 
 
 def sources_record(sources: Sources | None) -> dict[str, Any]:
@@ -121,5 +134,5 @@ def sources_record(sources: Sources | None) -> dict[str, Any]:
             "other": [passage_record(p) for p in sources.other], "dropped_citations": sources.dropped_citations}
 
 
-IngestEvent = FileStarted | PagesParsed | ChunksMade | Embedded | FileIndexed | FileFailed | Failure
+IngestEvent = FileStarted | PageRead | PagesParsed | ChunksMade | Embedded | FileIndexed | FileFailed | Failure
 AnswerEvent = Progress | ThinkingDelta | AnswerDelta | Sources | Failure

@@ -30,15 +30,19 @@ from rag.events import (
     FileIndexed,
     FileStarted,
     IngestEvent,
+    PageRead,
     PagesParsed,
 )
 from rag.models import DocumentInfo
+from rag.ocr import to_json
+from rag.pool import PageProgress, ParserPool
 from rag.store import Store
-from rag.workers import ParseJob, ParseResult, ParserPool
+from rag.workers import ParseJob, ParseResult
 
 log = logging.getLogger(__name__)
 
 PDF_SUFFIXES = {".pdf"}
+OCR_CACHE = "ocr-cache"  # under the data dir: pages read by OCR for files not indexed yet (see rag.workers)
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,9 @@ class Ingestor:
         self.settings = settings
         self.embedder = embedder
         self.store = store
-        self.pool = ParserPool(settings.effective_parse_workers, settings.parse_timeout, settings.parse_memory_mb)
-        self.timings: Counter[str] = Counter()  # seconds per stage (parse and chunk are summed over workers)
+        self.pool = ParserPool(settings.effective_parse_workers, settings.parse_timeout, settings.parse_memory_mb,
+                               page_timeout_s=settings.ocr_page_timeout)
+        self.timings: Counter[str] = Counter()  # seconds per stage (parse, OCR and chunk are summed over workers)
 
     def ingest(self, items: Sequence[Path | str | SourceFile], replace: bool = True) -> Iterator[IngestEvent]:
         """Index the files; yield progress events. With ``replace``, a new version replaces the old one."""
@@ -120,10 +125,12 @@ class Ingestor:
                 problem = "duplicate"
             if doc_id and not problem:
                 seen.add(doc_id)
-                jobs.append(self._job(f))
+                jobs.append(self._job(f, doc_id))
             plan.append((f, doc_id, problem))
 
         results = self.pool.parse(jobs)
+        progress: dict[int, PageProgress] = {}  # the latest OCR progress of files read ahead
+        job_index = 0
         stopped: str | None = None  # why the run stopped: the files after that one are not tried
         try:
             for number, (f, doc_id, problem) in enumerate(plan, 1):
@@ -136,7 +143,9 @@ class Ingestor:
                     yield FileFailed(f.name, f"{f.name} was not indexed because the run stopped: {stopped} Add it "
                                      "again once that is fixed.", "stopped")
                 else:
-                    stopped = yield from self._index(f, str(doc_id), next(results), replace)
+                    result = yield from self._result(results, job_index, f.name, progress)
+                    job_index += 1
+                    stopped = yield from self._index(f, str(doc_id), result, replace)
         finally:
             results.close()
         if stopped:
@@ -165,15 +174,36 @@ class Ingestor:
             return doc_id, "indexed"
         return doc_id, None
 
-    def _job(self, f: SourceFile) -> ParseJob:
+    def _job(self, f: SourceFile, doc_id: str) -> ParseJob:
         s = self.settings
         return ParseJob(path=str(f.path), file_name=f.name, max_bytes=s.max_upload_bytes, max_pages=s.max_pages,
-                        chunk_tokens=s.chunk_tokens, chunk_overlap=s.chunk_overlap, tokenizer=s.tokenizer)
+                        chunk_tokens=s.chunk_tokens, chunk_overlap=s.chunk_overlap, tokenizer=s.tokenizer,
+                        ocr=s.ocr, ocr_options=s.ocr_options, ocr_cache=str(self._ocr_cache(doc_id)))
+
+    def _ocr_cache(self, doc_id: str) -> Path:
+        return self.settings.data_dir / OCR_CACHE / f"{doc_id}.json"
+
+    @staticmethod
+    def _result(results: Iterator[ParseResult | PageProgress], index: int, name: str,
+                progress: dict[int, PageProgress]) -> Generator[IngestEvent, None, ParseResult]:
+        """The parse result of job ``index``, reporting its pages read by OCR as they come back (progress of files
+        read ahead is kept until their turn)."""
+        if index in progress:
+            p = progress.pop(index)
+            yield PageRead(name, p.page, p.done, p.total)
+        for item in results:
+            if isinstance(item, ParseResult):
+                return item
+            if item.index == index:
+                yield PageRead(name, item.page, item.done, item.total)
+            else:
+                progress[item.index] = item
+        raise RuntimeError("the parser pool ended before the last file was read")
 
     def _already(self, f: SourceFile, doc_id: str | None) -> FileIndexed:
         info = self.store.get(doc_id) if doc_id else None
         return FileIndexed(f.name, doc_id or "", "already indexed", info.pages if info else 0,
-                           info.chunks if info else 0)
+                           info.chunks if info else 0, ocr_pages=info.ocr_pages if info else [])
 
     def _index(self, f: SourceFile, doc_id: str, result: ParseResult,
                replace: bool) -> Generator[IngestEvent, None, str | None]:
@@ -182,8 +212,8 @@ class Ingestor:
             yield FileFailed(f.name, result.error or "unreadable", result.error_kind or "error")
             return None
         doc, chunks = result.document, result.chunks
-        self.timings.update(parse=result.seconds, chunk=result.chunk_seconds)
-        yield PagesParsed(f.name, doc.page_count, doc.pages_without_text)
+        self.timings.update(parse=result.seconds, chunk=result.chunk_seconds, ocr=result.ocr_seconds)
+        yield PagesParsed(f.name, doc.page_count, doc.pages_without_text, doc.ocr_pages)
         yield ChunksMade(f.name, len(chunks))
 
         # Embed everything before writing anything: a model failure then leaves no trace.
@@ -204,12 +234,15 @@ class Ingestor:
         started = time.perf_counter()
         info = DocumentInfo(doc_id=doc_id, file_name=f.name, title=doc.title, pages=doc.page_count,
                             chunks=len(chunks), status="indexing", added_at=time.time(),
-                            size_bytes=f.path.stat().st_size, pages_without_text=doc.pages_without_text)
+                            size_bytes=f.path.stat().st_size, pages_without_text=doc.pages_without_text,
+                            ocr_pages=doc.ocr_pages)
         try:
             older = [d for d in self.store.documents() if d.file_name == f.name and d.doc_id != doc_id]
             self.store.begin(info)
             self.store.add_chunks(doc_id, f.name, doc.title, chunks, vectors)
             self.store.save_file(doc_id, f.path)
+            if doc.ocr_pages:  # the recognised lines, for the viewer to highlight a cited passage on the image
+                self.store.save_ocr(doc_id, to_json(doc.pages, self.settings.ocr_options))
             self.store.commit(info)
         except write_errors() as exc:
             log.exception("Writing %s failed", f.name)
@@ -219,6 +252,7 @@ class Ingestor:
                              "once that is fixed.", "store")
             return problem[:1].upper() + problem[1:] if is_fatal(exc) else None  # a full disk fails every file
         self.timings["store"] += time.perf_counter() - started
+        self._ocr_cache(doc_id).unlink(missing_ok=True)  # the viewer's copy is kept with the PDF now
         replaced = None
         if replace and older:
             for old in older:
@@ -228,7 +262,7 @@ class Ingestor:
                     log.exception("Could not remove the older version of %s; both stay listed", f.name)
             replaced = older[-1].doc_id
         yield FileIndexed(f.name, doc_id, "replaced" if replaced else "indexed", doc.page_count, len(chunks),
-                          doc.pages_without_text, replaced)
+                          doc.pages_without_text, replaced, doc.ocr_pages)
         return None
 
     def _discard(self, doc_id: str) -> None:

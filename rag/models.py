@@ -6,11 +6,26 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class OcrLine:
+    """A line of text recognised on a page image, and where it is: ``box`` is (x0, y0, x1, y1) as fractions (0-1)
+    of the page's width and height, origin top-left."""
+
+    text: str
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
 class Page:
-    """One page of a PDF: its 1-based number and its cleaned text (may be empty for image-only pages)."""
+    """One page of a PDF: its 1-based number and its cleaned text (may be empty for image-only pages).
+
+    A page read by OCR has ``ocr`` set and keeps its recognised ``lines`` in reading order (the text is made of
+    them), so a citation can highlight them on the page image.
+    """
 
     number: int
     text: str
+    ocr: bool = False
+    lines: tuple[OcrLine, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -22,6 +37,11 @@ class ParsedDocument:
     pages: list[Page]
     page_count: int
     pages_without_text: list[int] = field(default_factory=list)
+
+    @property
+    def ocr_pages(self) -> list[int]:
+        """Pages whose text was read by OCR."""
+        return [p.number for p in self.pages if p.ocr]
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,7 @@ class Chunk:
     char_start: int
     char_end: int
     context: str = ""
+    ocr: bool = False  # the chunk's page was read by OCR
 
     @property
     def embed_text(self) -> str:
@@ -65,6 +86,7 @@ class DocumentInfo:
     added_at: float
     size_bytes: int = 0
     pages_without_text: list[int] = field(default_factory=list)
+    ocr_pages: list[int] = field(default_factory=list)  # pages whose text was read by OCR
 
 
 @dataclass(frozen=True)
@@ -81,6 +103,7 @@ class Passage:
     char_end: int
     score: float = 0.0
     title: str = ""
+    ocr: bool = False  # the passage comes from a page read by OCR
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,7 @@ class Store:
                 documents=[c.text for c in batch],
                 metadatas=[{"doc_id": doc_id, "file_name": file_name, "title": title, "index": c.index,
                             "page_start": c.page_start, "page_end": c.page_end, "char_start": c.char_start,
-                            "char_end": c.char_end, "context": c.context} for c in batch],
+                            "char_end": c.char_end, "context": c.context, "ocr": c.ocr} for c in batch],
             )
             self._heartbeat(doc_id)
         self._save_vectors(doc_id, [c.index for c in chunks], vectors)
@@ -182,6 +182,7 @@ class Store:
         self._ready = None
         self._title_terms.pop(doc_id, None)
         self.file_path(doc_id).unlink(missing_ok=True)
+        self.ocr_path(doc_id).unlink(missing_ok=True)
 
     def recover(self) -> list[str]:
         """Remove documents whose ingest died half-way; return their file names."""
@@ -200,6 +201,14 @@ class Store:
     def file_path(self, doc_id: str) -> Path:
         """Where the original PDF of a document is kept (named by its content hash)."""
         return self.files_dir / f"{doc_id}.pdf"
+
+    def ocr_path(self, doc_id: str) -> Path:
+        """Where the lines OCR read on a document's pages are kept, beside its PDF (see ``rag.ocr.to_json``)."""
+        return self.files_dir / f"{doc_id}.ocr.json"
+
+    def save_ocr(self, doc_id: str, text: str) -> None:
+        """Keep the OCR lines of a document for the viewer (written atomically)."""
+        atomic_write(self.ocr_path(doc_id), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     def save_file(self, doc_id: str, source: Path) -> Path:
         """Keep a copy of the original PDF for the viewer (written atomically)."""
@@ -420,13 +429,14 @@ def passage(cid: str, text: str, meta: dict[str, Any], score: float) -> Passage:
     return Passage(chunk_id=cid, doc_id=str(meta["doc_id"]), file_name=str(meta["file_name"]), text=text,
                    page_start=int(meta["page_start"]), page_end=int(meta["page_end"]),
                    char_start=int(meta["char_start"]), char_end=int(meta["char_end"]), score=score,
-                   title=str(meta.get("title", "")))
+                   title=str(meta.get("title", "")), ocr=bool(meta.get("ocr", False)))
 
 
 def _meta(info: DocumentInfo, status: str) -> dict[str, Any]:
     return {"file_name": info.file_name, "title": info.title, "pages": info.pages, "chunks": info.chunks,
             "status": status, "added_at": info.added_at, "size_bytes": info.size_bytes,
-            "pages_without_text": json.dumps(info.pages_without_text), "owner": _OWNER, "heartbeat": time.time()}
+            "pages_without_text": json.dumps(info.pages_without_text), "ocr_pages": json.dumps(info.ocr_pages),
+            "owner": _OWNER, "heartbeat": time.time()}
 
 
 def _info(doc_id: str, meta: dict[str, Any]) -> DocumentInfo:
@@ -434,7 +444,8 @@ def _info(doc_id: str, meta: dict[str, Any]) -> DocumentInfo:
                         pages=int(meta.get("pages", 0)), chunks=int(meta.get("chunks", 0)),
                         status=str(meta.get("status", INDEXING)), added_at=float(meta.get("added_at", 0)),
                         size_bytes=int(meta.get("size_bytes", 0)),
-                        pages_without_text=json.loads(str(meta.get("pages_without_text", "[]"))))
+                        pages_without_text=json.loads(str(meta.get("pages_without_text", "[]"))),
+                        ocr_pages=json.loads(str(meta.get("ocr_pages", "[]"))))
 
 
 def _owner_dead(owner: str) -> bool:

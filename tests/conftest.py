@@ -100,18 +100,26 @@ def engine(settings: Settings) -> Iterator[Engine]:
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright never downloads a browser here
 
 
-@pytest.fixture
-def browser_page() -> Iterator[Any]:
-    """A fresh headless Chromium page (Debian's /usr/bin/chromium driven by Playwright); dialogs are recorded in
-    ``page.dialogs`` and dismissed."""
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium (Debian's /usr/bin/chromium driven by Playwright) for the session's browser tests; each
+    test opens its own context (cookies, local storage) in it."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.dialogs = []
-        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
-        yield page
-        browser.close()
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def browser_page(browser: Any) -> Iterator[Any]:
+    """A fresh page in a context of its own; dialogs are recorded in ``page.dialogs`` and dismissed."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.dialogs = []
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    yield page
+    context.close()

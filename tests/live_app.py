@@ -24,13 +24,15 @@ def free_port() -> int:
 
 
 class LiveApp:
-    """The app as ``python app.py`` builds it (``build``, ``queue``, ``launch_options``), on a free local port.
+    """The app as ``python app.py`` builds it (``build``, ``queue``, ``launch_options``), on a free local port (or
+    ``port``: a restarted app on the same address is the same site to a browser, with the same local storage).
 
     ``launch`` overrides ``Blocks.launch`` arguments (e.g. ``max_file_size``). Use as a context manager.
     """
 
-    def __init__(self, settings: Settings, engine: Engine | None = None, **launch: Any) -> None:
-        self.settings = settings.with_(host="127.0.0.1", port=free_port())
+    def __init__(self, settings: Settings, engine: Engine | None = None, port: int | None = None,
+                 **launch: Any) -> None:
+        self.settings = settings.with_(host="127.0.0.1", port=port or free_port())
         self.engine = engine or Engine(self.settings)
         self.url = f"http://127.0.0.1:{self.settings.port}"
         self._launch = launch

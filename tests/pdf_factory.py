@@ -2,7 +2,9 @@
 
 Every factory writes one file and returns its ``Path``. Text is drawn with reportlab using the Vera TrueType font
 that ships inside reportlab, so non-ASCII Latin text (see ``UNICODE_SAMPLE``) survives extraction with pypdf.
-Encryption is done with pypdf. Nothing here needs PIL, network access or files outside the test's ``tmp_path``.
+Encryption is done with pypdf. Pages that are pictures of text (scans, slides exported as images; see
+``scanned_pdf``) are drawn with Pillow in the same font. Nothing here needs network access or files outside the
+test's ``tmp_path``.
 """
 
 from __future__ import annotations
@@ -326,6 +328,75 @@ def image_only_pdf(path: Path | str, n_pages: int = 2) -> Path:
     return mixed_scan_pdf(path, [None] * n_pages)
 
 
+SCAN_DPI = 100  # pixels per inch of pictured pages: small images keep OCR in tests to about a second a page
+SCAN_FONT_PX = 26  # text height in those pictures (about 19 pt): legible without needing a finer scan
+
+
+def _picture_of_text(text: str, dpi: int = SCAN_DPI, font_px: int = SCAN_FONT_PX,
+                     columns: int = 1) -> tuple[object, list[tuple[str, tuple[float, float, float, float]]]]:
+    """An A4 page as a greyscale Pillow image with ``text`` drawn on it, word-wrapped (in ``columns`` columns,
+    filled left to right), and where each drawn line is: (line, (x0, y0, x1, y1) as fractions of the page)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    width, height = round(PAGE_WIDTH / 72 * dpi), round(PAGE_HEIGHT / 72 * dpi)
+    image = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(str(Path(reportlab.__file__).parent / "fonts" / "Vera.ttf"), font_px)
+    margin, gap, leading = round(dpi * 0.8), round(dpi * 0.4), round(font_px * 1.5)
+    column_width = (width - 2 * margin - (columns - 1) * gap) / columns
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        current = ""
+        for word in paragraph.split():
+            candidate = f"{current} {word}".strip()
+            if current and draw.textlength(candidate, font=font) > column_width:
+                lines.append(current)
+                candidate = word
+            current = candidate
+        lines.append(current)
+    per_column = max(1, -(-len(lines) // columns))
+    drawn = []
+    for index, line in enumerate(lines):
+        column, row = divmod(index, per_column)
+        x, y = margin + column * (column_width + gap), margin + row * leading
+        if y + leading > height - margin:
+            raise ValueError("the text does not fit on the page")
+        if line:
+            draw.text((x, y), line, fill=0, font=font)
+            x0, y0, x1, y1 = draw.textbbox((x, y), line, font=font)
+            drawn.append((line, (x0 / width, y0 / height, x1 / width, y1 / height)))
+    return image, drawn
+
+
+def scanned_pdf(path: Path | str | io.BytesIO, pages: Sequence[str], *, typed: Sequence[int] = (), columns: int = 1,
+                dpi: int = SCAN_DPI, font_px: int = SCAN_FONT_PX) -> Path:
+    """Write a PDF whose pages are pictures of the given texts (like a scan: an image and no text layer), except
+    the 1-based pages listed in ``typed``, which are ordinary text pages. "\\n" in a text starts a new line."""
+    if not pages:
+        raise ValueError("a PDF needs at least one page")
+    writer = PdfWriter()
+    for number, text in enumerate(pages, start=1):
+        if number in typed:
+            writer.add_page(PdfReader(io.BytesIO(_text_pdf_bytes([text]))).pages[0])
+            continue
+        image, _ = _picture_of_text(text, dpi, font_px, columns)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PDF", resolution=dpi)
+        writer.add_page(PdfReader(buffer).pages[0])
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    if isinstance(path, io.BytesIO):
+        path.write(buffer.getvalue())
+        path.seek(0)
+        return path  # type: ignore[return-value] - an in-memory PDF for the other factories
+    return _write(path, buffer.getvalue())
+
+
+def scanned_lines(text: str, columns: int = 1) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """Where ``scanned_pdf`` draws each line of ``text`` on its page: (line, box as fractions of the page)."""
+    return _picture_of_text(text, columns=columns)[1]
+
+
 def _png_bytes(width: int = 4, height: int = 4) -> bytes:
     """A small valid RGB PNG image, built with zlib alone."""
     def chunk(kind: bytes, body: bytes) -> bytes:
@@ -432,6 +503,27 @@ def unmapped_font_pdf(path: Path | str, readable: Sequence[str] = ()) -> Path:
     return _write(path, _raw_pdf(objects))
 
 
+def scan_with_text_layer(path: Path | str, picture: str, layer: str | None = None) -> Path:
+    """A one-page scan (a picture of ``picture``, see ``scanned_pdf``) under an invisible text layer (render mode 3,
+    as scanners' own OCR adds one) that does not say what the picture shows: the words ``layer``, or, without
+    them, glyph codes of a Type3 font with no mapping to characters ("/g437/g258")."""
+    writer = PdfWriter(clone_from=scanned_pdf(io.BytesIO(), [picture]))
+    if layer is not None:
+        overlay = _raw_pdf(_one_page(_stream(b"BT 3 Tr /F1 12 Tf 72 700 Td (" + layer.encode("latin-1") + b") Tj ET")))
+    else:
+        overlay = _raw_pdf([
+            b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            _PAGE % (4, 5, b""), _stream(b"BT 3 Tr /F1 12 Tf 72 700 Td (\x01\x02\x01\x02\x01\x02) Tj ET"),
+            b"<< /Type /Font /Subtype /Type3 /FontBBox [0 0 500 700] /FontMatrix [0.001 0 0 0.001 0 0] "
+            b"/CharProcs << /g437 6 0 R /g258 6 0 R >> /Encoding << /Type /Encoding /Differences [1 /g437 /g258] >> "
+            b"/FirstChar 1 /LastChar 2 /Widths [500 500] >>",
+            _stream(b"0 0 0 0 500 700 d1 0 0 500 700 re f")])
+    writer.pages[0].merge_page(PdfReader(io.BytesIO(overlay)).pages[0])
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return _write(path, buffer.getvalue())
+
+
 def cyclic_page_tree_pdf(path: Path | str) -> Path:
     """Write a PDF whose page tree contains itself (/Kids points back at its own node): a naive walk never ends."""
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R 2 0 R] /Count 2 >>",
@@ -505,6 +597,9 @@ __all__ = [
     "not_a_pdf",
     "page_tree_bomb_pdf",
     "password_pdf",
+    "scan_with_text_layer",
+    "scanned_lines",
+    "scanned_pdf",
     "slow_pdf",
     "text_pdf",
     "truncated_pdf",

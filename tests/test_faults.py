@@ -25,7 +25,8 @@ from rag.config import Settings
 from rag.engine import Engine
 from rag.errors import StoreError
 from rag.events import AnswerDelta, Embedded, Failure, FileFailed, FileIndexed, Sources
-from rag.workers import CRASHED, MEMORY_LIMIT, TIME_LIMIT, ParseJob, ParserPool
+from rag.pool import ParserPool
+from rag.workers import CRASHED, MEMORY_LIMIT, TIME_LIMIT, ParseJob
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama
 from tests.live_app import LiveApp

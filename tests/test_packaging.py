@@ -98,3 +98,10 @@ def test_readme_links_the_deployment_guide() -> None:
     for topic in ("RAG_AUTH", "SPACE", "/data", "ZeroGPU", "docker run", "chroma run", "RAG_CHROMA_HOST",
                   "RAG_OLLAMA_TOKEN", "sticky"):
         assert topic in guide, topic
+
+
+def test_the_ocr_engines_system_libraries_are_installed_wherever_the_app_runs() -> None:
+    needed = {"libgl1", "libglib2.0-0"}  # OpenCV's, for RapidOCR
+    assert needed <= set((ROOT / "packages.txt").read_text().split())  # Hugging Face Spaces installs these
+    for place in (ROOT / "Dockerfile", ROOT / ".ci" / "run"):
+        assert all(lib in place.read_text() for lib in needed), place.name

@@ -1,7 +1,7 @@
 """The web app end to end, in real headless Chromium (Playwright driving Debian's /usr/bin/chromium), and its public
 API through gradio_client. The app runs in-process against the stand-in Ollama server (a test double).
 
-Screenshots are saved under test-artifacts/ (the README's screenshot comes from here).
+Screenshots are saved under test-artifacts/ (the README's come from ``python -m tests.screenshots``).
 """
 
 from __future__ import annotations
@@ -63,16 +63,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         demo.close()
         engine.close()
         ollama.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
@@ -200,15 +190,31 @@ def test_status_badge_says_how_to_fix_an_outage(page: Any, app: App) -> None:
     page.wait_for_selector("#pw-status-box .pw-ok", timeout=30_000)
 
 
-def test_narrow_window_and_dark_mode_render(browser: Any, app: App) -> None:
-    context = browser.new_context(viewport={"width": 420, "height": 900}, color_scheme="dark")
+def test_phone_width_stacks_the_columns_chat_first_and_nothing_overflows(browser: Any, app: App) -> None:
+    list(app.engine.ingest(list(app.pdfs.values())))
+    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
     pg = context.new_page()
     open_app(pg, app.url + "/?__theme=dark")
-    width = pg.evaluate("document.documentElement.scrollWidth")
-    assert width <= 440  # columns stack instead of overflowing sideways
+    ask(pg, "What dividend per share did the board approve?")
+    pg.wait_for_selector("#pw-chat .pw-cite", timeout=60_000)
+    assert pg.evaluate("document.documentElement.scrollWidth") <= 390  # the page never scrolls sideways
+    # ... and no control sticks out of the screen (cut off by an ancestor that hides its overflow).
+    outside = pg.evaluate("""[...document.querySelectorAll('button, input, textarea, label, table, .pw-status')]
+        .filter(e => e.offsetParent !== null).map(e => [e.id || e.className, e.getBoundingClientRect()])
+        .filter(([, r]) => r.width > 0 && (r.left < -1 || r.right > 391)).map(([name]) => String(name))""")
+    assert outside == []
+    top = {col: pg.locator(f"#{col}").bounding_box()["y"] for col in ("pw-center", "pw-right", "pw-left")}
+    assert top["pw-center"] < top["pw-right"] < top["pw-left"]  # chat, then the page and sources, then library
     assert pg.evaluate("document.body.classList.contains('dark') || "
                        "document.querySelector('.gradio-container').closest('.dark') !== null")
-    shot(pg, "6-narrow-dark")
+    shot(pg, "6-phone-dark")
+    pg.click("#pw-chat .pw-cite")  # on a phone a citation opens the page over the whole screen
+    pg.wait_for_selector("#pw-viewer[data-state=ready][data-large=true]", timeout=30_000)
+    assert pg.evaluate("document.getElementById('pw-viewer').getBoundingClientRect().right") <= 391
+    assert pg.locator("#pw-viewer .pw-hit").count() >= 1
+    shot(pg, "6-phone-page")
+    pg.keyboard.press("Escape")
+    pg.wait_for_selector("#pw-viewer[data-large=false]")
     context.close()
 
 
@@ -240,8 +246,9 @@ def test_api_upload_list_ask_delete(app: App, tmp_path: Path) -> None:
     assert all(d["doc_id"] != orbit["doc_id"] for d in client.predict(api_name="/documents"))
 
 
-def test_readme_screenshot_is_current() -> None:
-    """The README shows a real screenshot of the app (refreshed from test-artifacts/ by hand)."""
+def test_readme_screenshots_are_there() -> None:
+    """The README shows real screenshots of the app (made by ``python -m tests.screenshots``)."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert "assets/screenshot.png" in readme
-    assert (Path(__file__).resolve().parent.parent / "assets" / "screenshot.png").stat().st_size > 10_000
+    for name in ("screenshot.png", "screenshot-large.png"):
+        assert f"assets/{name}" in readme
+        assert (Path(__file__).resolve().parent.parent / "assets" / name).stat().st_size > 10_000

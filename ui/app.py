@@ -3,6 +3,7 @@ at the cited page. Handlers translate engine events into Gradio updates; all eng
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import gradio as gr
 from rag.answer import AskOptions, flatten
 from rag.config import Settings
 from rag.engine import Engine
-from rag.errors import RagError
+from rag.errors import ChatNotFound, RagError
 from rag.events import (
     AnswerDelta,
     Embedded,
@@ -21,6 +22,7 @@ from rag.events import (
     FileFailed,
     FileIndexed,
     FileStarted,
+    PageRead,
     PagesParsed,
     Progress,
     Sources,
@@ -28,8 +30,11 @@ from rag.events import (
     sources_record,
 )
 from rag.ingest import SourceFile
-from ui import render
+from rag.markdown import escape_markdown
+from ui import conversations, render
+from ui.conversations import Turn
 
+log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 STAGES = {"rewriting": "Understanding the follow-up…", "rewritten": "Searching…", "retrieving": "Searching…",
           "reranking": "Ranking passages…", "generating": "Writing…"}
@@ -48,6 +53,7 @@ STAGES = {"rewriting": "Understanding the follow-up…", "rewritten": "Searching
 CONCURRENCY = 4
 INGEST_CONCURRENCY = 1
 QUEUE_SIZE = 64
+UPLOADS = "uploads"  # Gradio's cache folder, inside the data folder (uploads, and Markdown downloads)
 UPLOAD_DELETE_AFTER_S = 3600  # uploads are copied into the index when they arrive; the upload itself goes after this
 
 
@@ -56,7 +62,7 @@ def build(engine: Engine) -> gr.Blocks:
     s = engine.settings
     # Gradio keeps every upload in its cache folder, by default /tmp/gradio: readable by other users, never emptied.
     # Keep it inside the data folder instead, and have Gradio delete each upload an hour after it arrived.
-    os.environ["GRADIO_TEMP_DIR"] = str((s.data_dir / "uploads").resolve())
+    os.environ["GRADIO_TEMP_DIR"] = str((s.data_dir / UPLOADS).resolve())
     with gr.Blocks(title="Pagewise · chat with your PDFs", fill_width=True,
                    delete_cache=(UPLOAD_DELETE_AFTER_S, UPLOAD_DELETE_AFTER_S)) as demo:
         with gr.Row(elem_id="pw-header"):
@@ -67,6 +73,8 @@ def build(engine: Engine) -> gr.Blocks:
         with gr.Row(equal_height=False, elem_id="pw-main"):
             # --- library ------------------------------------------------------------------------------------
             with gr.Column(scale=3, min_width=280, elem_id="pw-left"):
+                chat_list = gr.Radio(label="Conversations", choices=[], elem_id="pw-chats",
+                                     info="None yet: each question you ask is saved here.")
                 upload = gr.File(label=f"Drop PDFs here (up to {s.max_upload_mb:g} MB each)", file_count="multiple",
                                  file_types=[".pdf"], elem_id="pw-upload", height=160)
                 upload_log = gr.HTML(elem_id="pw-upload-log")
@@ -92,8 +100,23 @@ def build(engine: Engine) -> gr.Blocks:
                     pool = gr.Slider(5, 200, value=s.candidate_pool, step=5, label="Candidates per retriever")
 
             # --- chat ---------------------------------------------------------------------------------------
-            with gr.Column(scale=5, min_width=340, elem_id="pw-center"):
-                chatbot = gr.Chatbot(label="Chat", height="68vh", elem_id="pw-chat", buttons=["copy"],
+            with gr.Column(scale=5, min_width=300, elem_id="pw-center"):
+                with gr.Row(elem_id="pw-chat-bar"):
+                    chat_title = gr.Textbox(placeholder="New conversation",
+                                            show_label=False, container=False, scale=6, min_width=160,
+                                            max_lines=1, elem_id="pw-chat-title")
+                    new_chat = gr.Button("New chat", size="sm", scale=0, min_width=80, elem_id="pw-new-chat")
+                    download = gr.Button("Markdown", size="sm", scale=0, min_width=90, interactive=False,
+                                         elem_id="pw-download")
+                    download_file = gr.DownloadButton(visible="hidden", elem_id="pw-download-file")
+                    delete_chat = gr.Button("Delete", size="sm", scale=0, min_width=70, interactive=False,
+                                            elem_id="pw-delete-chat")
+                with gr.Group(visible=False, elem_id="pw-confirm-chat") as chat_confirm_box:
+                    chat_confirm_text = gr.Markdown()
+                    with gr.Row():
+                        chat_cancel = gr.Button("Cancel", size="sm")
+                        chat_confirm = gr.Button("Delete", variant="stop", size="sm", elem_id="pw-confirm-delete-chat")
+                chatbot = gr.Chatbot(label="Chat", height="68vh", elem_id="pw-chat", buttons=[],
                                      feedback_options=None, placeholder=_placeholder(),
                                      group_consecutive_messages=False)
                 with gr.Row(elem_id="pw-ask-row"):
@@ -101,12 +124,16 @@ def build(engine: Engine) -> gr.Blocks:
                                           scale=8, lines=1, max_lines=6, autofocus=True, elem_id="pw-question")
                     send = gr.Button("Ask", variant="primary", scale=1, min_width=70, elem_id="pw-send")
                     stop = gr.Button("Stop", variant="stop", scale=1, min_width=70, elem_id="pw-stop")
-                clear = gr.Button("Clear chat", size="sm", elem_id="pw-clear")
 
             # --- sources and viewer ---------------------------------------------------------------------------
             with gr.Column(scale=4, min_width=320, elem_id="pw-right"):
                 gr.HTML(_viewer(), elem_id="pw-viewer-box")
                 sources = gr.HTML(render.sources_html(None), elem_id="pw-sources", label="Sources")
+
+        # This tab's conversation (its id), remembered by the browser across reloads and restarts.
+        chat_id = gr.State(None)
+        saved_chat = gr.BrowserState("", storage_key=conversations.STORAGE_KEY, secret=conversations.STORAGE_SECRET)
+        exports = s.data_dir / UPLOADS / "exports"
 
         # API-only inputs and outputs (hidden): file upload for gradio_client.
         with gr.Group(visible=False):
@@ -122,10 +149,11 @@ def build(engine: Engine) -> gr.Blocks:
 
         def on_upload(paths: list[str] | None, selected: list[str] | None) -> Iterator[tuple[Any, ...]]:
             states: dict[str, tuple[str, str, float]] = {}
+            starts: dict[str, float] = {}
             added: list[str] = []
             unchanged = (gr.update(),) * len(library_outputs)
             for event in engine.ingest([SourceFile(Path(p), Path(p).name) for p in paths or []]):
-                _track(states, event)
+                _track(states, event, starts)
                 if isinstance(event, FileIndexed):  # the library changes only when a file is indexed
                     added.append(event.doc_id)
                     yield render.upload_html(states), *_library_updates(engine, selected, added), gr.update()
@@ -136,8 +164,8 @@ def build(engine: Engine) -> gr.Blocks:
         upload.upload(on_upload, [upload, scope], [upload_log, *library_outputs, upload], api_visibility="private",
                       concurrency_limit=INGEST_CONCURRENCY, concurrency_id="ingest", show_progress="hidden")
 
-        def api_upload(paths: list[str] | None) -> list[dict[str, Any]]:
-            return _ingest_results(engine, paths or [])
+        def api_upload(paths: list[str] | None) -> Iterator[list[dict[str, Any]]]:
+            yield from _ingest_results(engine, paths or [])
 
         api_trigger.click(api_upload, api_files, api_result, api_name="upload", concurrency_limit=INGEST_CONCURRENCY,
                           concurrency_id="ingest")
@@ -148,10 +176,7 @@ def build(engine: Engine) -> gr.Blocks:
 
         def ask_delete(ref: str | None) -> tuple[Any, Any]:
             doc = next((d for d in engine.documents() if d.doc_id == ref), None)
-            if doc is None:
-                return gr.update(visible=False), gr.update(value="")
-            return gr.update(visible=True), gr.update(
-                value=f"Remove **{render.doc_label(doc)}** and its {doc.chunks} passages from the index?")
+            return _confirm(doc and f"Remove **{render.doc_label(doc)}** and its {doc.chunks} passages from the index?")
 
         delete_btn.click(ask_delete, to_delete, [confirm_box, confirm_text], api_visibility="private")
         cancel_btn.click(lambda: gr.update(visible=False), None, confirm_box, api_visibility="private")
@@ -167,20 +192,97 @@ def build(engine: Engine) -> gr.Blocks:
 
         confirm_btn.click(do_delete, [to_delete, scope], [confirm_box, *library_outputs], api_visibility="private")
 
-        def on_ask(message: str, history: list[dict[str, Any]], selected: list[str] | None, model: str,
-                   thinking: bool, k: float, use_rerank: bool, candidates: float) -> Iterator[tuple[Any, ...]]:
+        conversation_outputs = [chatbot, sources, chat_id, saved_chat, chat_title, download, delete_chat, chat_list]
+
+        def on_ask(message: str, history: list[dict[str, Any]], current: str | None, selected: list[str] | None,
+                   model: str, thinking: bool, k: float, use_rerank: bool, candidates: float,
+                   request: gr.Request) -> Iterator[tuple[Any, ...]]:
             options = AskOptions(think=thinking, top_k=int(k), rerank=use_rerank, candidate_pool=int(candidates),
                                  chat_model=(model or "").strip() or None)
-            for history_out, panel in _answer(engine, message, history, selected, options):
-                yield history_out, panel, ""
+            who = conversations.owner(request)
+            chat = conversations.save_question(engine, who, current, message)
+            turn = Turn()
+            head: tuple[Any, ...] = (gr.skip(),) * 6
+            if chat is not None:
+                head = (chat.id, chat.id, gr.update(value=chat.title), conversations.chat_list(engine, who, chat.id),
+                        gr.update(interactive=True), gr.update(interactive=True))
+            try:
+                for history_out, panel in _answer(engine, message, history, selected, options, turn):
+                    yield history_out, panel, "", *head
+                    head = (gr.skip(),) * 6
+            finally:  # also when stopped: the answer so far is kept, marked as stopped
+                if chat is not None:
+                    conversations.save_answer(engine, who, chat.id, turn)
 
-        ask_inputs = [question, chatbot, scope, chat_model, think, top_k, rerank, pool]
-        ask_event = gr.on([send.click, question.submit], on_ask, ask_inputs, [chatbot, sources, question],
+        ask_inputs = [question, chatbot, chat_id, scope, chat_model, think, top_k, rerank, pool]
+        ask_outputs = [chatbot, sources, question, chat_id, saved_chat, chat_title, chat_list, download, delete_chat]
+        ask_event = gr.on([send.click, question.submit], on_ask, ask_inputs, ask_outputs,
                           api_visibility="private", concurrency_limit=CONCURRENCY, concurrency_id="ask",
                           show_progress="hidden")
         stop.click(None, None, None, cancels=[ask_event])
-        clear.click(lambda: ([], render.sources_html(None)), None, [chatbot, sources], cancels=[ask_event],
-                    api_visibility="private")
+
+        def export(current: str | None, request: gr.Request) -> Any:
+            # Written afresh on each click: Gradio deletes files it served an hour ago.
+            try:
+                chat = engine.chat_store.get(current or "", conversations.owner(request))
+                return str(conversations.export(engine, chat, exports))
+            except (RagError, OSError) as exc:
+                gr.Warning(f"Could not make the Markdown: {exc}")
+                return gr.skip()
+
+        # The visible button makes the file, then the hidden download button hands it to the browser.
+        download.click(export, chat_id, download_file, api_visibility="private").then(
+            None, None, None, js="() => document.querySelector('#pw-download-file')?.click()")
+
+        def open_chat(chosen: str | None, request: gr.Request) -> tuple[Any, ...]:
+            return conversations.show(engine, conversations.owner(request), chosen)
+
+        chat_list.input(open_chat, chat_list, conversation_outputs, api_visibility="private", cancels=[ask_event])
+        def start_new(request: gr.Request) -> tuple[Any, ...]:
+            return conversations.show(engine, conversations.owner(request), None)
+
+        gr.on([new_chat.click, chatbot.clear], start_new, None, conversation_outputs, api_visibility="private",
+              cancels=[ask_event])
+        demo.load(open_chat, saved_chat, conversation_outputs, api_visibility="private")
+
+        def rename(current: str | None, title: str, request: gr.Request) -> tuple[Any, Any]:
+            who = conversations.owner(request)
+            if not current:
+                return gr.skip(), gr.skip()
+            try:
+                chat = engine.chat_store.rename(current, who, title or "")
+            except RagError as exc:
+                gr.Warning(str(exc))
+                return gr.skip(), gr.skip()
+            return gr.update(value=chat.title), conversations.chat_list(engine, who, chat.id)
+
+        gr.on([chat_title.submit, chat_title.blur], rename, [chat_id, chat_title], [chat_title, chat_list],
+              api_visibility="private")
+
+        def ask_delete_chat(current: str | None, request: gr.Request) -> tuple[Any, Any]:
+            try:
+                chat = engine.chat_store.get(current, conversations.owner(request)) if current else None
+            except ChatNotFound:
+                chat = None
+            return _confirm(chat and f"Delete the conversation **{escape_markdown(chat.title)}** ({chat.messages} "
+                            "messages)?")
+
+        delete_chat.click(ask_delete_chat, chat_id, [chat_confirm_box, chat_confirm_text], api_visibility="private")
+        chat_cancel.click(lambda: gr.update(visible=False), None, chat_confirm_box, api_visibility="private")
+
+        def do_delete_chat(current: str | None, request: gr.Request) -> tuple[Any, ...]:
+            who = conversations.owner(request)
+            if current:
+                try:
+                    engine.chat_store.delete(current, who)
+                    conversations.forget_export(current, exports)
+                except RagError as exc:
+                    gr.Warning(str(exc))
+            return gr.update(visible=False), *conversations.show(engine, who, None)
+
+        chat_confirm.click(do_delete_chat, chat_id, [chat_confirm_box, *conversation_outputs],
+                           api_visibility="private", cancels=[ask_event])
+
         def pick_example(event: gr.SelectData) -> str:
             return event.value["text"]
 
@@ -196,9 +298,9 @@ def build(engine: Engine) -> gr.Blocks:
 
         # --- public API (gradio_client) ---------------------------------------------------------------------------
         def documents() -> list[dict[str, Any]]:
-            """The indexed documents: id, file name, pages, chunks, added (unix time)."""
+            """The indexed documents: id, file name, pages, chunks, added (unix time), pages read by OCR."""
             return [{"doc_id": d.doc_id, "file_name": d.file_name, "pages": d.pages, "chunks": d.chunks,
-                     "added_at": d.added_at} for d in engine.documents()]
+                     "added_at": d.added_at, "ocr_pages": d.ocr_pages} for d in engine.documents()]
 
         def ask(question: str, doc_ids: list[str] | None = None, think: bool = False) -> Iterator[dict[str, Any]]:
             """Answer a question from the documents (all, or the given ids): answer, thinking, cited, other, error.
@@ -213,13 +315,15 @@ def build(engine: Engine) -> gr.Blocks:
         gr.api(documents, api_name="documents")
         gr.api(ask, api_name="ask", concurrency_limit=CONCURRENCY, concurrency_id="ask")
         gr.api(delete, api_name="delete")
+        conversations.api(engine, exports)
     return demo
 
 
 # --- answering ----------------------------------------------------------------------------------------------------
 def _answer(engine: Engine, message: str, history: list[dict[str, Any]], selected: list[str] | None,
-            options: AskOptions) -> Iterator[tuple[list[dict[str, Any]], str]]:
-    """Stream one question's answer into the chat: thinking in a folding block, then the answer with chips."""
+            options: AskOptions, turn: Turn) -> Iterator[tuple[list[dict[str, Any]], str]]:
+    """Stream one question's answer into the chat: thinking in a folding block, then the answer with chips.
+    ``turn`` collects what is to be saved; it is ``finished`` once the answer has ended (failed answers too)."""
     message = (message or "").strip()
     history = list(history or [])
     if not message:
@@ -231,37 +335,46 @@ def _answer(engine: Engine, message: str, history: list[dict[str, Any]], selecte
     history.append(answer)
     yield history, render.sources_html(None)
 
-    text, thought, started = "", None, time.monotonic()
+    thought, started = None, time.monotonic()
     panel = gr.update()
     try:
         for event in engine.ask(message, conversation, selected, options):
-            if isinstance(event, Progress) and not text:
+            if isinstance(event, Progress) and not turn.text:
                 answer["content"] = f"<span class='pw-working'>{STAGES.get(event.stage, '…')}</span>"
             elif isinstance(event, ThinkingDelta):
                 if thought is None:
                     thought = {"role": "assistant", "content": "",
                                "metadata": {"title": "Thinking…", "status": "pending"}}
                     history.insert(len(history) - 1, thought)
+                turn.thinking += event.text
+                turn.thinking_seconds = time.monotonic() - started
                 thought["content"] += render.streaming_html(event.text)  # the model's text is shown, never run
             elif isinstance(event, AnswerDelta):
                 if thought is not None and thought["metadata"]["status"] == "pending":
-                    thought["metadata"] = {"title": f"Thought for {time.monotonic() - started:.0f} s",
-                                           "status": "done"}
-                text += event.text
-                answer["content"] = render.streaming_html(text)
+                    thought["metadata"] = {"title": f"Thought for {turn.thinking_seconds:.0f} s", "status": "done"}
+                turn.text += event.text
+                answer["content"] = render.streaming_html(turn.text)
             elif isinstance(event, Sources):
-                answer["content"] = render.answer_html(text, event)
-                panel = render.sources_html(event, text)
+                turn.sources = event
+                answer["content"] = render.answer_message(turn.text, event)
+                panel = render.sources_html(event, turn.text)
             elif isinstance(event, Failure):  # after a partial answer: it stays, marked as interrupted
-                note = f"<span class='pw-error'>⚠ {render.streaming_html(event.message)}</span>"
-                answer["content"] = f"{answer['content']}\n\n{note}" if text else note
+                turn.error = event.message
+                answer["content"] = render.answer_message(turn.text, turn.sources, event.message)
             yield history, panel
     except RagError as exc:
-        answer["content"] = f"<span class='pw-error'>⚠ {render.streaming_html(str(exc))}</span>"
+        turn.error = str(exc)
+        answer["content"] = render.answer_message("", None, str(exc))
         yield history, panel
     finally:
         if thought is not None and thought["metadata"]["status"] == "pending":
             thought["metadata"] = {"title": "Thinking (stopped)", "status": "done"}
+    turn.finished = True
+
+
+def _confirm(question: str | None) -> tuple[Any, Any]:
+    """A confirmation box: shown with ``question``, hidden when there is nothing to confirm."""
+    return gr.update(visible=bool(question)), gr.update(value=question or "")
 
 
 def _conversation(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -303,24 +416,37 @@ def _ask_stream(engine: Engine, question: str, doc_ids: list[str] | None,
 
 
 # --- ingestion ----------------------------------------------------------------------------------------------------
-def _track(states: dict[str, tuple[str, str, float]], event: Any) -> None:
-    """Update the per-file progress from one ingestion event."""
+OCR_SHARE = 0.6  # of a file's progress bar, while its pages are read by OCR (by far the slowest stage)
+
+
+def _track(states: dict[str, tuple[str, str, float]], event: Any, starts: dict[str, float] | None = None) -> None:
+    """Update the per-file progress from one ingestion event (``starts``: where each file's embedding begins on
+    its bar, after the reading, kept between calls)."""
+    starts = {} if starts is None else starts
     if isinstance(event, FileStarted):
         states[event.file_name] = ("working", "reading…", 0.02)
+    elif isinstance(event, PageRead):
+        states[event.file_name] = ("working", f"reading page {event.done}/{event.total} (OCR)",
+                                   0.02 + OCR_SHARE * event.done / max(1, event.total))
     elif isinstance(event, PagesParsed):
         missing = f", {len(event.pages_without_text)} without text" if event.pages_without_text else ""
-        states[event.file_name] = ("working", f"{event.pages} pages read{missing}, embedding…", 0.1)
+        ocr = f", {len(event.ocr_pages)} by OCR" if event.ocr_pages else ""
+        starts[event.file_name] = 0.02 + OCR_SHARE if event.ocr_pages else 0.1
+        states[event.file_name] = ("working", f"{event.pages} pages read{ocr}{missing}, embedding…",
+                                   starts[event.file_name])
     elif isinstance(event, Embedded):
+        start = starts.get(event.file_name, 0.1)
         states[event.file_name] = ("working", f"embedding {event.done}/{event.total}",
-                                   0.1 + 0.85 * event.done / max(1, event.total))
+                                   start + (0.95 - start) * event.done / max(1, event.total))
     elif isinstance(event, FileIndexed):
         if event.status == "already indexed":
             states[event.file_name] = ("same", "already indexed", 1.0)
         else:
             extra = (f" (pages {', '.join(map(str, event.pages_without_text[:10]))} have no text)"
                      if event.pages_without_text else "")
+            ocr = f", {len(event.ocr_pages)} read by OCR" if event.ocr_pages else ""
             verb = "indexed, replacing the older version" if event.status == "replaced" else "indexed"
-            states[event.file_name] = ("done", f"{verb}: {event.pages} pages{extra}", 1.0)
+            states[event.file_name] = ("done", f"{verb}: {event.pages} pages{ocr}{extra}", 1.0)
     elif isinstance(event, FileFailed):
         states[event.file_name] = ("failed", f"failed: {event.reason}", 1.0)
     elif isinstance(event, Failure):
@@ -330,18 +456,24 @@ def _track(states: dict[str, tuple[str, str, float]], event: Any) -> None:
         states["⚠"] = ("failed", event.message, 1.0)
 
 
-def _ingest_results(engine: Engine, paths: list[str]) -> list[dict[str, Any]]:
+def _ingest_results(engine: Engine, paths: list[str]) -> Iterator[list[dict[str, Any]]]:
+    """The /upload API's updates: each file's result as it is known, with, while a file's pages are read by OCR, a
+    "working" entry saying which (``client.submit`` streams them; the last update holds the results only)."""
     results: list[dict[str, Any]] = []
     for event in engine.ingest([SourceFile(Path(p), Path(p).name) for p in paths]):
-        if isinstance(event, FileIndexed):
+        if isinstance(event, PageRead):
+            yield results + [{"file_name": event.file_name, "status": "working",
+                              "progress": f"reading page {event.done}/{event.total} (OCR)",
+                              "pages_read": event.done, "pages_to_read": event.total}]
+        elif isinstance(event, FileIndexed):
             results.append({"file_name": event.file_name, "status": event.status, "doc_id": event.doc_id,
                             "pages": event.pages, "chunks": event.chunks,
-                            "pages_without_text": event.pages_without_text})
+                            "pages_without_text": event.pages_without_text, "ocr_pages": event.ocr_pages})
         elif isinstance(event, FileFailed):
             results.append({"file_name": event.file_name, "status": "failed", "reason": event.reason})
         elif isinstance(event, Failure):
             results.append({"file_name": None, "status": "failed", "reason": event.message})
-    return results
+    yield results
 
 
 def _library_updates(engine: Engine, selected: list[str] | None, add: list[str] | None = None) -> tuple[Any, ...]:
@@ -383,12 +515,23 @@ def _placeholder() -> str:
 
 
 def _viewer() -> str:
-    return ('<div id="pw-viewer" data-state="empty"><div class="pw-viewer-bar">'
+    return ('<div id="pw-viewer-backdrop"></div>'
+            '<div id="pw-viewer" data-state="empty" data-large="false"><div class="pw-viewer-bar">'
             '<span id="pw-viewer-title">Click a citation to open its page here</span>'
-            '<span class="pw-viewer-nav"><button id="pw-prev" type="button" aria-label="Previous page">‹</button>'
-            '<span id="pw-viewer-page"></span>'
-            '<button id="pw-next" type="button" aria-label="Next page">›</button></span></div>'
-            '<div id="pw-viewer-scroll"><div id="pw-viewer-page-box"></div></div></div>')
+            '<span class="pw-viewer-tools">'
+            '<button id="pw-zoom-out" type="button" aria-label="Zoom out" title="Zoom out (−)">−</button>'
+            '<span id="pw-zoom-level"></span>'
+            '<button id="pw-zoom-in" type="button" aria-label="Zoom in" title="Zoom in (+)">+</button>'
+            '<button id="pw-fit" type="button" aria-label="Fit the width" title="Fit the page to the width">'
+            '↔</button>'
+            '<button id="pw-large" type="button" aria-label="Open the page large" title="Open the page large">⤢'
+            '</button>'
+            '<a id="pw-open-tab" target="_blank" rel="noopener" title="Open the PDF in a new tab at this page">'
+            'New tab ↗</a></span>'
+            '<span class="pw-viewer-nav"><button id="pw-prev" type="button" aria-label="Previous page" '
+            'title="Previous page (←)">‹</button><span id="pw-viewer-page"></span>'
+            '<button id="pw-next" type="button" aria-label="Next page" title="Next page (→)">›</button></span>'
+            '</div><div id="pw-viewer-scroll"><div id="pw-viewer-page-box"></div></div></div>')
 
 
 def head(engine: Engine) -> str:
@@ -400,7 +543,9 @@ def head(engine: Engine) -> str:
 
     return (f"<script>window.PAGEWISE = {json.dumps(config)};</script>"
             f'<link rel="stylesheet" href="/gradio_api/file={pdfjs}/text_layer.css">'
-            f'<script type="module" src="/gradio_api/file={ASSETS}/viewer.js"></script>')
+            f'<script type="module" src="/gradio_api/file={ASSETS}/viewer.js"></script>'
+            f'<script type="module" src="/gradio_api/file={ASSETS}/copy.js"></script>'
+            f'<script type="module" src="/gradio_api/file={ASSETS}/library.js"></script>')
 
 
 def launch_options(settings: Settings, engine: Engine) -> dict[str, Any]:

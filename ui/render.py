@@ -7,35 +7,53 @@ execute or add markup; the only tags on the page are the ones written in this mo
 from __future__ import annotations
 
 import re
+import time
 from html import escape, unescape
-from typing import Sequence
+from typing import Collection, Sequence
 
-from rag.citations import cited_numbers
+from rag.chats import ChatMessage
+from rag.citations import cited_numbers, cited_sentence
 from rag.events import Sources
+from rag.markdown import answer_markdown
 from rag.models import Citation, DocumentInfo, Health, Passage
 from rag.prompts import CITATION
 
+FILTER_AFTER = 10  # documents in the library before it gets a filter box
 QUOTE_LIMIT = 1500  # characters of a passage carried by a chip, for highlighting it in the viewer
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 _CHIP = re.compile(r'<span class="pw-cite[^"]*"[^>]*>.*?</span>', re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
+_BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
+REMOVED = "removed from the library"  # said of a source whose document has been removed since
 
 
-def _attrs(p: Passage, number: int | None = None) -> str:
+def _attrs(p: Passage, number: int | None = None, removed: bool = False) -> str:
     """Attributes that let the page open ``p`` in the viewer (read by assets/viewer.js).
 
     The chat's HTML sanitiser keeps only ``class`` and ``title``, so the document and page ride in class names and
-    the passage (also the chip's tooltip) in the title, after a first line naming file and page.
+    the passage (also the chip's tooltip) in the title, after a first line naming file and page (and saying so
+    when the document has been removed since). The chat renders Markdown, where a blank line ends an HTML tag
+    even inside an attribute: the passage's blank lines (between paragraphs) are closed up.
     """
-    title = f"{p.file_name}, p. {p.page_start}\n{p.text[:QUOTE_LIMIT]}"
+    note = f" · {REMOVED}" if removed else ""
+    title = f"{p.file_name}, p. {p.page_start}{note}\n{_BLANK_LINES.sub(chr(10), p.text[:QUOTE_LIMIT])}"
     return f'data-n="{number or 0}" title="{escape(title)}"'
 
 
-def chip(c: Citation) -> str:
-    """A clickable citation chip: opens the cited page in the viewer."""
-    return (f'<span class="pw-cite pw-d-{escape(c.passage.doc_id)} pw-p-{c.passage.page_start}" role="button" '
-            f'tabindex="0" {_attrs(c.passage, c.number)}>{c.number}</span>')
+def _place(p: Passage, removed: bool, sentence: tuple[int, int] | None = None) -> str:
+    """Class names that tell the viewer the document and page, the cited sentence's span in the passage
+    (``pw-s-a-b``, stressed in the highlight), that the page was read by OCR (``pw-ocr``: its passage is highlighted
+    over the recognised lines, as a scan has no text layer) and that the document was removed (``pw-gone``)."""
+    span = f" pw-s-{sentence[0]}-{sentence[1]}" if sentence and sentence[1] <= QUOTE_LIMIT else ""
+    return (f"pw-d-{escape(p.doc_id)} pw-p-{p.page_start}{span}" + (" pw-ocr" if p.ocr else "")
+            + (" pw-gone" if removed else ""))
+
+
+def chip(c: Citation, removed: bool = False, answer: str = "") -> str:
+    """A clickable citation chip: opens the cited page in the viewer (or says the document was removed), the
+    sentence of the passage that ``answer`` draws on stressed."""
+    sentence = cited_sentence(c.passage.text, answer, c.number) if answer else None
+    return (f'<span class="pw-cite {_place(c.passage, removed, sentence)}" role="button" tabindex="0" '
+            f'{_attrs(c.passage, c.number, removed)}>{c.number}</span>')
 
 
 def streaming_html(text: str) -> str:
@@ -43,13 +61,15 @@ def streaming_html(text: str) -> str:
     return escape(text, quote=False)
 
 
-def answer_html(text: str, sources: Sources | None) -> str:
-    """The final answer: escaped text with each valid [n] turned into a chip and invented ones removed."""
+def answer_html(text: str, sources: Sources | None, removed: Collection[str] = ()) -> str:
+    """The final answer: escaped text with each valid [n] turned into a chip and invented ones removed.
+    ``removed``: ids of documents no longer in the library."""
     by_number = {c.number: c for c in (sources.cited if sources else [])}
 
     def replace(match: re.Match[str]) -> str:
         numbers = cited_numbers(match.group(0))
-        return "".join(chip(by_number[n]) for n in numbers if n in by_number)
+        return "".join(chip(by_number[n], by_number[n].passage.doc_id in removed, text) for n in numbers
+                       if n in by_number)
 
     parts, last = [], 0
     for match in CITATION.finditer(text):
@@ -65,25 +85,42 @@ def answer_html(text: str, sources: Sources | None) -> str:
     return html
 
 
+def answer_message(text: str, sources: Sources | None, error: str | None = None,
+                   removed: Collection[str] = ()) -> str:
+    """A finished answer as the chat shows it: text with chips, why it was cut short (if it was), and a "Copy as
+    Markdown" action whose Markdown (answer and sources: file, page, quoted passage) rides in a hidden title."""
+    html = answer_html(text, sources, removed)
+    if error:
+        note = f"<span class='pw-error'>⚠ {streaming_html(error)}</span>"
+        html = f"{html}\n\n{note}" if text else note
+    if not text.strip():
+        return html
+    markdown = escape(answer_markdown(text, sources, error, removed)).replace("\n", "&#10;")
+    return (f'{html}\n\n<span class="pw-actions"><span class="pw-copy-md" title="Copy this answer as Markdown, '
+            f'with its sources"></span><span class="pw-md" title="{markdown}"></span></span>')
+
+
+def chat_messages(messages: Sequence[ChatMessage], removed: Collection[str] = ()) -> list[dict[str, object]]:
+    """A saved conversation as the chat shows it: questions, folded reasoning, answers with chips; a question
+    whose answer was never saved (the app stopped while answering) says so."""
+    out: list[dict[str, object]] = []
+    for i, m in enumerate(messages):
+        if m.role == "user":
+            out.append({"role": "user", "content": m.content})
+            if i + 1 == len(messages) or messages[i + 1].role != "assistant":
+                out.append({"role": "assistant", "content": "<span class='pw-note'>No answer was saved: the app "
+                            "stopped while answering. Ask again.</span>"})
+            continue
+        if m.thinking:
+            out.append({"role": "assistant", "content": streaming_html(m.thinking),
+                        "metadata": {"title": f"Thought for {m.thinking_seconds:.0f} s", "status": "done"}})
+        out.append({"role": "assistant", "content": answer_message(m.content, m.sources, m.error, removed)})
+    return out
+
+
 def plain_text(content: str) -> str:
     """An answer as rendered in the chat, back to plain text (for the conversation sent to the model)."""
     return unescape(_TAG.sub("", _CHIP.sub("", content)))
-
-
-def cited_sentence(passage_text: str, answer: str, number: int) -> tuple[int, int] | None:
-    """Span of the passage sentence that best matches the answer's sentences citing ``number``, or None."""
-    claims = [s for s in _SENTENCE.split(answer) if number in cited_numbers(s)]
-    words = {w.lower() for s in claims for w in _WORD.findall(CITATION.sub("", s)) if len(w) > 2}
-    if not words:
-        return None
-    best, best_score, start = None, 0, 0
-    for sentence in _SENTENCE.split(passage_text):
-        at = passage_text.find(sentence, start)
-        start = at + len(sentence) if at >= 0 else start
-        score = len(words & {w.lower() for w in _WORD.findall(sentence)})
-        if at >= 0 and score > best_score:
-            best, best_score = (at, at + len(sentence)), score
-    return best if best_score >= 2 else None
 
 
 def _passage_body(p: Passage, span: tuple[int, int] | None) -> str:
@@ -94,29 +131,35 @@ def _passage_body(p: Passage, span: tuple[int, int] | None) -> str:
             + escape(p.text[b:], quote=False))
 
 
-def _card(p: Passage, number: int | None, span: tuple[int, int] | None) -> str:
+def _card(p: Passage, number: int | None, span: tuple[int, int] | None, removed: Collection[str]) -> str:
     badge = f'<span class="pw-num">{number}</span>' if number is not None else ""
-    return (f'<div class="pw-source pw-d-{escape(p.doc_id)} pw-p-{p.page_start}" role="button" tabindex="0" '
-            f'{_attrs(p, number)}>'
-            f'<div class="pw-source-head">{badge}<span class="pw-file">{escape(p.file_name)}</span>'
+    gone = p.doc_id in removed
+    note = f'<span class="pw-gone-note">{REMOVED}</span>' if gone else ""
+    if p.ocr:
+        note += ('<span class="pw-ocr-tag" title="This page is an image: its words were read by OCR">read by OCR'
+                 '</span>')
+    return (f'<div class="pw-source {_place(p, gone, span)}" role="button" tabindex="0" {_attrs(p, number, gone)}>'
+            f'<div class="pw-source-head">{badge}<span class="pw-file" title="{escape(p.file_name)}">'
+            f'{escape(p.file_name)}</span>{note}'
             f'<span class="pw-page">p. {p.page_start}</span></div>'
             f'<div class="pw-passage">{_passage_body(p, span)}</div></div>')
 
 
-def sources_html(sources: Sources | None, answer: str = "") -> str:
-    """The sources panel: cited passages in citation order (cited sentence marked), then the others, folded."""
+def sources_html(sources: Sources | None, answer: str = "", removed: Collection[str] = ()) -> str:
+    """The sources panel: cited passages in citation order (cited sentence marked), then the others, folded.
+    ``removed``: ids of documents no longer in the library (their cards say so)."""
     if sources is None or (not sources.cited and not sources.other):
         return '<div class="pw-empty">Sources of the answer appear here. Click one to open its page.</div>'
     parts = []
     if sources.cited:
         parts.append('<div class="pw-section">Cited</div>')
-        parts += [_card(c.passage, c.number, cited_sentence(c.passage.text, answer, c.number))
+        parts += [_card(c.passage, c.number, cited_sentence(c.passage.text, answer, c.number), removed)
                   for c in sources.cited]
     else:
         parts.append('<div class="pw-section">No passage was cited</div>')
     if sources.other:
         parts.append(f'<details class="pw-other"><summary>Other retrieved passages ({len(sources.other)})</summary>')
-        parts += [_card(p, None, None) for p in sources.other]
+        parts += [_card(p, None, None, removed) for p in sources.other]
         parts.append("</details>")
     return "".join(parts)
 
@@ -129,8 +172,8 @@ def upload_html(states: dict[str, tuple[str, str, float]]) -> str:
     for name, (kind, text, fraction) in states.items():
         bar = (f'<div class="pw-bar"><div style="width:{max(0.0, min(1.0, fraction)) * 100:.0f}%"></div></div>'
                if kind == "working" else "")
-        rows.append(f'<li class="pw-up pw-{kind}"><span class="pw-up-name">{escape(name)}</span>'
-                    f'<span class="pw-up-state">{escape(text)}</span>{bar}</li>')
+        rows.append(f'<li class="pw-up pw-{kind}"><span class="pw-up-name" title="{escape(name)}">'
+                    f'{escape(name)}</span><span class="pw-up-state">{escape(text)}</span>{bar}</li>')
     return '<ul class="pw-uploads">' + "".join(rows) + "</ul>"
 
 
@@ -159,22 +202,64 @@ def _code(text: str) -> str:
 
 
 def library_html(docs: Sequence[DocumentInfo]) -> str:
-    """The library as a table: each document's file name (its title as a tooltip), pages, chunks and when it was
-    added; a hint to drop PDFs when there are none."""
-    import time
-
+    """The library as a table for a narrow column: each document's name (cut short with an ellipsis; the full name,
+    title and counts on hover), pages and when it was added, newest first. The headers sort it (name, pages, date;
+    assets/library.js) and, past FILTER_AFTER documents, a box filters it by name. A hint to drop PDFs when empty."""
     if not docs:
         return ('<div class="pw-lib-title">Library</div>'
                 '<div class="pw-library-empty">No documents yet: drop PDFs above.</div>')
     rows = "".join(
-        f'<tr><td class="pw-lib-name" title="{escape(d.title or d.file_name)}">{escape(d.file_name)}</td>'
-        f'<td class="pw-lib-n">{d.pages}</td><td class="pw-lib-n">{d.chunks}</td>'
-        f'<td class="pw-lib-date">{time.strftime("%d %b %Y", time.localtime(d.added_at))}</td></tr>'
-        for d in docs)
+        f'<tr data-name="{escape(d.file_name.lower())}" data-pages="{d.pages}" data-added="{d.added_at:.3f}">'
+        f'<td class="pw-lib-name"><div class="pw-lib-cell"><span class="pw-lib-file" '
+        f'title="{escape(_doc_tooltip(d))}">{escape(d.file_name)}</span>{_ocr_mark(d)}</div></td>'
+        f'<td class="pw-lib-n">{d.pages}</td>'
+        f'<td class="pw-lib-date" title="{time.strftime("%d %B %Y, %H:%M", time.localtime(d.added_at))}">'
+        f'{_short_date(d.added_at)}</td></tr>'
+        for d in sorted(docs, key=lambda d: -d.added_at))
     count = f"{len(docs)} document{'s' if len(docs) != 1 else ''}"
-    return (f'<div class="pw-lib-title">Library <span>· {count}</span></div>'
-            '<table class="pw-library"><thead><tr><th>Document</th><th class="pw-lib-n">Pages</th>'
-            f'<th class="pw-lib-n">Chunks</th><th>Added</th></tr></thead><tbody>{rows}</tbody></table>')
+    search = ('<input type="search" class="pw-lib-filter" placeholder="Filter by name…" '
+              'aria-label="Filter the documents by name">' if len(docs) > FILTER_AFTER else "")
+    return (f'<div class="pw-lib-head"><div class="pw-lib-title">Library <span>· {count}</span></div>{search}</div>'
+            '<table class="pw-library"><thead><tr>'
+            f'{_sort_header("name", "Document")}{_sort_header("pages", "Pages", "pw-lib-n")}'
+            f'{_sort_header("added", "Added", sort="descending")}</tr></thead><tbody>{rows}</tbody></table>'
+            '<div class="pw-lib-none" hidden>No document matches.</div>')
+
+
+def _sort_header(key: str, label: str, cls: str = "", sort: str = "none") -> str:
+    return (f'<th class="{cls}" data-sort="{key}" aria-sort="{sort}"><button type="button" class="pw-lib-sort" '
+            f'title="Sort by {label.lower()}">{label}</button></th>')
+
+
+def _short_date(when: float) -> str:
+    """A date in few characters: "04 Mar" this year, "Mar 2023" before."""
+    local = time.localtime(when)
+    return time.strftime("%d %b" if local.tm_year == time.localtime().tm_year else "%b %Y", local)
+
+
+def _ocr_pages(d: DocumentInfo) -> str:
+    """Which pages of a document were read by OCR, in words ("" when none)."""
+    if not d.ocr_pages:
+        return ""
+    if len(d.ocr_pages) >= d.pages:
+        return "every page read by OCR"
+    shown = ", ".join(map(str, d.ocr_pages[:10])) + (f" and {len(d.ocr_pages) - 10} more" if len(d.ocr_pages) > 10
+                                                     else "")
+    return f"page{'s' if len(d.ocr_pages) > 1 else ''} {shown} read by OCR"
+
+
+def _ocr_mark(d: DocumentInfo) -> str:
+    """A small "OCR" mark after the name of a document (some of) whose pages were read by OCR."""
+    words = _ocr_pages(d)
+    return f'<span class="pw-lib-ocr" title="{escape(words[0].upper() + words[1:])}">OCR</span>' if words else ""
+
+
+def _doc_tooltip(d: DocumentInfo) -> str:
+    """What hovering a document's name says: its full name, its title, and how much of it is indexed."""
+    lines = [d.file_name] + ([d.title] if d.title and d.title != d.file_name else [])
+    lines.append(f"{d.pages} page{'s' if d.pages != 1 else ''} · {d.chunks} passage{'s' if d.chunks != 1 else ''}")
+    lines += [_ocr_pages(d)] if d.ocr_pages else []
+    return "\n".join(lines)
 
 
 def doc_label(d: DocumentInfo) -> str:
