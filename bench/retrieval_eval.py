@@ -416,11 +416,12 @@ def xquad(folder: Path, lang: str) -> tuple[list[dict[str, str]], dict[str, str]
 @dataclass(frozen=True)
 class Judged:
     """A collection's scores for one method: nDCG@10 and recall@10 (share of the relevant documents in the top 10),
-    and R@1 and MRR@10 (of the first relevant document)."""
+    and R@1, R@5 (share of queries with a relevant document among the first 1 or 5) and MRR@10 (of the first)."""
 
     ndcg: float
     recall: float
     r1: float
+    r5: float
     mrr: float
 
 
@@ -472,9 +473,9 @@ def collection(name: str, rows: list[dict[str, str]], queries: dict[str, str], q
             dcg = sum(1 / math.log2(i + 2) for i, d in enumerate(docs) if d in relevant)
             ideal = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), TOP)))
             first = next((i for i, d in enumerate(docs, 1) if d in relevant), None)
-            sums = totals.setdefault(method, [0.0] * 4)
+            sums = totals.setdefault(method, [0.0] * 5)
             for j, value in enumerate((dcg / ideal, len(relevant & set(docs)) / len(relevant), first == 1,
-                                       1 / first if first else 0.0)):
+                                       first is not None and first <= 5, 1 / first if first else 0.0)):
                 sums[j] += value
     return index_seconds, {method: Judged(*(v / len(judged) for v in sums)) for method, sums in totals.items()}
 
@@ -551,7 +552,7 @@ def main() -> int:
           f"{Path(args.reranker).name if args.reranker else 'off'}. Hybrid rows: fusion method and its weights "
           f"(dense/BM25[/title]); the first is the settings'.")
     embedder = load_embedder(settings, args.dtype)
-    summary: dict[str, dict[str, tuple[float, float]]] = {}  # collection → method → (R@1, MRR@10)
+    summary: dict[str, dict[str, tuple[float, float, float]]] = {}  # collection → method → (R@1, R@5, MRR@10)
 
     reranker = None
     if args.reranker:
@@ -570,7 +571,7 @@ def main() -> int:
         seconds, got = ours(files, questions, settings, embedder, fusions, scope == "all", reranker,
                             args.rerank_candidates)
         rows += [("ours", m, s) for m, s in got.items()]
-        summary[f"FinanceBench, {scope}"] = {m: (s.r1, s.mrr) for m, s in got.items()}
+        summary[f"FinanceBench, {scope}"] = {m: (s.r1, s.r5, s.mrr) for m, s in got.items()}
         timings = [f"ours index {seconds:.0f} s (cache {settings.data_dir.name}), queries "
                    f"{time.perf_counter() - started - seconds:.0f} s"]
         if not args.no_tutorial:
@@ -595,27 +596,30 @@ def main() -> int:
     for prefix, name, (corpus, queries, qrels), folder in extra:
         seconds, got = collection(prefix, corpus, queries, qrels, base.with_(data_dir=args.cache / folder), embedder,
                                   fusions)
-        summary[name] = {m: (j.r1, j.mrr) for m, j in got.items()}
+        summary[name] = {m: (j.r1, j.r5, j.mrr) for m, j in got.items()}
         print(f"\n{name} ({len(corpus)} documents, corpus-wide search), index {seconds:.0f} s")
-        print(f"{'method':<24}{'nDCG@10':>9}{'R@10':>7}{'R@1':>7}{'MRR@10':>8}")
+        print(f"{'method':<24}{'nDCG@10':>9}{'R@10':>7}{'R@1':>7}{'R@5':>7}{'MRR@10':>8}")
         for method, j in got.items():
-            print(f"{method:<24}{j.ndcg:>9.3f}{j.recall:>7.2f}{j.r1:>7.2f}{j.mrr:>8.3f}")
+            print(f"{method:<24}{j.ndcg:>9.3f}{j.recall:>7.2f}{j.r1:>7.2f}{j.r5:>7.2f}{j.mrr:>8.3f}")
     if len(summary) > 1:
         print_summary(summary)
     return 0
 
 
-def print_summary(summary: dict[str, dict[str, tuple[float, float]]]) -> None:
-    """Every method on every collection, as a Markdown table of "R@1 / MRR@10", with each method's worst MRR@10
-    against the better of dense search and BM25 on the same collection."""
+def print_summary(summary: dict[str, dict[str, tuple[float, float, float]]]) -> None:
+    """Every collection (a row) by every method (a column), as one Markdown table of "R@1 / R@5 / MRR@10"; the last
+    row is each method's lowest MRR@10 minus that of the better of dense search and BM25 on the same collection."""
     methods = list(dict.fromkeys(m for got in summary.values() for m in got))
-    print("\nR@1 / MRR@10; last column: the method's lowest MRR@10 minus the better retriever's\n")
-    print("| method | " + " | ".join(summary) + " | worst vs better retriever |")
-    print("|---" * (len(summary) + 2) + "|")
-    for method in methods:
-        cells = [f"{got[method][0]:.2f} / {got[method][1]:.3f}" if method in got else "" for got in summary.values()]
-        worst = min(got[method][1] - max(got["dense"][1], got["bm25"][1]) for got in summary.values() if method in got)
-        print(f"| {method} | " + " | ".join(cells) + f" | {worst:+.3f} |")
+    print("\nR@1 / R@5 / MRR@10 (first relevant passage among the first 1, 5 or 10); last row: the method's lowest "
+          "MRR@10 minus the better retriever's\n")
+    print("| collection | " + " | ".join(methods) + " |")
+    print("|---" * (len(methods) + 1) + "|")
+    for name, got in summary.items():
+        cells = ["{:.2f} / {:.2f} / {:.3f}".format(*got[m]) if m in got else "" for m in methods]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    worst = [min((got[m][2] - max(got["dense"][2], got["bm25"][2]) for got in summary.values() if m in got),
+                 default=0.0) for m in methods]
+    print("| worst MRR@10 vs the better retriever | " + " | ".join(f"{w:+.3f}" for w in worst) + " |")
 
 
 if __name__ == "__main__":
