@@ -131,7 +131,7 @@ class Answerer:
         s = self.settings
         try:
             scores = self.reranker.score(query, [p.text for p in candidates])
-        except (RuntimeError, OSError, ValueError) as exc:  # no weights offline, out of memory, ...
+        except (RuntimeError, OSError, ValueError, ModelError) as exc:  # no weights offline, server down, ...
             if self._reranker_failed is None:
                 log.warning("Reranker unavailable, answering without it: %s", exc)
             self._reranker_failed = str(exc)

@@ -1,8 +1,9 @@
 """Reranking: the ``Reranker`` interface, the official Qwen3-Reranker prompt every backend sends, and the factory.
 
 Qwen3-Reranker is a causal LM asked "does this Document meet the Query? yes/no"; the relevance score is
-``softmax([logit(no), logit(yes)])[yes]`` at the last position. The in-process model is
-``rag.provider_local.Qwen3Reranker``.
+``softmax([logit(no), logit(yes)])[yes]`` at the last position. The backends: in-process
+(``rag.provider_local.Qwen3Reranker``), inside Ollama by the log-probabilities of its first token
+(``rag.provider_ollama.OllamaReranker``), or a ``/rerank`` service (``rag.provider_openai.HttpReranker``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Protocol, Sequence
 
+from rag.chunking import estimate_tokens
 from rag.config import Settings
 
 # The official Qwen3-Reranker prompt (model card): system text, user turn, and an assistant turn opened with an
@@ -34,10 +36,25 @@ class Reranker(Protocol):
         """Return one score per passage, in the order given."""
         ...
 
+    @property
+    def describe(self) -> str:
+        """Where reranking happens, in a few words (for the status badge and ``rag settings``)."""
+        ...
+
 
 def format_prompt(instruction: str, query: str, passage: str) -> str:
     """The full official Qwen3-Reranker prompt for one (query, passage) pair, as text."""
-    return prompt_head(instruction) + query + _PROMPT_MIDDLE + passage + _PROMPT_TAIL
+    return query_part(instruction, query) + document_part(passage)
+
+
+def query_part(instruction: str, query: str) -> str:
+    """The prompt up to the document (system turn, instruction, query): what a /rerank server gets as the query."""
+    return prompt_head(instruction) + query + "\n"
+
+
+def document_part(passage: str) -> str:
+    """The prompt from the document on (document, end of turn, the assistant's empty think block)."""
+    return _PROMPT_MIDDLE.lstrip("\n") + passage + _PROMPT_TAIL
 
 
 def prompt_head(instruction: str) -> str:
@@ -66,8 +83,31 @@ def chat_template(instruction: str) -> str:
     )
 
 
+def clip(text: str, tokens: int) -> str:
+    """``text`` cut to at most ``tokens`` tokens by the built-in estimate, for a backend without the tokenizer."""
+    if estimate_tokens(text) <= tokens:
+        return text
+    low, high = 0, len(text)
+    while low < high:  # the longest prefix that fits
+        middle = (low + high + 1) // 2
+        if estimate_tokens(text[:middle]) <= tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low]
+
+
 def make_reranker(settings: Settings) -> Reranker:
-    """The reranker the settings ask for (its weights load on the first question that needs them)."""
+    """The reranker the settings ask for: in-process (its weights load on the first question that needs them),
+    inside Ollama, or a /rerank service."""
+    if settings.rerank_backend == "ollama":
+        from rag.provider_ollama import OllamaReranker
+
+        return OllamaReranker(settings)
+    if settings.rerank_backend == "http":
+        from rag.provider_openai import HttpReranker
+
+        return HttpReranker(settings)
     from rag.provider_local import Qwen3Reranker
 
     s = settings
