@@ -3,8 +3,9 @@
 Scores N candidates of ~T tokens for one query three ways and prints seconds and ratios:
 
 - naive: one pair at a time, float32, logits for every position (the "obvious" transformers loop);
-- ours:  ``rag.rerank.Qwen3Reranker.score`` (shared prefix computed once, batches of similar length, bf16 where the
-         CPU/GPU has it, two logits of the last position only), loaded from disk through the real CrossEncoder path;
+- ours:  ``rag.provider_local.Qwen3Reranker.score`` (shared prefix computed once, batches of similar length, bf16
+         where the CPU/GPU has it, two logits of the last position only), loaded from disk through the real
+         CrossEncoder path;
 - floor: this machine's large-matmul FLOP/s in the dtype ours uses, times the FLOPs of the tokens that must be
          computed (2 x non-embedding params x tokens, the shared prefix counted once).
 
@@ -32,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config, Qwen3ForCausalLM  # noqa: E402
 
-from rag.rerank import Qwen3Reranker, format_prompt  # noqa: E402
+from rag.provider_local import Qwen3Reranker  # noqa: E402
+from rag.rerank import format_prompt  # noqa: E402
 from tests.tiny_models import build_tiny_qwen3  # noqa: E402
 
 log = logging.getLogger("bench.rerank")

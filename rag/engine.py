@@ -146,11 +146,9 @@ class Engine:
     def reranker(self) -> Any:
         """The reranker (created on first use; its weights load on the first question that needs them)."""
         if self._reranker is None:
-            from rag.rerank import Qwen3Reranker
+            from rag.rerank import make_reranker
 
-            s = self.settings
-            self._reranker = Qwen3Reranker(s.rerank_model, s.rerank_instruction, s.rerank_max_tokens,
-                                           s.rerank_batch_size, gpu_seconds=s.gpu_seconds)
+            self._reranker = make_reranker(self.settings)
         return self._reranker
 
     def ask(self, question: str, history: Sequence[dict[str, Any]] = (), doc_ids: Sequence[str] | None = None,

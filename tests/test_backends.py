@@ -23,11 +23,10 @@ from rag import config as config_module
 from rag.answer import AskOptions
 from rag.backends import is_ollama_tag, resolve_backends
 from rag.config import Settings, normalise_ollama_host
-from rag.embeddings import SentenceTransformerEmbedder
 from rag.engine import Engine
 from rag.errors import BackendUnavailable, ConfigError, WrongModelKind
 from rag.events import AnswerDelta, Failure, FileIndexed, Progress, Sources, ThinkingDelta
-from rag.llm import TransformersChat
+from rag.provider_local import SentenceTransformerEmbedder, TransformersChat
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama
 from ui import render
