@@ -157,6 +157,8 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
             failure = event.message
         elif isinstance(event, Progress) and event.stage == "rewritten" and not args.json:
             _err(f"(searching for: {event.detail})")
+        elif isinstance(event, Progress) and event.stage == "reranking" and not args.json:
+            _err(f"({event.detail})")
     if args.json:
         payload = {"question": args.question, "answer": "".join(answer), "thinking": "".join(thinking),
                    **sources_record(sources), "error": failure}

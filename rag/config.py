@@ -88,6 +88,19 @@ class Settings:
                                        doc="Qwen3-Reranker task text.")
     rerank_max_tokens: int = _setting(384, min=32, max=8192, doc="Passages are cut to this many tokens for reranking.")
     rerank_batch_size: int = _setting(8, min=1, max=256, doc="Passages scored together by the reranker.")
+    # reranking within a time budget: what the reranker reads per question is bounded by its measured speed
+    rerank_seconds: float = _setting(3.0, min=0, max=600,
+                                     doc="Seconds the reranker may spend per question (0 = no limit): as many of the "
+                                     "best candidates as fit at its measured speed, cut to fewer tokens if need be.")
+    rerank_min_passages: int = _setting(5, min=1, max=1000,
+                                        doc="The reranker always reads at least this many of the best candidates "
+                                        "(even past RAG_RERANK_SECONDS).")
+    rerank_min_tokens: int = _setting(64, min=8, max=8192,
+                                      doc="Passages are never cut below this many tokens to fit the time budget.")
+    rerank_dtype: str = _setting("auto", choices=("auto", "float32", "bfloat16", "float16", "int8"),
+                                 doc="Number format of the in-process reranker: auto = bfloat16 where the CPU/GPU "
+                                 "has it, else int8 weights on a CPU when its scores agree with float32, else "
+                                 "float32.")
 
     # --- model servers beyond Ollama: OpenAI-compatible APIs, /rerank services, the reranker inside Ollama -------
     embed_base_url: str | None = _setting(None, doc="OpenAI-compatible server for embeddings (RAG_EMBED_BACKEND="
@@ -227,6 +240,9 @@ class Settings:
             if getattr(self, backend) == wanted and not getattr(self, url):
                 raise ConfigError(f"{env_name(backend)}={wanted} needs {env_name(url)}: the server's base URL, "
                                   "e.g. http://127.0.0.1:8000/v1")
+        if self.rerank_min_tokens > self.rerank_max_tokens:
+            raise ConfigError(f"{env_name('rerank_min_tokens')}={self.rerank_min_tokens} must not exceed "
+                              f"{env_name('rerank_max_tokens')}={self.rerank_max_tokens}")
         if self.min_k > self.top_k:
             raise ConfigError(f"{env_name('min_k')}={self.min_k} must not exceed {env_name('top_k')}={self.top_k}")
         if self.auth and self.auth.lower() != "none" and any(":" not in pair or not pair.split(":", 1)[0].strip()

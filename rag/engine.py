@@ -19,6 +19,7 @@ from rag.errors import DocumentNotFound, ModelError, StoreError
 from rag.events import AnswerEvent, IngestEvent
 from rag.ingest import Ingestor, SourceFile
 from rag.models import DocumentInfo, Health
+from rag.rerank import RerankBudget
 from rag.store import Store
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Engine:
         self._chat = chat
         self._chats: dict[str, Any] = {}
         self._reranker = reranker
+        self.rerank_budget = RerankBudget.from_settings(settings)  # learns the reranker's speed, question by question
         self._warming: dict[str, str] = {}  # model name -> "Downloading …" / "Loading …", while warm_up runs
         self._warming_lock = threading.Lock()
 
@@ -156,7 +158,7 @@ class Engine:
         """Answer a question from the documents (all, or ``doc_ids``), yielding events."""
         wants_rerank = self.settings.rerank if options.rerank is None else options.rerank
         answerer = Answerer(self.settings, self.embedder, self.store, self.chat_for(options.chat_model),
-                            self.reranker if wants_rerank else None)
+                            self.reranker if wants_rerank else None, self.rerank_budget)
         return answerer.ask(question, history, doc_ids, options)
 
     def documents(self) -> list[DocumentInfo]:

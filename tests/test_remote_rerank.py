@@ -19,7 +19,7 @@ from rag.errors import BackendUnavailable, ModelNotFound
 from rag.events import Progress, Sources
 from rag.provider_ollama import OllamaReranker, yes_probability
 from rag.provider_openai import HttpReranker
-from rag.rerank import document_part, format_prompt, make_reranker, query_part
+from rag.rerank import RerankBudget, document_part, format_prompt, make_reranker, query_part
 from tests import pdf_factory as pf
 from tests.fake_ollama import RERANK_MODEL as OLLAMA_RERANKER
 from tests.fake_ollama import FakeOllama, fake_relevance
@@ -104,7 +104,7 @@ def test_the_qwen3_prompt_can_be_sent_for_a_server_without_the_template(tmp_path
 
 def test_passages_are_cut_to_the_token_cap(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
     long = "revenue " * 1000
-    _http(tmp_path, fake_openai, rerank_max_tokens=50).score(QUERY, [long])
+    _http(tmp_path, fake_openai, rerank_max_tokens=50, rerank_min_tokens=32).score(QUERY, [long])
     sent = _bodies(fake_openai, "/v1/rerank")[0]["documents"][0]
     assert long.startswith(sent) and 45 <= estimate_tokens(sent) <= 50
 
@@ -147,6 +147,20 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("backend", ["http", "ollama"])
+def test_the_time_budget_learns_a_remote_rerankers_speed_from_its_calls(tmp_path: Path, fake_openai: FakeOpenAI,
+                                                                         fake_ollama: FakeOllama,
+                                                                         backend: str) -> None:
+    reranker = _http(tmp_path, fake_openai) if backend == "http" else _ollama(tmp_path, fake_ollama)
+    budget = RerankBudget(seconds=3.0, min_passages=2, min_tokens=32, max_tokens=384)
+    first = budget.plan(reranker, QUERY, PASSAGES, breadth=4)
+    assert first.expected_seconds is None and first.count == 2  # not timed yet: the least allowed
+    scores = budget.score(reranker, QUERY, first)
+    assert len(scores) == 2 and budget.throughput.calls == 1 and budget.throughput.tokens_per_second
+    second = budget.plan(reranker, QUERY, PASSAGES, breadth=4)
+    assert second.expected_seconds is not None and second.count == len(PASSAGES)  # a fast server: all of them
 
 
 # --- inside Ollama ----------------------------------------------------------------------------------------------
