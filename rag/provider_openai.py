@@ -243,7 +243,8 @@ def _names(entries: list[dict[str, Any]] | None) -> str:
 # --- embeddings -------------------------------------------------------------------------------------------------
 class OpenAIEmbedder(Embedder):
     """Embeddings from an OpenAI-compatible ``/embeddings``: the Qwen3 query instruction added here, ``dimensions``
-    sent when set (and applied here, Matryoshka-style, if the server ignores it), ``batch_size`` texts a call."""
+    sent when set (and applied here, Matryoshka-style, when the server ignores or refuses it, as vLLM does for
+    models whose config doesn't declare Matryoshka support), ``batch_size`` texts a call."""
 
     def __init__(self, settings: Settings, service: Service | None = None) -> None:
         self.model_id = settings.embed_model
@@ -254,6 +255,7 @@ class OpenAIEmbedder(Embedder):
             settings, "embedding", "embed_base_url", "embed_api_key", "embed_model",
             hint="If it takes fewer texts per request, lower RAG_EMBED_BATCH_SIZE (DashScope takes 10).")
         self._name_ok = False  # set once the server embedded with our model name although /models doesn't list it
+        self._send_dimensions = bool(self.dimensions_setting)  # until the server refuses the field
         self._sliced_logged = False
 
     @property
@@ -274,9 +276,15 @@ class OpenAIEmbedder(Embedder):
     def _embed(self, texts: Sequence[str], *, query: bool) -> list[list[float]]:
         inputs = [query_prompt(self.instruction, t) if query else t for t in texts]
         body: dict[str, Any] = {"model": self.model_id, "input": inputs, "encoding_format": "float"}
-        if self.dimensions_setting:
-            body["dimensions"] = self.dimensions_setting
-        data = self.service.post("/embeddings", body, model=self.model_id)
+        try:
+            data = self.service.post("/embeddings", body | self._dimensions(), model=self.model_id)
+        except Refused as exc:
+            if not self._send_dimensions or not any(w in exc.detail.lower() for w in ("dimension", "matryoshka")):
+                raise
+            log.info("The embedding server refuses dimensions=%d (%s); slicing the vectors here instead",
+                     self.dimensions_setting, exc.detail)
+            self._send_dimensions = False
+            data = self.service.post("/embeddings", body, model=self.model_id)
         rows = data.get("data") if isinstance(data, dict) else None
         if not isinstance(rows, list) or len(rows) != len(inputs):
             count = len(rows) if isinstance(rows, list) else "no"
@@ -287,6 +295,9 @@ class OpenAIEmbedder(Embedder):
         if vectors:
             self.dimensions = len(vectors[0])
         return vectors
+
+    def _dimensions(self) -> dict[str, int]:
+        return {"dimensions": self.dimensions_setting} if self._send_dimensions and self.dimensions_setting else {}
 
     def _fit(self, vector: list[float]) -> list[float]:
         """The vector at RAG_EMBED_DIMENSIONS: a server that ignored ``dimensions`` gets sliced and re-normalised
@@ -515,8 +526,7 @@ class HttpReranker:
     def _batch(self, query: str, texts: list[str]) -> list[float]:
         """Raw scores of one batch, in its order."""
         if not self._tei:
-            body = {"model": self.model_name, "query": query, "documents": texts, "top_n": len(texts),
-                    "return_documents": False}
+            body = {"model": self.model_name, "query": query, "documents": texts, "top_n": len(texts)}
             try:
                 return self._parse(self.service.post("/rerank", body, model=self.model_name), len(texts))
             except Refused as exc:

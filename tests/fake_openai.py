@@ -16,7 +16,8 @@ Switches: ``api_key`` (every request must carry it as a bearer token; a wrong on
 servers do, to prove the client scrubs it), ``fail_next`` (statuses to answer the next POSTs with, e.g. ``[429]``,
 with ``retry_after``), ``chat_error_after`` (an error event after that many answer pieces: a 500 mid-stream),
 ``chat_drop_after`` (the connection cut after that many), ``refuse_thinking_switch`` (400 for
-``chat_template_kwargs`` / ``enable_thinking``, as OpenAI's own API), ``ignore_dimensions``, ``max_batch``
+``chat_template_kwargs`` / ``enable_thinking``, as OpenAI's own API), ``ignore_dimensions`` /
+``refuse_dimensions`` (as vLLM for a model not declared Matryoshka), ``max_batch``
 (400 above it, as DashScope), ``list_models``, ``max_model_len`` and ``streaming``.
 """
 
@@ -78,6 +79,7 @@ class FakeOpenAI(HttpDouble):
         self.chat_drop_after: int | None = None
         self.refuse_thinking_switch = False
         self.ignore_dimensions = False
+        self.refuse_dimensions = False
         self.max_batch: int | None = None
         self.rerank_api = "cohere"  # or "tei"
         self.rerank_logits = False
@@ -136,6 +138,11 @@ class FakeOpenAI(HttpDouble):
                                                    f"{self.max_batch}.", "code": "InvalidParameter"}})
             return
         dims = body.get("dimensions")
+        if dims is not None and self.refuse_dimensions:  # vLLM, for a model whose config doesn't declare Matryoshka
+            h.send_json(400, {"error": {"message": f'Model "{model}" does not support matryoshka representation, '
+                                                   "changing output dimensions will lead to poor results.",
+                                        "type": "BadRequestError", "code": 400}})
+            return
         vectors = [fake_embed(t, self.embed_models[model]) for t in texts]
         if isinstance(dims, int) and 0 < dims < self.embed_models[model] and not self.ignore_dimensions:
             vectors = [_truncate_dims(v, dims) for v in vectors]

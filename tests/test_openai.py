@@ -102,15 +102,18 @@ def test_embeddings_are_batched_and_queries_get_the_qwen3_instruction(tmp_path: 
         query_prompt(embedder.instruction, "How much did revenue grow?")]
 
 
-@pytest.mark.parametrize("server_ignores_it", [False, True])
-def test_dimensions_are_sent_and_applied_either_way(tmp_path: Path, fake_openai: FakeOpenAI,
-                                                    server_ignores_it: bool) -> None:
-    fake_openai.ignore_dimensions = server_ignores_it
+@pytest.mark.parametrize("server", ["applies it", "ignores it", "refuses it"])
+def test_dimensions_are_sent_and_applied_either_way(tmp_path: Path, fake_openai: FakeOpenAI, server: str) -> None:
+    fake_openai.ignore_dimensions = server == "ignores it"
+    fake_openai.refuse_dimensions = server == "refuses it"
     embedder, _ = _embedder(tmp_path, fake_openai, embed_dimensions=64)
-    vector = embedder.embed_documents(["cats sleep all day"])[0]
-    assert _calls(fake_openai, "/v1/embeddings")[0]["dimensions"] == 64
-    assert len(vector) == 64 and math.isclose(sum(x * x for x in vector), 1.0, rel_tol=1e-6)
-    assert embedder.index_name.endswith("-64")
+    full = fake_openai.embed_models[EMBED_MODEL]
+    for _ in range(2):
+        vector = embedder.embed_documents(["cats sleep all day"])[0]
+        assert len(vector) == 64 and math.isclose(sum(x * x for x in vector), 1.0, rel_tol=1e-6)
+    sent = ["dimensions" in c for c in _calls(fake_openai, "/v1/embeddings")]
+    assert sent == ([True, False, False] if server == "refuses it" else [True, True])  # refused once, then not sent
+    assert embedder.index_name.endswith("-64") and full > 64
 
 
 def test_429_and_503_are_retried_with_growing_backoff(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
