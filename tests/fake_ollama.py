@@ -398,6 +398,14 @@ class HttpDouble:
         with self._lock:
             self.requests.append((path, body))
 
+    def _record(self, h: _Handler, path: str, body: dict[str, Any]) -> str | None:
+        """Log a well-formed request and its ``Authorization`` header; return the header."""
+        self._log(path, body)
+        authorization = h.headers.get("Authorization")
+        with self._lock:
+            self.authorizations.append(authorization)
+        return authorization
+
     def _handle(self, h: _Handler, path: str, body: dict[str, Any]) -> None:
         raise NotImplementedError
 
@@ -479,10 +487,7 @@ class FakeOllama(HttpDouble):
         return None
 
     def _handle(self, h: _Handler, path: str, body: dict[str, Any]) -> None:
-        self._log(path, body)
-        authorization = h.headers.get("Authorization")
-        with self._lock:
-            self.authorizations.append(authorization)
+        authorization = self._record(h, path, body)
         if self.token is not None and authorization != f"Bearer {self.token}":
             h.send_body(401, b"401 Unauthorized", "text/plain; charset=utf-8")
             return

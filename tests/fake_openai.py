@@ -86,10 +86,7 @@ class FakeOpenAI(HttpDouble):
 
     # --- routing ------------------------------------------------------------------------------------------------
     def _handle(self, h: _Handler, path: str, body: dict[str, Any]) -> None:
-        self._log(path, body)
-        authorization = h.headers.get("Authorization")
-        with self._lock:
-            self.authorizations.append(authorization)
+        authorization = self._record(h, path, body)
         if self.api_key is not None and authorization != f"Bearer {self.api_key}":
             given = (authorization or "").removeprefix("Bearer ")
             h.send_json(401, {"error": {"message": f"Incorrect API key provided: {given}", "type": "auth_error",

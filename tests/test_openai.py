@@ -62,19 +62,19 @@ class Sleeps(list):
 
 
 def _embedder(tmp_path: Path, fake: FakeOpenAI, **overrides: Any) -> tuple[OpenAIEmbedder, Sleeps]:
-    embedder = make_embedder(_settings(tmp_path, fake, **overrides))
-    assert isinstance(embedder, OpenAIEmbedder)
-    sleeps = Sleeps()
-    embedder.service.sleep = sleeps
-    return embedder, sleeps
+    return _with_sleeps(make_embedder(_settings(tmp_path, fake, **overrides)), OpenAIEmbedder)
 
 
 def _chat(tmp_path: Path, fake: FakeOpenAI, **overrides: Any) -> tuple[OpenAIChat, Sleeps]:
-    chat = make_chat_model(_settings(tmp_path, fake, **overrides))
-    assert isinstance(chat, OpenAIChat)
+    return _with_sleeps(make_chat_model(_settings(tmp_path, fake, **overrides)), OpenAIChat)
+
+
+def _with_sleeps(model: Any, kind: type) -> tuple[Any, Sleeps]:
+    """The model (checked to be of ``kind``) with its backoff recorded instead of slept."""
+    assert isinstance(model, kind)
     sleeps = Sleeps()
-    chat.service.sleep = sleeps
-    return chat, sleeps
+    model.service.sleep = sleeps
+    return model, sleeps
 
 
 def _split(deltas: list[Any]) -> tuple[str, str]:
@@ -280,11 +280,11 @@ def test_backends_resolve_openai_and_say_where_each_model_runs(tmp_path: Path, f
     both = resolve_backends(_settings(tmp_path, fake_openai))
     assert (both.embed, both.chat, both.embed_model, both.chat_model) == ("openai", "openai", EMBED_MODEL,
                                                                           CHAT_MODEL)
-    assert both.summary == f"the server at {fake_openai.base_url}"
+    assert both.summary == f"OpenAI-compatible server at {fake_openai.base_url}"
     mixed = resolve_backends(_settings(tmp_path, fake_openai, chat_backend=None, chat_model="qwen3:8b",
                                        ollama_host=fake_ollama.url))
     assert mixed.chat == "ollama" and mixed.chat_model == "qwen3:8b"
-    assert mixed.summary == f"embeddings by the server at {fake_openai.base_url}, answers by Ollama at " \
+    assert mixed.summary == f"embeddings by OpenAI-compatible server at {fake_openai.base_url}, answers by Ollama at " \
                             f"{fake_ollama.url}"
 
 
