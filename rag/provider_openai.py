@@ -176,7 +176,10 @@ class Service:
 
     def _detail(self, response: Any) -> str:
         """The server's own words about an error response, short and without the key."""
-        response.read()
+        try:
+            response.read()
+        finally:
+            response.close()  # a streamed response holds its connection until closed
         text = response.text
         try:
             data = response.json()
@@ -231,8 +234,8 @@ def _retry_after(response: Any) -> float | None:
 
 
 def _listed(entries: list[dict[str, Any]] | None, model: str) -> bool:
-    """Whether ``model`` is among the served models (True when the server keeps no list)."""
-    return not entries or any(e.get("id") == model for e in entries)
+    """Whether ``model`` is among the served models (False when the server keeps no list)."""
+    return any(e.get("id") == model for e in entries or [])
 
 
 def _names(entries: list[dict[str, Any]] | None) -> str:
@@ -263,7 +266,8 @@ class OpenAIEmbedder(Embedder):
         return f"{self.model_id} at {self.service.where}"
 
     def check(self) -> None:
-        """Reachable, the key accepted, and the model served (by its /models list, or by one tiny embedding)."""
+        """Reachable, the key accepted, and the model served: by its /models list, or else by one tiny embedding
+        (once: a server that ignores model names, as llama.cpp's, or keeps no list, passes from then on)."""
         entries = self.service.models()
         if self._name_ok or _listed(entries, self.model_id):
             return
@@ -422,7 +426,8 @@ class OpenAIChat(ChatModel):
         return self._context
 
     def check(self) -> None:
-        """Reachable, the key accepted, and the model served (by its /models list, or by a one-token answer)."""
+        """Reachable, the key accepted, and the model served: by its /models list, or else by a one-token answer
+        (once, as for embeddings)."""
         entries = self.service.models()
         if self._name_ok or _listed(entries, self.model_id):
             return

@@ -178,6 +178,8 @@ def test_a_wrong_path_says_to_check_the_base_url(tmp_path: Path, fake_openai: Fa
     embedder, _ = _embedder(tmp_path, fake_openai, embed_base_url=fake_openai.url)  # /v1 forgotten
     with pytest.raises(BackendUnavailable, match="/embeddings does not exist.*RAG_EMBED_BASE_URL.*/v1"):
         embedder.embed_query("cats")
+    with pytest.raises(BackendUnavailable, match="RAG_EMBED_BASE_URL"):  # the status check finds it too
+        embedder.check()
 
 
 @pytest.fixture
