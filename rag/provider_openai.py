@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from rag.config import Settings, env_name
 from rag.embeddings import Embedder, query_prompt
-from rag.errors import BackendUnavailable, GenerationError, ModelError, ModelNotFound
+from rag.errors import BackendUnavailable, GenerationError, ModelError, ModelNotFound, WrongModelKind
 from rag.events import ThinkingDelta
 from rag.llm import FALLBACK_CONTEXT, ChatModel, Delta, Messages, ThinkSplitter
 from rag.rerank import clip, document_part, query_part
@@ -295,10 +295,29 @@ class OpenAIEmbedder(Embedder):
             raise ModelError(f"The embedding server at {self.service.where} returned {count} embeddings for "
                              f"{len(inputs)} texts.")
         rows = sorted(rows, key=lambda r: r.get("index", 0))
-        vectors = [self._fit(_vector(r.get("embedding"))) for r in rows]
+        vectors = [self._fit(self._vector(r.get("embedding"))) for r in rows]
         if vectors:
             self.dimensions = len(vectors[0])
         return vectors
+
+    def _vector(self, raw: Any) -> list[float]:
+        """One embedding as floats (a list, or base64 of little-endian float32 from a server that sends that
+        anyway)."""
+        if isinstance(raw, str):
+            import numpy as np
+
+            return np.frombuffer(base64.b64decode(raw), dtype="<f4").astype(float).tolist()
+        if isinstance(raw, list) and raw and isinstance(raw[0], list):
+            # llama.cpp servers do this for a model whose GGUF names no pooling (a chat model, say).
+            raise WrongModelKind(
+                f"The embedding server at {self.service.where} returned one vector per token, not one per text: it "
+                f"runs '{self.model_id}' without pooling. Serve an embedding model (its GGUF says how to pool), or "
+                "set the pooling on the server: llama-server --pooling last (Qwen3-Embedding), or llama-cpp-python "
+                "--kv_overrides ARCH.pooling_type=int:3 (3 = last token, 1 = mean).")
+        if not isinstance(raw, list) or not all(isinstance(x, (int, float)) for x in raw):
+            raise ModelError(f"The embedding server at {self.service.where} sent an embedding that is not a list "
+                             "of numbers.")
+        return [float(x) for x in raw]
 
     def _dimensions(self) -> dict[str, int]:
         return {"dimensions": self.dimensions_setting} if self._send_dimensions and self.dimensions_setting else {}
@@ -321,15 +340,6 @@ class OpenAIEmbedder(Embedder):
         return [x / norm for x in head]
 
 
-def _vector(raw: Any) -> list[float]:
-    """An embedding as floats (a list, or base64 of little-endian float32 from servers that send that anyway)."""
-    if isinstance(raw, str):
-        import numpy as np
-
-        return np.frombuffer(base64.b64decode(raw), dtype="<f4").astype(float).tolist()
-    if not isinstance(raw, list):
-        raise ModelError("The embedding server sent an embedding that is not a list of numbers.")
-    return [float(x) for x in raw]
 
 
 # --- chat -------------------------------------------------------------------------------------------------------

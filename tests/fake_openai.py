@@ -17,7 +17,8 @@ servers do, to prove the client scrubs it), ``fail_next`` (statuses to answer th
 with ``retry_after``), ``chat_error_after`` (an error event after that many answer pieces: a 500 mid-stream),
 ``chat_drop_after`` (the connection cut after that many), ``refuse_thinking_switch`` (400 for
 ``chat_template_kwargs`` / ``enable_thinking``, as OpenAI's own API), ``ignore_dimensions`` /
-``refuse_dimensions`` (as vLLM for a model not declared Matryoshka), ``max_batch``
+``refuse_dimensions`` (as vLLM for a model not declared Matryoshka), ``per_token`` (a vector per token, as a
+llama.cpp server running a model without pooling), ``max_batch``
 (400 above it, as DashScope), ``list_models``, ``max_model_len`` and ``streaming``.
 """
 
@@ -80,6 +81,7 @@ class FakeOpenAI(HttpDouble):
         self.refuse_thinking_switch = False
         self.ignore_dimensions = False
         self.refuse_dimensions = False
+        self.per_token = False
         self.max_batch: int | None = None
         self.rerank_api = "cohere"  # or "tei"
         self.rerank_logits = False
@@ -143,6 +145,8 @@ class FakeOpenAI(HttpDouble):
         vectors = [fake_embed(t, self.embed_models[model]) for t in texts]
         if isinstance(dims, int) and 0 < dims < self.embed_models[model] and not self.ignore_dimensions:
             vectors = [_truncate_dims(v, dims) for v in vectors]
+        if self.per_token:  # what llama.cpp servers send for a model without pooling: a vector per token
+            vectors = [[fake_embed(w, self.embed_models[model]) for w in t.split()] for t in texts]
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         data.reverse()  # the order of `data` is not promised: `index` is
         h.send_json(200, {"object": "list", "model": model, "data": data,

@@ -20,7 +20,7 @@ from rag.cli import main as cli_main
 from rag.config import Settings
 from rag.embeddings import make_embedder, query_prompt
 from rag.engine import Engine
-from rag.errors import BackendUnavailable, ConfigError, GenerationError, ModelNotFound
+from rag.errors import BackendUnavailable, ConfigError, GenerationError, ModelNotFound, WrongModelKind
 from rag.events import AnswerDelta, Failure, Progress, Sources, ThinkingDelta
 from rag.llm import make_chat_model
 from rag.provider_openai import OpenAIChat, OpenAIEmbedder, Refused
@@ -149,6 +149,14 @@ def test_a_server_taking_fewer_texts_says_which_setting_to_lower(tmp_path: Path,
         embedder.embed_documents([f"text {i}" for i in range(12)])
     embedder, _ = _embedder(tmp_path, fake_openai, embed_batch_size=10)
     assert len(embedder.embed_documents([f"text {i}" for i in range(12)])) == 12
+
+
+def test_vectors_per_token_say_the_server_runs_the_model_without_pooling(tmp_path: Path,
+                                                                          fake_openai: FakeOpenAI) -> None:
+    fake_openai.per_token = True  # found with llama-cpp-python's server and a chat model's GGUF
+    embedder, _ = _embedder(tmp_path, fake_openai)
+    with pytest.raises(WrongModelKind, match="one vector per token.*without pooling.*--pooling last"):
+        embedder.embed_documents(["cats sleep all day"])
 
 
 def test_a_model_the_server_does_not_serve_is_named_with_what_it_serves(tmp_path: Path,
