@@ -139,8 +139,10 @@ def _summary(s: Settings, embed: str, chat: str, reason: str) -> str:
     """E.g. "Ollama at http://127.0.0.1:11434", "in-process models (Ollama not found at http://…)" or
     "embeddings by OpenAI-compatible server at http://gpu:8000/v1, answers by Ollama at http://127.0.0.1:11434"."""
     why = f" ({reason})" if reason else ""
-    if embed == OLLAMA and chat == OLLAMA and s.embed_host != s.chat_host:
+    if embed == chat == OLLAMA and s.embed_host != s.chat_host:
         return f"Ollama (embeddings at {s.embed_host}, answers at {s.chat_host})"
+    if embed == chat == OPENAI and s.embed_base_url != s.chat_base_url:
+        return f"OpenAI-compatible servers (embeddings at {s.embed_base_url}, answers at {s.chat_base_url})"
     places = (_place(embed, s.embed_host, s.embed_base_url), _place(chat, s.chat_host, s.chat_base_url))
     if places[0] == places[1]:
         return "in-process models" + why if places[0] == IN_PROCESS else places[0]

@@ -291,6 +291,9 @@ def test_backends_resolve_openai_and_say_where_each_model_runs(tmp_path: Path, f
     assert (both.embed, both.chat, both.embed_model, both.chat_model) == ("openai", "openai", EMBED_MODEL,
                                                                           CHAT_MODEL)
     assert both.summary == f"OpenAI-compatible server at {fake_openai.base_url}"
+    apart = resolve_backends(_settings(tmp_path, fake_openai, chat_base_url="http://gpu-box:8002/v1"))
+    assert apart.summary == f"OpenAI-compatible servers (embeddings at {fake_openai.base_url}, answers at " \
+                            "http://gpu-box:8002/v1)"
     mixed = resolve_backends(_settings(tmp_path, fake_openai, chat_backend=None, chat_model="qwen3:8b",
                                        ollama_host=fake_ollama.url))
     assert mixed.chat == "ollama" and mixed.chat_model == "qwen3:8b"
