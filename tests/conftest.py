@@ -8,6 +8,7 @@ in-process model tests use tiny random-weight Qwen3 models built locally (tests/
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -63,6 +64,14 @@ def fake_openai(openai_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
     openai_server.reset()
     yield openai_server
     openai_server.reset()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens: a model server not installed, or not started."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import socket
 import sys
 import types
 from pathlib import Path
@@ -34,14 +33,6 @@ from ui import render
 HANDBOOK = ["Employee handbook of the Zephyr Institute. Welcome to the team.",
             "Vacation policy: every employee receives 30 days of paid leave each year.",
             "Parking is free in the north garage for cyclists and electric cars."]
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A port on 127.0.0.1 where nothing listens: Ollama is not installed, or not started."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -190,16 +190,6 @@ def test_a_wrong_path_says_to_check_the_base_url(tmp_path: Path, fake_openai: Fa
         embedder.check()
 
 
-@pytest.fixture
-def closed_port() -> int:
-    """A port on 127.0.0.1 where nothing listens."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # --- chat -------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("reasoning", ["reasoning_content", "reasoning", "think"])
 def test_reasoning_is_kept_apart_however_the_server_sends_it(tmp_path: Path, fake_openai: FakeOpenAI,

@@ -139,16 +139,6 @@ def test_the_app_answers_without_reranking_when_the_service_is_down(tmp_path: Pa
         engine.close()
 
 
-@pytest.fixture
-def closed_port() -> int:
-    """A port on 127.0.0.1 where nothing listens."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize("backend", ["http", "ollama"])
 def test_the_time_budget_learns_a_remote_rerankers_speed_from_its_calls(tmp_path: Path, fake_openai: FakeOpenAI,
                                                                          fake_ollama: FakeOllama,
