@@ -272,4 +272,4 @@ def make_reranker(settings: Settings) -> Reranker:
 
     s = settings
     return Qwen3Reranker(s.rerank_model, s.rerank_instruction, s.rerank_max_tokens, s.rerank_batch_size,
-                         gpu_seconds=s.gpu_seconds)
+                         dtype=s.rerank_dtype, gpu_seconds=s.gpu_seconds)
