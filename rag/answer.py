@@ -144,7 +144,7 @@ class Answerer:
         s = self.settings
         try:
             scores = self.budget.score(self.reranker, query, plan)
-        except (RuntimeError, OSError, ValueError) as exc:  # no weights offline, out of memory, ...
+        except (RuntimeError, OSError, ValueError, ModelError) as exc:  # no weights offline, server down, ...
             self._unavailable(exc)
             return candidates[:top_k]
         # Only scored passages can be kept (with their full text); those the budget left out are dropped.

@@ -209,9 +209,20 @@ def _rm(engine: Any, args: argparse.Namespace) -> int:
 
 
 def _settings() -> int:
+    """Where the three models run with the current settings (never showing a key), then every variable."""
+    from rag.backends import placements
+
+    code = 0
+    try:
+        for role, where in placements(Settings.from_env()):
+            _out(f"{role:12} {where}")
+        _out("")
+    except RagError as exc:
+        _err(str(exc))
+        code = 1
     for var, default, doc in describe():
         _out(f"{var:28} {default or '(empty)':40} {doc}")
-    return 0
+    return code
 
 
 def _n(count: int, noun: str) -> str:

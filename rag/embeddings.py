@@ -2,8 +2,8 @@
 
 Qwen3-Embedding wants an instruction on queries only (``Instruct: {task}\\nQuery:{query}``, no space after
 ``Query:``); documents are embedded raw. Ollama does not add the instruction, so we do. The backends live in the
-provider modules: ``rag.provider_ollama`` (Ollama over HTTP, default) and ``rag.provider_local`` (any
-sentence-transformers model in-process).
+provider modules: ``rag.provider_ollama`` (Ollama over HTTP, default), ``rag.provider_local`` (any
+sentence-transformers model in-process) and ``rag.provider_openai`` (an OpenAI-compatible server).
 """
 
 from __future__ import annotations
@@ -70,6 +70,10 @@ def make_embedder(settings: Settings) -> Embedder:
         from rag.provider_local import SentenceTransformerEmbedder
 
         return SentenceTransformerEmbedder(settings)
+    if settings.embed_backend == "openai":
+        from rag.provider_openai import OpenAIEmbedder
+
+        return OpenAIEmbedder(settings)
     from rag.provider_ollama import OllamaEmbedder
 
     return OllamaEmbedder(settings)

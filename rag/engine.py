@@ -94,8 +94,10 @@ class Engine:
         chat = self.chat_for(chat_model)
         with self._warming_lock:
             loading = dict(self._warming)
-        for model in (self.embedder, chat):
-            if getattr(model, "model_id", None) in loading:
+        # A remote reranker is asked too (the in-process one has no check: it would load the weights).
+        reranker = self.reranker if self.settings.rerank else None
+        for model in (self.embedder, chat, reranker):
+            if model is None or _model_name(model) in loading or not hasattr(model, "check"):
                 continue  # checking would wait for the download
             try:
                 model.check()
@@ -107,7 +109,7 @@ class Engine:
         else:
             embedder, answers, backend = self.embedder.model_id, chat.model_id, self.backends.summary
         return Health(embedder, answers, problems, backend=backend, loading=list(loading.values()),
-                      index=self.embedder.index_name)
+                      index=self.embedder.index_name, reranker=getattr(reranker, "describe", ""))
 
     def warm_up(self, background: bool = True) -> threading.Thread | None:
         """Load the in-process models now (downloading them on first use) rather than on the first question.

@@ -3,7 +3,8 @@ factory.
 
 ``stream`` yields ``ThinkingDelta`` and ``AnswerDelta`` events, so reasoning never mixes with the answer;
 ``complete`` is a short non-thinking call (used to rewrite follow-up questions). The backends live in the provider
-modules: ``rag.provider_ollama`` (Ollama's ``/api/chat``, default) and ``rag.provider_local`` (transformers).
+modules: ``rag.provider_ollama`` (Ollama's ``/api/chat``, default), ``rag.provider_local`` (transformers) and
+``rag.provider_openai`` (an OpenAI-compatible server's ``/chat/completions``).
 """
 
 from __future__ import annotations
@@ -128,6 +129,10 @@ def make_chat_model(settings: Settings) -> ChatModel:
         from rag.provider_local import TransformersChat
 
         return TransformersChat(settings.chat_model, gpu_seconds=settings.gpu_seconds)
+    if settings.chat_backend == "openai":
+        from rag.provider_openai import OpenAIChat
+
+        return OpenAIChat(settings)
     from rag.provider_ollama import OllamaChat
 
     return OllamaChat(settings)

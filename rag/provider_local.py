@@ -312,6 +312,11 @@ class Qwen3Reranker:
         """Whether the model is in memory."""
         return self._loaded is not None
 
+    @property
+    def describe(self) -> str:
+        """Where reranking happens, in a few words."""
+        return f"{self.model_name} (in-process)"
+
     def _state(self) -> _Loaded:
         self.load()
         if self._loaded is None:  # unreachable: load() sets it or raises

@@ -1,9 +1,13 @@
-"""Ollama over HTTP: embeddings from ``/api/embed`` and streamed chat from ``/api/chat``, with the ollama client's
-errors turned into messages a user can act on."""
+"""Ollama over HTTP: embeddings from ``/api/embed``, streamed chat from ``/api/chat``, and Qwen3-Reranker scored
+through ``/api/generate``'s log-probabilities, with the ollama client's errors turned into messages a user can act
+on."""
 
 from __future__ import annotations
 
 import logging
+import math
+import re
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
@@ -12,6 +16,7 @@ from rag.embeddings import Embedder, query_prompt
 from rag.errors import BackendUnavailable, GenerationError, ModelError, ModelNotFound, WrongModelKind
 from rag.events import AnswerDelta, ThinkingDelta
 from rag.llm import FALLBACK_CONTEXT, ChatModel, Delta, Messages
+from rag.rerank import clip, format_prompt
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +195,114 @@ class _ThinkingUnsupported(ModelError):
     """The model has no thinking mode; the call is retried without it."""
 
 
+# Ollama returns log-probabilities from this version on (``logprobs`` / ``top_logprobs`` on /api/generate).
+LOGPROBS_SINCE = (0, 12, 11)
+_TOP_LOGPROBS = 20
+_MISSING_LOGPROB = -30.0  # "yes" or "no" not among the top tokens: taken as all but impossible
+
+
+class OllamaReranker:
+    """Qwen3-Reranker pulled into Ollama, scored by the log-probabilities of its first generated token.
+
+    Each candidate's official prompt goes raw to ``/api/generate`` with one token to predict and ``logprobs`` +
+    ``top_logprobs``; the score is softmax over the "yes"/"no" log-probabilities (a missing one counts as very
+    unlikely). Candidates go ``concurrency`` at a time, to fill Ollama's parallel slots (``OLLAMA_NUM_PARALLEL``).
+    """
+
+    def __init__(self, settings: Settings, client: Any | None = None) -> None:
+        import ollama
+
+        self.model_name = settings.rerank_ollama_model
+        self.host = settings.rerank_host
+        self.headers = settings.ollama_headers
+        self.has_token = bool(settings.ollama_token)
+        self.instruction = settings.rerank_instruction
+        self.max_passage_tokens = settings.rerank_max_tokens
+        self.concurrency = settings.rerank_concurrency
+        self.keep_alive = settings.keep_alive
+        # Room for the prompt: the fixed parts, a long question and a passage at its cap (Ollama cuts silently).
+        self.num_ctx = max(2048, 2 * settings.rerank_max_tokens + 1024)
+        self.probe_timeout = settings.ollama_probe_timeout
+        self._client = client or ollama.Client(host=self.host, timeout=600, headers=self.headers)
+
+    @property
+    def describe(self) -> str:
+        return f"{self.model_name} via Ollama at {self.host}"
+
+    def check(self) -> None:
+        """The server is new enough to return log-probabilities and has the tag, as a model that generates."""
+        version = ollama_version(self.host, self.headers, max(self.probe_timeout, 5.0))
+        if version is not None and version < LOGPROBS_SINCE:
+            raise BackendUnavailable(self._too_old(".".join(map(str, version))))
+        with ollama_errors(self.host, self._translate):
+            info = self._client.show(self.model_name)
+        capabilities = list(getattr(info, "capabilities", None) or [])
+        if capabilities and "completion" not in capabilities:
+            raise WrongModelKind(self._wrong_kind())
+
+    def score(self, query: str, passages: Sequence[str]) -> list[float]:
+        """Relevance of each passage to ``query`` in 0..1, in input order."""
+        if not passages:
+            return []
+        prompts = [format_prompt(self.instruction, query, p) for p in clip(passages, self.max_passage_tokens)]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts))) as pool:
+            return list(pool.map(self._one, prompts))
+
+    def _one(self, prompt: str) -> float:
+        with ollama_errors(self.host, self._translate):
+            response = self._client.generate(model=self.model_name, prompt=prompt, raw=True, logprobs=True,
+                                             top_logprobs=_TOP_LOGPROBS, keep_alive=self.keep_alive,
+                                             options={"num_predict": 1, "temperature": 0, "num_ctx": self.num_ctx})
+        if not response.logprobs:
+            raise BackendUnavailable(self._too_old("older than 0.12.11"))
+        first = response.logprobs[0]
+        tops = [(first.token, first.logprob)] + [(t.token, t.logprob) for t in first.top_logprobs or []]
+        return yes_probability(tops)
+
+    def _too_old(self, version: str) -> str:
+        return (f"Ollama at {self.host} ({version}) does not return log-probabilities, which reranking inside it "
+                "needs: update Ollama to 0.12.11 or later, or set RAG_RERANK_BACKEND=local.")
+
+    def _wrong_kind(self) -> str:
+        return (f"'{self.model_name}' can't generate text, so it can't rerank. Set RAG_RERANK_OLLAMA_MODEL to a "
+                "Qwen3-Reranker tag, for example dengcao/Qwen3-Reranker-0.6B:Q8_0.")
+
+    def _translate(self, exc: Any) -> ModelError:
+        message = str(getattr(exc, "error", exc))
+        lower = message.lower()
+        if exc.status_code in (401, 403):
+            return access_denied(self.host, exc.status_code, self.has_token)
+        if exc.status_code == 404 or "not found" in lower:
+            return ModelNotFound(f"The reranker '{self.model_name}' is not pulled into Ollama at {self.host}. Run "
+                                 f"`ollama pull {self.model_name}`, or set RAG_RERANK_OLLAMA_MODEL to a "
+                                 "Qwen3-Reranker tag you have.")
+        if "does not support" in lower:
+            return WrongModelKind(self._wrong_kind())
+        return ModelError(f"Ollama could not rerank with '{self.model_name}': {message}")
+
+
+def yes_probability(tokens: Sequence[tuple[str, float]]) -> float:
+    """softmax([no, yes])[yes] from (token, log-probability) pairs of the first generated token; a missing "yes"
+    or "no" counts as very unlikely."""
+    best = {"yes": _MISSING_LOGPROB, "no": _MISSING_LOGPROB}
+    for token, logprob in tokens:
+        if token in best:
+            best[token] = max(best[token], logprob)
+    return 1.0 / (1.0 + math.exp(best["no"] - best["yes"]))
+
+
+def ollama_version(host: str, headers: dict[str, str], timeout: float) -> tuple[int, ...] | None:
+    """The server's version from ``/api/version`` as numbers (None when it can't be read; the calls that follow
+    say why)."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{host}/api/version", headers=headers, timeout=timeout)
+        text = str(response.json().get("version", ""))
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    numbers = re.findall(r"\d+", text.split("-")[0])[:3]
+    return tuple(int(n) for n in numbers) if numbers else None
 
 
 @contextmanager

@@ -1,8 +1,9 @@
 """Reranking: the ``Reranker`` interface, the official Qwen3-Reranker prompt every backend sends, and the factory.
 
 Qwen3-Reranker is a causal LM asked "does this Document meet the Query? yes/no"; the relevance score is
-``softmax([logit(no), logit(yes)])[yes]`` at the last position. The in-process model is
-``rag.provider_local.Qwen3Reranker``.
+``softmax([logit(no), logit(yes)])[yes]`` at the last position. The backends: in-process
+(``rag.provider_local.Qwen3Reranker``), inside Ollama by the log-probabilities of its first token
+(``rag.provider_ollama.OllamaReranker``), or a ``/rerank`` service (``rag.provider_openai.HttpReranker``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ class Reranker(Protocol):
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
         """Return one score per passage, in the order given."""
+        ...
+
+    @property
+    def describe(self) -> str:
+        """Where reranking happens, in a few words (for the status badge and ``rag settings``)."""
         ...
 
 
@@ -237,7 +243,17 @@ def _ensure_loaded(reranker: Any) -> None:
 
 def format_prompt(instruction: str, query: str, passage: str) -> str:
     """The full official Qwen3-Reranker prompt for one (query, passage) pair, as text."""
-    return prompt_head(instruction) + query + _PROMPT_MIDDLE + passage + _PROMPT_TAIL
+    return query_part(instruction, query) + document_part(passage)
+
+
+def query_part(instruction: str, query: str) -> str:
+    """The prompt up to the document (system turn, instruction, query): what a /rerank server gets as the query."""
+    return prompt_head(instruction) + query + "\n"
+
+
+def document_part(passage: str) -> str:
+    """The prompt from the document on (document, end of turn, the assistant's empty think block)."""
+    return _PROMPT_MIDDLE.lstrip("\n") + passage + _PROMPT_TAIL
 
 
 def prompt_head(instruction: str) -> str:
@@ -266,8 +282,25 @@ def chat_template(instruction: str) -> str:
     )
 
 
+def clip(texts: Sequence[str], tokens: int) -> list[str]:
+    """Each text cut to at most ``tokens`` tokens by the built-in estimate, for a backend without the tokenizer."""
+    def count(batch: list[str]) -> list[int]:
+        return [estimate_tokens(t) for t in batch]
+
+    return cut_passages(list(texts), count(list(texts)), tokens, count)
+
+
 def make_reranker(settings: Settings) -> Reranker:
-    """The reranker the settings ask for (its weights load on the first question that needs them)."""
+    """The reranker the settings ask for: in-process (its weights load on the first question that needs them),
+    inside Ollama, or a /rerank service."""
+    if settings.rerank_backend == "ollama":
+        from rag.provider_ollama import OllamaReranker
+
+        return OllamaReranker(settings)
+    if settings.rerank_backend == "http":
+        from rag.provider_openai import HttpReranker
+
+        return HttpReranker(settings)
     from rag.provider_local import Qwen3Reranker
 
     s = settings
