@@ -281,3 +281,34 @@ def test_the_cli_says_what_the_reranker_reads(settings: Settings, nine_pages: En
         monkeypatch.setenv("RAG_CHROMA_PORT", str(settings.chroma_port))
     assert cli_main(["ask", "How much deposit does the tenant pay?", "--no-think"]) == 0
     assert "(ranking 5 of 9 passages)" in capsys.readouterr().err
+
+
+# --- a /rerank service ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("rate", "everything"), [(400, False), (1e6, True)])
+def test_a_rerank_service_is_bounded_by_its_measured_speed(tmp_path: Path, fake_openai: Any, rate: float,
+                                                          everything: bool) -> None:
+    """The real /rerank client against the stand-in service (tests/fake_openai.py, a test double over HTTP); the
+    clock is the stand-in's work so far at ``rate`` tokens per second, so its speed is simulated, not measured."""
+    from rag.rerank import make_reranker
+
+    reranker = make_reranker(Settings.from_env({}, data_dir=tmp_path / "data", rerank_backend="http",
+                                               rerank_url=fake_openai.base_url))
+
+    def work_done() -> float:
+        bodies = [body for path, body in fake_openai.requests if path.endswith("/rerank")]
+        return sum(estimate_tokens(b["query"]) + sum(estimate_tokens(d) + 15 for d in b["documents"])
+                   for b in bodies) / rate
+
+    b = RerankBudget(3.0, min_passages=FLOOR, min_tokens=64, max_tokens=384, clock=work_done)
+    passages = [words(300, seed) for seed in range(29)]
+    for _ in range(3):
+        fake_openai.requests.clear()
+        plan = b.plan(reranker, "what does the lease say about the deposit?", passages, breadth=12)
+        scores = b.score(reranker, "what does the lease say about the deposit?", plan)
+    sent = [d for path, body in fake_openai.requests if path.endswith("/rerank") for d in body["documents"]]
+    assert len(scores) == len(sent) == plan.count and all(estimate_tokens(d) <= plan.token_cap for d in sent)
+    assert all(any(p.startswith(d) for p in passages[:plan.count]) for d in sent)  # the best, from their start
+    if everything:
+        assert (plan.count, plan.token_cap) == (29, 384)
+    else:
+        assert FLOOR <= plan.count < 29 and work_done() <= 3.0 * 1.2
