@@ -8,8 +8,8 @@ prompt, and the stand-in's first token. The reranker is a random-weight model of
 with Qwen3's real tokenizer (bench/reranker_model.py): its timings are real, its scores mean nothing, so the bench
 sets RAG_RERANK_THRESHOLD=0 and RAG_MIN_RELEVANCE=0 (every question goes on to a prompt); all else is default.
 
-Each configuration runs in its own process (a fresh budget, as when the app starts), loads the reranker before
-the first question (as the app's warm-up does) and asks the questions in order:
+Each configuration runs in its own process (a fresh budget, as when the app starts), loads the reranker and times
+it once before the first question (as the app's warm-up does), and asks the questions in order:
 
     before        the reranker without a budget (RAG_RERANK_SECONDS=0: every candidate, up to 384 tokens each),
                   auto number format; only the first --before-questions questions (each takes tens of seconds)

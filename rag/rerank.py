@@ -160,6 +160,14 @@ class RerankBudget:
                           expected_seconds=None if rate is None else tokens / rate,
                           passages=cut_passages(list(passages[:n]), chosen, cap, count_many))
 
+    def calibrate(self, reranker: Any) -> None:
+        """Time one small scoring (what a question sends at the least: ``min_passages`` of ``min_tokens``) so that
+        even the first question is planned from a measured speed; the app does this once its reranker has loaded."""
+        filler = " ".join(["Net sales rose in every region, while costs for raw materials and freight fell."]
+                          * (self.min_tokens // 8 + 1))
+        query = "How did sales and costs change during the year?"
+        self.score(reranker, query, self.plan(reranker, query, [filler] * self.min_passages, self.min_passages))
+
     def score(self, reranker: Any, query: str, plan: RerankPlan) -> list[float]:
         """Score the plan's passages (in its order), timing the call to learn the throughput."""
         _ensure_loaded(reranker)

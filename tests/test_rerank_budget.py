@@ -312,3 +312,17 @@ def test_a_rerank_service_is_bounded_by_its_measured_speed(tmp_path: Path, fake_
         assert (plan.count, plan.token_cap) == (29, 384)
     else:
         assert FLOOR <= plan.count < 29 and work_done() <= 3.0 * 1.2
+
+
+def test_the_apps_warm_up_times_the_reranker_so_the_first_question_is_planned(settings: Settings,
+                                                                             nine_pages: Engine,
+                                                                             tiny_qwen3_dir: Path) -> None:
+    engine = Engine(settings.with_(rerank=True, rerank_model=str(tiny_qwen3_dir), rerank_dtype="float32"))
+    try:
+        engine.warm_up(background=False)
+        assert engine.reranker.loaded and engine.rerank_budget.throughput.calls == 1
+        plan = engine.rerank_budget.plan(engine.reranker, "How much deposit does the tenant pay?", PAGES,
+                                         breadth=12)
+    finally:
+        engine.close()
+    assert plan.expected_seconds is not None
