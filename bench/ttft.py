@@ -158,6 +158,7 @@ def worker(spec: dict[str, Any]) -> None:
 
     times: dict[str, float] = {}
     plans: list[Any] = []
+    scored: list[Any] = []
 
     def timed(name: str, fn: Callable[..., Any], keep: list[Any] | None = None) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -173,11 +174,12 @@ def worker(spec: dict[str, Any]) -> None:
     rag.answer.build_messages = timed("prompt", rag.answer.build_messages)
     budget = engine.rerank_budget
     budget.plan = timed("plan", budget.plan, plans)
-    budget.score = timed("score", budget.score)
+    budget.score = timed("score", budget.score, scored)
 
     for question in spec["questions"]:
         times.clear()
         plans.clear()
+        scored.clear()
         generating = first = None
         t0 = time.perf_counter()
         for event in engine.ask(question, options=AskOptions(think=False)):
@@ -190,8 +192,8 @@ def worker(spec: dict[str, Any]) -> None:
         row = {"ttft": (first or time.perf_counter()) - t0, "chat_first_token": (first or 0) - (generating or 0),
                **times, "rerank": times.get("plan", 0.0) + times.get("score", 0.0)}
         if plan is not None:
-            row.update(count=plan.count, total=plan.total, cap=plan.token_cap, tokens=plan.tokens,
-                       expected=plan.expected_seconds)
+            row.update(planned=plan.count, count=len(scored[0]) if scored else 0, total=plan.total,
+                       cap=plan.token_cap, tokens=plan.tokens, expected=plan.expected_seconds)
         print("RESULT " + json.dumps(row), flush=True)
     engine.close()
 

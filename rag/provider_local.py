@@ -272,6 +272,8 @@ class _Loaded:
 class Qwen3Reranker:
     """Qwen3-Reranker run in-process through sentence-transformers' CrossEncoder; loaded lazily, once, thread-safe."""
 
+    incremental = True  # one query's passages may come in several calls: its prefix is computed once (kept)
+
     def __init__(
         self,
         model: str = "Qwen/Qwen3-Reranker-0.6B",
@@ -295,6 +297,7 @@ class Qwen3Reranker:
         self.gpu_seconds = gpu_seconds  # the most one scoring may hold a ZeroGPU GPU (see rag.accel)
         self._loaded: _Loaded | None = None
         self._load_lock = threading.Lock()
+        self._prefix: tuple[Any, Any] | None = None  # (key, keys/values) of the last query's shared prefix
         # One forward pass at a time: the tokenizer isn't safe to share across threads, and on a CPU parallel
         # passes only fight for the same cores.
         self._run_lock = threading.Lock()
@@ -331,7 +334,9 @@ class Qwen3Reranker:
             return self._load_as(resolve_dtype(torch, requested, device), device)
         # int8 is made from the float32 weights; "auto" keeps it only if it scores like float32 (checked here).
         state = self._load_as(torch.float32, device)
-        return self._to_int8(state, check=self.requested_dtype == "auto") or self._load_as(torch.float32, device)
+        state = self._to_int8(state, check=self.requested_dtype == "auto") or self._load_as(torch.float32, device)
+        self._prefix = None  # computed by the checks, maybe with other weights
+        return state
 
     def _load_as(self, dtype: Any, device: str) -> _Loaded:
         torch, cross_encoder_cls, logit_score_cls = _import_backend()
@@ -461,6 +466,16 @@ class Qwen3Reranker:
                       len(tokens.prefix), sum(map(len, tokens.suffixes)), time.perf_counter() - started)
         return scores
 
+    def _prefix_kv(self, state: _Loaded, prefix: list[int]) -> Any:
+        """The prefix's keys/values: the last query's when it is the same (the time budget may send a query's
+        passages in several calls), else computed now. Called under the run lock."""
+        if not prefix:
+            return None
+        key = (state.dtype, tuple(prefix))
+        if self._prefix is None or self._prefix[0] != key:
+            self._prefix = (key, state.lean.prefix(prefix))
+        return self._prefix[1]
+
     def score_uncached(self, query: str, passages: Sequence[str]) -> list[float]:
         """The same scores through plain ``CrossEncoder.predict`` (whole prompt per pair): the reference path."""
         if not passages:
@@ -478,7 +493,7 @@ class Qwen3Reranker:
     def _score_tokens(self, state: _Loaded, tokens: PromptTokens) -> list[float]:
         torch = _import_backend()[0]
         lean = state.lean
-        prefix_kv = lean.prefix(tokens.prefix) if tokens.prefix else None
+        prefix_kv = self._prefix_kv(state, tokens.prefix)
         # Similar lengths together keep padding small; results go back to input order.
         order = sorted(range(len(tokens.suffixes)), key=lambda i: len(tokens.suffixes[i]))
         scores = [0.0] * len(order)

@@ -326,3 +326,54 @@ def test_the_apps_warm_up_times_the_reranker_so_the_first_question_is_planned(se
     finally:
         engine.close()
     assert plan.expected_seconds is not None
+
+
+class SlowingReranker(TimedReranker):
+    """Test double for an in-process reranker that takes passages a batch at a time, reading the query's prefix once,
+    on a machine ``slowdown`` times slower than it was."""
+
+    incremental = True
+    batch_size = 4
+
+    def __init__(self, clock: FakeClock, rate: float, slowdown: float = 1.0) -> None:
+        super().__init__(clock, rate)
+        self.slowdown = slowdown
+        self.query = ""
+
+    def score(self, query: str, passages: Sequence[str]) -> list[float]:
+        first = query != self.query  # the prefix is read once per query, as the in-process reranker does
+        self.query = query
+        self.seen.append(list(passages))
+        tokens = (60 if first else 0) + sum(estimate_tokens(p) + 15 for p in passages)
+        self.clock.now += tokens * self.slowdown / self.rate
+        return [0.5] * len(passages)
+
+
+def test_an_incremental_reranker_is_stopped_when_time_runs_out_never_below_the_floor() -> None:
+    clock = FakeClock()
+    passages = [words(300, seed) for seed in range(29)]
+    reranker = SlowingReranker(clock, 1000)
+    b = budget(clock)
+    for question in ("deposit?", "rent?"):  # a steady machine: everything planned is read
+        plan = b.plan(reranker, question, passages, breadth=12)
+        reranker.seen.clear()
+        assert len(b.score(reranker, question, plan)) == plan.count
+    assert plan.count == 12 and [len(s) for s in reranker.seen] == [FLOOR, 4, 3]  # the floor, then batches
+
+    reranker.slowdown = 2  # other work started on the machine since the last question
+    plan = b.plan(reranker, "keys?", passages, breadth=12)
+    reranker.seen.clear()
+    started = clock.now
+    scores = b.score(reranker, "keys?", plan)
+    assert FLOOR <= len(scores) < plan.count and clock.now - started <= 3.0 * 1.2
+    assert reranker.seen[0] == plan.passages[:FLOOR]  # the best first
+
+
+def test_a_remote_reranker_gets_the_plan_in_one_call() -> None:
+    clock = FakeClock()
+    reranker = TimedReranker(clock, 1000)
+    b = budget(clock)
+    b.calibrate(reranker)
+    plan = b.plan(reranker, "deposit?", [words(300, seed) for seed in range(29)], breadth=12)
+    reranker.seen.clear()
+    assert len(b.score(reranker, "deposit?", plan)) == plan.count and len(reranker.seen) == 1

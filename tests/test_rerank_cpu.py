@@ -77,3 +77,17 @@ def test_count_tokens_uses_the_rerankers_tokenizer(tiny_qwen3_dir: Path) -> None
     r = Qwen3Reranker(str(tiny_qwen3_dir), dtype="float32", device="cpu")
     tokenizer = r._state().tokenizer
     assert r.count_tokens(PASSAGES) == [len(tokenizer.encode(p, add_special_tokens=False)) for p in PASSAGES]
+
+
+def test_a_querys_passages_in_several_calls_score_as_in_one_and_share_the_prefix(
+        tiny_qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = Qwen3Reranker(str(tiny_qwen3_dir), dtype="float32", device="cpu", batch_size=2)
+    whole = r.score(QUERY, PASSAGES)
+    lean = r._state().lean
+    prefixes = []
+    original = lean.prefix
+    monkeypatch.setattr(lean, "prefix", lambda ids: prefixes.append(ids) or original(ids))
+    parts = r.score(QUERY, PASSAGES[:2]) + r.score(QUERY, PASSAGES[2:])
+    assert parts == pytest.approx(whole, abs=1e-5) and prefixes == []  # the same query: its prefix was kept
+    r.score("Another question?", PASSAGES[:1])
+    assert len(prefixes) == 1
