@@ -101,8 +101,8 @@ class Settings:
                                       doc="Passages are never cut below this many tokens to fit the time budget.")
     rerank_dtype: str = _setting("auto", choices=("auto", "float32", "bfloat16", "float16", "int8"),
                                  doc="Number format of the in-process reranker: auto = bfloat16 where the CPU/GPU "
-                                 "has it, else int8 weights on a CPU when its scores agree with float32, else "
-                                 "float32.")
+                                 "has it, else int8 weights on a CPU when they score like float32 and faster "
+                                 "(checked at load), else float32.")
 
     # --- model servers beyond Ollama: OpenAI-compatible APIs, /rerank services, the reranker inside Ollama -------
     embed_base_url: str | None = _setting(None, doc="OpenAI-compatible server for embeddings (RAG_EMBED_BACKEND="
