@@ -7,6 +7,7 @@ depends on how fast this machine is.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -280,7 +281,8 @@ def test_the_cli_says_what_the_reranker_reads(settings: Settings, nine_pages: En
         monkeypatch.setenv("RAG_CHROMA_HOST", settings.chroma_host)
         monkeypatch.setenv("RAG_CHROMA_PORT", str(settings.chroma_port))
     assert cli_main(["ask", "How much deposit does the tenant pay?", "--no-think"]) == 0
-    assert "(ranking 5 of 9 passages)" in capsys.readouterr().err
+    said = re.search(r"\(ranking (\d+) of 9 passages(, \d+ cut to \d+ tokens)?\)", capsys.readouterr().err)
+    assert said and int(said.group(1)) >= FLOOR  # the tiny model, timed at start, is fast: usually all 9
 
 
 # --- a /rerank service ----------------------------------------------------------------------------------------------
