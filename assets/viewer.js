@@ -14,7 +14,12 @@ async function lib() {
   return pdfjs;
 }
 
-const norm = (s) => (s || "").toLowerCase().replace(/[^\p{L}\p{N}]+/gu, " ").trim();
+// CJK radicals some fonts map characters to (pdf.js reads "增⻓" where the passage says "增长"), as characters.
+const RADICALS = "⺁厂⺇几⺊卜⺌小⺎兀⺐尢⺒巳⺓幺⺖忄⺘扌⺙攵⺛旡⺝月⺞歺⺟母⺠民⺡氵⺢氺⺣灬⺤爫⺦丬⺨犭⺩王⺪疋⺫罒⺬示⺭礻⺮竹⺯糸⺰纟⺲罒⺶羊⺷羊⺹耂⺺肀⺻聿⺼月⺽臼⺾艹⺿艹⻀艹⻁虎⻂衤⻃覀⻄西⻅见⻆角⻈讠⻉贝⻋车⻌辶⻍辶⻎辶⻏阝⻐钅⻑長⻓长⻔门⻖阝⻗雨⻘青⻙韦⻚页⻛风⻜飞⻝食⻟飠⻠饣⻢马⻣骨⻤鬼⻥鱼⻦鸟⻧卤⻨麦⻩黄⻪黾⻫斉⻬齐⻭歯⻮齿⻯竜⻰龙⻱龜⻲亀⻳龟";
+const RADICAL = new Map(Array.from({ length: RADICALS.length / 2 }, (_, i) => [RADICALS[2 * i], RADICALS[2 * i + 1]]));
+const CJK_RUN = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]{4}/u;
+const norm = (s) => (s || "").normalize("NFKC").replace(/[\u2e80-\u2eff]/gu, (c) => RADICAL.get(c) || c)
+  .toLowerCase().replace(/[^\p{L}\p{N}]+/gu, " ").trim();
 
 function el(id) {
   return document.getElementById(id);
@@ -106,7 +111,8 @@ function highlight(layer, quote) {
   for (const span of layer.querySelectorAll("span")) {
     const words = norm(span.textContent);
     if (!words) continue;
-    const long = words.length >= 12 || words.split(" ").length >= 3;
+    // Four Chinese or Japanese characters say as much as a dozen letters (and pdf.js cuts CJK lines short).
+    const long = words.length >= 12 || words.split(" ").length >= 3 || CJK_RUN.test(words);
     if (long ? passage.includes(` ${words} `) || passage.includes(words) : false) {
       span.classList.add("pw-hit");
       hits.push(span);

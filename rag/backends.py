@@ -137,7 +137,7 @@ def _local_model(ollama_setting: str, local_setting: str, explicit: bool) -> str
 
 def _summary(s: Settings, embed: str, chat: str, reason: str) -> str:
     """E.g. "Ollama at http://127.0.0.1:11434", "in-process models (Ollama not found at http://…)" or
-    "embeddings by http://gpu:8000/v1, answers by Ollama at http://127.0.0.1:11434"."""
+    "embeddings by OpenAI-compatible server at http://gpu:8000/v1, answers by Ollama at http://127.0.0.1:11434"."""
     why = f" ({reason})" if reason else ""
     if embed == OLLAMA and chat == OLLAMA and s.embed_host != s.chat_host:
         return f"Ollama (embeddings at {s.embed_host}, answers at {s.chat_host})"
@@ -150,11 +150,11 @@ def _summary(s: Settings, embed: str, chat: str, reason: str) -> str:
 
 
 def _place(backend: str, ollama_host: str, base_url: str | None) -> str:
-    """Where one model runs, in words: "Ollama at …", the OpenAI-compatible server's URL, or "in-process"."""
+    """Where one model runs, in words: "Ollama at …", "OpenAI-compatible server at …", or "in-process"."""
     if backend == OLLAMA:
         return f"Ollama at {ollama_host}"
     if backend == OPENAI:
-        return f"the server at {base_url}"
+        return f"OpenAI-compatible server at {base_url}"
     return IN_PROCESS
 
 

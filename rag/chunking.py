@@ -18,42 +18,61 @@ separated by a form feed); they are computed by locating each chunk in its page,
 which is unreliable with a token length function.
 
 Tokens. Sizes are counted with the tokenizer named by ``RAG_TOKENIZER`` when set, otherwise with an estimate
-tuned to Qwen3's tokenizer: every digit is one token (Qwen splits numbers into digits), runs of letters count one
-token per six characters, and every other visible character counts one.
+tuned to Qwen3's tokenizer per script and language (``rag.tokencount``); each page's language is guessed once.
+
+Break points. A page is cut at blank lines, then line breaks, then sentence ends (``. ! ?`` followed by a space;
+the Chinese and Japanese ``。！？``, which need none; Arabic ``؟ ۔``, Devanagari ``। ॥``), then clause marks
+(``; : ,`` with a space, ``；：，、``, Arabic ``، ؛``), then spaces (Thai and Lao put them between phrases), and only
+then anywhere.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Callable
 
 from rag.models import Chunk, Page, ParsedDocument
+from rag.tokencount import estimate, estimate_tokens, language_of
 
 log = logging.getLogger(__name__)
 
 PAGE_BREAK = "\f"
+_MILLI = 1000  # the splitter counts thousandths of tokens (see _milli_counter)
 LEAD_TOKENS = 40  # most tokens of a page's lead repeated in the header of its later chunks
 _RUNNING_SHARE = 0.3  # a line among the first/last three of this share of pages is a running header/footer
 _EDGE_LINES = 3
-_ESTIMATE = re.compile(r"\d|[^\W\d_]{1,6}|[^\s\w]|_")
+# Where a page may be cut, best first (regular expressions; the mark stays with the text before it).
+SEPARATORS = [
+    r"\n\n",
+    r"\n",
+    r"[.!?\u061f\u06d4\u0964\u0965]\s+|[\u3002\uff01\uff1f]",  # sentence ends
+    r"[;:,\u060c\u061b]\s+|[\uff1b\uff1a\uff0c\u3001]",  # clause marks
+    r"\s",
+    r"",
+]
 
 
-def estimate_tokens(text: str) -> int:
-    """Approximate the number of Qwen3 tokens in ``text`` without loading a tokenizer."""
-    return len(_ESTIMATE.findall(text))
-
-
-@lru_cache(maxsize=4)
-def token_counter(tokenizer: str | None = None) -> Callable[[str], int]:
-    """A function counting tokens: with the named Hugging Face tokenizer, else the built-in estimate."""
+@lru_cache(maxsize=64)
+def token_counter(tokenizer: str | None = None, language: str | None = "") -> Callable[[str], int]:
+    """A function counting tokens: with the named Hugging Face tokenizer, else the built-in estimate for text in
+    ``language`` (see ``rag.tokencount.estimate_tokens``; "" guesses the language of each text)."""
     if not tokenizer:
-        return estimate_tokens
+        return partial(estimate_tokens, language=language)
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer)
     return lambda text: len(tok.encode(text, add_special_tokens=False))
+
+
+def _milli_counter(tokenizer: str | None, language: str | None) -> Callable[[str], int]:
+    """Thousandths of tokens, for the splitter: it adds up its pieces' sizes, and the estimate of a text is the
+    sum of its pieces' unrounded estimates (integers, so that the splitter's running total returns to zero)."""
+    if tokenizer:
+        count = token_counter(tokenizer)
+        return lambda text: count(text) * _MILLI
+    return lambda text: round(estimate(text, language) * _MILLI)
 
 
 def document_text(pages: list[Page]) -> tuple[str, list[int]]:
@@ -74,18 +93,20 @@ def chunk_document(doc: ParsedDocument, chunk_tokens: int, overlap_tokens: int,
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
     _, starts = document_text(doc.pages)
-    count = token_counter(tokenizer)
     running = _running_lines(doc.pages)
-    splitter = RecursiveCharacterTextSplitter(
-        chunk_size=chunk_tokens,
-        chunk_overlap=overlap_tokens,
-        length_function=count,
-        separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""],
-        keep_separator="end",
-        strip_whitespace=True,
-    )
     chunks: list[Chunk] = []
     for page, page_offset in zip(doc.pages, starts, strict=True):
+        language = None if tokenizer else language_of(page.text)
+        count = token_counter(tokenizer, language)
+        splitter = RecursiveCharacterTextSplitter(
+            chunk_size=chunk_tokens * _MILLI,
+            chunk_overlap=overlap_tokens * _MILLI,
+            length_function=_milli_counter(tokenizer, language),
+            separators=SEPARATORS,
+            is_separator_regex=True,
+            keep_separator="end",
+            strip_whitespace=True,
+        )
         cursor = 0
         lead, lead_end = page_lead(page.text, running, count)
         for piece in splitter.split_text(page.text):
@@ -101,7 +122,7 @@ def chunk_document(doc: ParsedDocument, chunk_tokens: int, overlap_tokens: int,
 
 
 def page_lead(text: str, running: frozenset[str] = frozenset(),
-              count: Callable[[str], int] = estimate_tokens) -> tuple[str, int]:
+              count: Callable[[str], float] = estimate_tokens) -> tuple[str, int]:
     """A page's first lines (running headers and page numbers skipped) up to ``LEAD_TOKENS``, joined by " · ";
     and the offset where the lead ends, so chunks starting before it (which already contain it) can skip it."""
     parts: list[str] = []
@@ -118,13 +139,24 @@ def page_lead(text: str, running: frozenset[str] = frozenset(),
             break
         end = line_start + len(line)
         if cost > LEAD_TOKENS:  # a long first line (a paragraph): keep its first words
-            line = " ".join(line.split()[:LEAD_TOKENS // 2]) + " …"
+            line = _head(line, LEAD_TOKENS // 2, count) + " …"
         parts.append(line.strip())
         used += cost
         if used >= LEAD_TOKENS:
             break
     lead = " · ".join(parts)
     return lead, end
+
+
+def _head(line: str, budget: int, count: Callable[[str], float]) -> str:
+    """The longest start of ``line`` within ``budget`` tokens, cut after a word (anywhere in unspaced text)."""
+    words = line.split()
+    units = words if len(words) > 1 else list(line.strip())
+    joiner = " " if len(words) > 1 else ""
+    keep = 0
+    while keep < len(units) and count(joiner.join(units[:keep + 1])) <= budget:
+        keep += 1
+    return joiner.join(units[:max(keep, 1)])
 
 
 def _running_lines(pages: list[Page]) -> frozenset[str]:

@@ -18,6 +18,7 @@ from rag.errors import (
     PasswordRequiredError,
     TooLargeError,
 )
+from rag.languages import RADICALS
 from rag.models import Page, ParsedDocument
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,8 @@ def sniff(data: bytes, file_name: str) -> None:
 
 
 def clean_text(text: str) -> str:
-    """Repair common extraction noise: ligatures, soft hyphens, words hyphenated at line ends, runs of spaces,
-    and table rows torn into one cell per line.
+    """Repair common extraction noise: ligatures, CJK radicals standing for characters (增⻓ for 增长), soft
+    hyphens, words hyphenated at line ends, runs of spaces, and table rows torn into one cell per line.
 
     Some PDF generators (common in financial filings) draw every table cell as its own text object, and pypdf
     puts each on its own line with blank lines between: "Depreciation and amortization", "1,488", "1,544",
@@ -65,7 +66,7 @@ def clean_text(text: str) -> str:
     chunk holds more of the table, and a column heading line ("(Millions) 2018 2017 2016") keeps its years
     together. Page numbers closing a page join its last line, which is harmless.
     """
-    text = unicodedata.normalize("NFKC", text)
+    text = unicodedata.normalize("NFKC", text).translate(RADICALS)  # radicals some CJK fonts map characters to
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00ad", "")
     text = _CONTROL.sub("", text)
     # "infor-\nmation" → "information" (only when the next line goes on in lower case).

@@ -3,9 +3,10 @@
 Each document's chunks are tokenized once, when it is ingested, and saved beside Chroma as
 ``<data_dir>/lexical/<index>/<doc_id>.bm25``: its chunk ids, each chunk's length in tokens and a sparse term-count
 matrix with a column per term, the columns named by a 64-bit hash of the term and sorted by it (a JSON header, then
-the raw arrays: loading is one read and no parsing; written atomically). A document id is the hash of the PDF, so
-these files never go stale; files of the previous version (``<doc_id>.json``, token lists) are converted the first
-time they are read.
+the raw arrays: loading is one read and no parsing; written atomically). Terms come from ``tokenize`` (per script
+and language, see ``rag.languages``). A document id is the hash of the PDF, so these files never go stale; files
+of earlier versions (``.bm25`` of format 1 and ``<doc_id>.json`` token lists, whose terms came from an English-only
+analysis) are analysed again from the document's stored chunk text the first time they are read (no re-embedding).
 
 In memory the index is a few immutable segments, as in Lucene: a segment holds the chunks (rows) of one or more
 documents and their term columns. Adding a document adds a segment made from its file's arrays as they are;
@@ -32,25 +33,26 @@ import json
 import logging
 import math
 import os
-import re
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from rag.datadir import atomic_write
+from rag.languages import analyze
 
 log = logging.getLogger(__name__)
 
 K1 = 1.5
 B = 0.75
 TITLE_K1 = 1.2  # titles are a few words: a repeated term saturates sooner than in a chunk
-_FORMAT = 1  # of the per-document files
+_FORMAT = 2  # of the per-document files: 2 since terms are analysed per script and language (rag.languages)
+_ENGLISH_ONLY = 1  # the same arrays, of terms from the English-only analysis before it
 _MERGE_FACTOR = 4  # this many segments of one size tier are merged into one
 _MERGE_FLOOR = 1024  # rows; segments below _MERGE_FACTOR times this form the lowest tier
 _READ_ERRORS = (OSError, ValueError, KeyError, TypeError)
@@ -59,43 +61,25 @@ _MAGIC = b"pagewise-bm25\n"
 # Where a document's chunks come from when it has no file here: (chunk_ids, texts).
 Source = Callable[[str], tuple[Sequence[str], Sequence[str]]]
 
-# Words, and numbers kept whole with their separators ("1,204.5", "10-k" stays two tokens).
-_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
-
-
-@lru_cache(maxsize=1)
-def _stemmer() -> Any:
-    try:
-        import Stemmer
-
-        return Stemmer.Stemmer("english")
-    except ImportError:  # stemming is a quality boost, not a requirement
-        log.warning("PyStemmer is not installed; lexical search runs without stemming (pip install PyStemmer)")
-        return None
-
-
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
-
-    return frozenset(STOPWORDS_EN) | {"what", "which", "who", "how", "when", "where", "why", "does", "did", "do"}
+Analyzer = Callable[[str], list[str]]
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-cased, stemmed tokens without stop words; numbers keep their digits, commas and points."""
-    stop = _stopwords()
-    words = [w for w in _TOKEN.findall(text.lower()) if w not in stop]
-    stemmer = _stemmer()
-    if stemmer is None:
-        return words
-    return [w if w[0].isdigit() else s for w, s in zip(words, stemmer.stemWords(words), strict=True)]
+    """The BM25 terms of a chunk or a question: per script and language (see ``rag.languages``)."""
+    return analyze(text)
+
+
+def title_terms(title: str) -> list[str]:
+    """The terms of a document title for ``title_scores`` (a title is too short for language detection, so both
+    the title and the question are read in their scripts' usual languages)."""
+    return analyze(title, detect_language=False)
 
 
 def title_scores(query: str, titles: dict[str, Sequence[str]]) -> dict[str, float]:
-    """How well each document's title (already tokenized) matches ``query``: BM25 over the given titles (k1
+    """How well each document's title (as ``title_terms``) matches ``query``: BM25 over the given titles (k1
     ``TITLE_K1``, b ``B``), scaled so the best match is 1; documents whose title shares no term with the query are
-    left out."""
-    terms = set(tokenize(query))
+    left out (so a question in another language than the titles boosts none)."""
+    terms = set(title_terms(query))
     if not terms or not titles:
         return {}
     counts = {doc_id: Counter(tokens) for doc_id, tokens in titles.items()}
@@ -171,11 +155,12 @@ def _count(chunk_ids: Sequence[str], tokens: Sequence[Sequence[str]]) -> _Counts
                    indptr=indptr, rows=_narrow(row_of), tf=_narrow(tf))
 
 
-def _write(path: Path, counts: _Counts) -> None:
-    """Save a document's counts (atomically: another process never reads half a file)."""
+def _write(path: Path, counts: _Counts, version: int = _FORMAT) -> None:
+    """Save a document's counts (atomically: another process never reads half a file); ``version`` says which
+    analysis their terms come from."""
     arrays = {"ids": counts.ids, "lengths": _narrow(counts.lengths), "keys": counts.keys,
               "sizes": _narrow(np.diff(counts.indptr)), "rows": counts.rows, "tf": counts.tf}
-    header = json.dumps({"format": _FORMAT, "arrays": [[name, a.dtype.str, len(a)] for name, a in arrays.items()]})
+    header = json.dumps({"format": version, "arrays": [[name, a.dtype.str, len(a)] for name, a in arrays.items()]})
 
     def write(tmp: Path) -> None:
         with tmp.open("wb") as fh:
@@ -187,15 +172,22 @@ def _write(path: Path, counts: _Counts) -> None:
     atomic_write(path, write)
 
 
-def _read(path: Path) -> _Counts:
-    """Load a document's counts (one read, arrays are views of it); raises one of ``_READ_ERRORS``."""
+class _Outdated(ValueError):
+    """A file of the previous format: its terms come from the English-only analysis."""
+
+
+def _read(path: Path, outdated: bool = False) -> _Counts:
+    """Load a document's counts (one read, arrays are views of it); raises one of ``_READ_ERRORS``, ``_Outdated``
+    for a file of the previous format unless ``outdated`` (then it is read as it is)."""
     data = path.read_bytes()
     if not data.startswith(_MAGIC):
         raise ValueError("not a lexical index file")
     size = int.from_bytes(data[len(_MAGIC):len(_MAGIC) + 4], "little")
     at = len(_MAGIC) + 4 + size
     header = json.loads(data[len(_MAGIC) + 4:at])
-    if header.get("format") != _FORMAT:
+    if header.get("format") == _ENGLISH_ONLY and not outdated:
+        raise _Outdated(f"format {_ENGLISH_ONLY}")
+    if header.get("format") not in (_FORMAT, _ENGLISH_ONLY):
         raise ValueError(f"format {header.get('format')}, expected {_FORMAT}")
     arrays = {}
     for name, dtype, count in header["arrays"]:
@@ -214,6 +206,12 @@ def _read(path: Path) -> _Counts:
             or counts.keys.dtype != np.uint64):
         raise ValueError("inconsistent arrays")
     return counts
+
+
+def _read_legacy(path: Path) -> _Counts:
+    """The counts of a first-version file (JSON: chunk ids and each chunk's tokens)."""
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    return _count(payload["ids"], payload["tokens"])
 
 
 # --- segments and snapshots -------------------------------------------------------------------------------------
@@ -397,10 +395,10 @@ def _spans(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 class _Query:
     """A query's terms against one snapshot: their columns in each segment and their BM25 weights (idf)."""
 
-    def __init__(self, snap: _Snapshot, query: str) -> None:
+    def __init__(self, snap: _Snapshot, terms: Sequence[str]) -> None:
         self.snap = snap
         self.skipped = 0  # terms whose columns top() didn't read whole, only looked chunks up in
-        times = Counter(tokenize(query)) if snap.total > 0 else Counter()
+        times = Counter(terms) if snap.total > 0 else Counter()
         keys = np.asarray([term_key(t) for t in times], dtype=np.uint64)
         df = np.zeros(len(keys), dtype=np.int64)
         self.columns: dict[_Segment, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # terms, column starts, ends
@@ -510,9 +508,10 @@ class _Query:
 class LexicalIndex:
     """BM25 search over the chunks of ready documents, kept on disk per document and updated in place."""
 
-    def __init__(self, folder: Path, source: Source | None = None) -> None:
+    def __init__(self, folder: Path, source: Source | None = None, analyzer: Analyzer = tokenize) -> None:
         self.folder = Path(folder)
         self.source = source
+        self.analyzer = analyzer  # text -> terms, for chunks and questions alike
         self._lock = threading.Lock()  # serialises changes; searches read self._snap without it
         self._snap = _Snapshot((), {}, 0, 0)
         self._explicit = False  # sync() was called: it decides the documents, not the folder
@@ -524,7 +523,7 @@ class LexicalIndex:
     # --- writing ------------------------------------------------------------------------------------------------
     def add(self, doc_id: str, chunk_ids: Sequence[str], texts: Sequence[str]) -> None:
         """Index a document: save its tokenized chunks (atomically) and add them to the in-memory index."""
-        counts = _count(chunk_ids, [tokenize(t) for t in texts])
+        counts = _count(chunk_ids, [self.analyzer(t) for t in texts])
         _write(self._path(doc_id), counts)
         self._path(doc_id, legacy=True).unlink(missing_ok=True)
         with self._lock:
@@ -562,7 +561,7 @@ class LexicalIndex:
     def search(self, query: str, k: int, doc_ids: Iterable[str]) -> list[tuple[str, float]]:
         """The ``k`` best (chunk_id, score) among the chunks of ``doc_ids``, best first; only positive scores."""
         snap = self._current()
-        q = _Query(snap, query)
+        q = _Query(snap, self.analyzer(query))
         if k <= 0 or q.empty:
             return []
         wanted = doc_ids if isinstance(doc_ids, (set, frozenset)) else set(doc_ids)
@@ -583,7 +582,7 @@ class LexicalIndex:
         """The BM25 score of each of ``chunk_ids`` (0.0 for chunks that don't match or aren't indexed)."""
         snap = self._current()
         out = dict.fromkeys(chunk_ids, 0.0)
-        q = _Query(snap, query)
+        q = _Query(snap, self.analyzer(query))
         if q.empty:
             return out
         by_segment: dict[_Segment, list[tuple[int, str]]] = {}
@@ -645,37 +644,55 @@ class LexicalIndex:
         self._schedule_merge()
 
     def _load(self, doc_id: str) -> _Counts | None:
-        """A document's counts from its file, else from a legacy JSON file or ``source`` (then saved)."""
-        path = self._path(doc_id)
+        """A document's counts from its file, else made from ``source`` and saved.
+
+        Files of earlier versions (``.bm25`` of format 1, ``.json`` token lists) hold terms of the English-only
+        analysis: they are analysed again from ``source`` (the chunks' text, not their vectors) and replaced; with
+        no source they are used as they are (converted to a ``.bm25`` file of their format).
+        """
+        path, legacy = self._path(doc_id), self._path(doc_id, legacy=True)
+        old: _Counts | None = None
         try:
             return _read(path)
         except FileNotFoundError:
             pass
+        except _Outdated:
+            old = self._read_outdated(path, lambda: _read(path, outdated=True))
         except _READ_ERRORS as exc:
             log.warning("Unreadable lexical index file %s (%s); rebuilding it", path, exc)
-        counts = None
-        legacy = self._path(doc_id, legacy=True)
-        if legacy.exists():
-            try:
-                payload = json.loads(legacy.read_text(encoding="utf-8"))
-                counts = _count(payload["ids"], payload["tokens"])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("Skipping unreadable lexical index file %s (%s)", legacy, exc)
-        if counts is None and self.source is not None:
-            try:
-                chunk_ids, texts = self.source(doc_id)
-            except Exception:  # lexical search is a boost: a failing source must not stop searches
-                log.warning("Can't read the chunks of %s for lexical search", doc_id, exc_info=True)
-                return None
-            counts = _count(chunk_ids, [tokenize(t) for t in texts])
+        if old is None and legacy.exists():
+            old = self._read_outdated(legacy, lambda: _read_legacy(legacy))
+        counts = self._from_source(doc_id) if self.source is not None else None
+        version = _FORMAT
         if counts is None:
-            return None
+            if old is None:
+                return None
+            counts, version = old, _ENGLISH_ONLY
+        elif old is not None:
+            log.info("Lexical index of %s analysed again per script and language", doc_id)
         try:
-            _write(path, counts)
+            _write(path, counts, version)
             legacy.unlink(missing_ok=True)  # converted
         except OSError as exc:
             log.warning("Can't save lexical index file %s (%s)", path, exc)
         return counts
+
+    def _from_source(self, doc_id: str) -> _Counts | None:
+        """A document's counts made from its chunks' text as ``source`` gives it (None if it can't)."""
+        try:
+            chunk_ids, texts = self.source(doc_id)  # type: ignore[misc]
+        except Exception:  # lexical search is a boost: a failing source must not stop searches
+            log.warning("Can't read the chunks of %s for lexical search", doc_id, exc_info=True)
+            return None
+        return _count(chunk_ids, [self.analyzer(t) for t in texts])
+
+    @staticmethod
+    def _read_outdated(path: Path, read: Callable[[], _Counts]) -> _Counts | None:
+        try:
+            return read()
+        except _READ_ERRORS as exc:
+            log.warning("Skipping unreadable lexical index file %s (%s)", path, exc)
+            return None
 
     def _files(self) -> set[str]:
         """Ids of the documents with a file in the folder."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Iterator, Sequence
 
-from rag.chunking import estimate_tokens
 from rag.config import Settings
 from rag.events import AnswerDelta, ThinkingDelta
+from rag.tokencount import estimate_tokens
 
 Delta = ThinkingDelta | AnswerDelta
 Messages = Sequence[dict[str, str]]

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from rag.accel import gpu_call, gpu_stream
 from rag.backends import hub_cached, is_ollama_tag
-from rag.chunking import estimate_tokens
 from rag.config import Settings
 from rag.embeddings import Embedder, query_prompt
 from rag.errors import GenerationError, MissingDependency, ModelNotFound, WrongModelKind
 from rag.llm import FALLBACK_CONTEXT, THINK_OPEN, ChatModel, Delta, Messages, ThinkSplitter
 from rag.rerank import RerankerUnavailable, chat_template, format_prompt, prompt_head
+from rag.tokencount import estimate_tokens
 
 if TYPE_CHECKING:
     import torch

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from rag.config import Settings, env_name
 from rag.embeddings import Embedder, query_prompt
-from rag.errors import BackendUnavailable, GenerationError, ModelError, ModelNotFound
+from rag.errors import BackendUnavailable, GenerationError, ModelError, ModelNotFound, WrongModelKind
 from rag.events import ThinkingDelta
 from rag.llm import FALLBACK_CONTEXT, ChatModel, Delta, Messages, ThinkSplitter
 from rag.rerank import clip, document_part, query_part
@@ -176,7 +176,10 @@ class Service:
 
     def _detail(self, response: Any) -> str:
         """The server's own words about an error response, short and without the key."""
-        response.read()
+        try:
+            response.read()
+        finally:
+            response.close()  # a streamed response holds its connection until closed
         text = response.text
         try:
             data = response.json()
@@ -231,8 +234,8 @@ def _retry_after(response: Any) -> float | None:
 
 
 def _listed(entries: list[dict[str, Any]] | None, model: str) -> bool:
-    """Whether ``model`` is among the served models (True when the server keeps no list)."""
-    return not entries or any(e.get("id") == model for e in entries)
+    """Whether ``model`` is among the served models (False when the server keeps no list)."""
+    return any(e.get("id") == model for e in entries or [])
 
 
 def _names(entries: list[dict[str, Any]] | None) -> str:
@@ -243,7 +246,8 @@ def _names(entries: list[dict[str, Any]] | None) -> str:
 # --- embeddings -------------------------------------------------------------------------------------------------
 class OpenAIEmbedder(Embedder):
     """Embeddings from an OpenAI-compatible ``/embeddings``: the Qwen3 query instruction added here, ``dimensions``
-    sent when set (and applied here, Matryoshka-style, if the server ignores it), ``batch_size`` texts a call."""
+    sent when set (and applied here, Matryoshka-style, when the server ignores or refuses it, as vLLM does for
+    models whose config doesn't declare Matryoshka support), ``batch_size`` texts a call."""
 
     def __init__(self, settings: Settings, service: Service | None = None) -> None:
         self.model_id = settings.embed_model
@@ -254,6 +258,7 @@ class OpenAIEmbedder(Embedder):
             settings, "embedding", "embed_base_url", "embed_api_key", "embed_model",
             hint="If it takes fewer texts per request, lower RAG_EMBED_BATCH_SIZE (DashScope takes 10).")
         self._name_ok = False  # set once the server embedded with our model name although /models doesn't list it
+        self._send_dimensions = bool(self.dimensions_setting)  # until the server refuses the field
         self._sliced_logged = False
 
     @property
@@ -261,7 +266,8 @@ class OpenAIEmbedder(Embedder):
         return f"{self.model_id} at {self.service.where}"
 
     def check(self) -> None:
-        """Reachable, the key accepted, and the model served (by its /models list, or by one tiny embedding)."""
+        """Reachable, the key accepted, and the model served: by its /models list, or else by one tiny embedding
+        (once: a server that ignores model names, as llama.cpp's, or keeps no list, passes from then on)."""
         entries = self.service.models()
         if self._name_ok or _listed(entries, self.model_id):
             return
@@ -274,19 +280,47 @@ class OpenAIEmbedder(Embedder):
     def _embed(self, texts: Sequence[str], *, query: bool) -> list[list[float]]:
         inputs = [query_prompt(self.instruction, t) if query else t for t in texts]
         body: dict[str, Any] = {"model": self.model_id, "input": inputs, "encoding_format": "float"}
-        if self.dimensions_setting:
-            body["dimensions"] = self.dimensions_setting
-        data = self.service.post("/embeddings", body, model=self.model_id)
+        try:
+            data = self.service.post("/embeddings", body | self._dimensions(), model=self.model_id)
+        except Refused as exc:
+            if not self._send_dimensions or not any(w in exc.detail.lower() for w in ("dimension", "matryoshka")):
+                raise
+            log.info("The embedding server refuses dimensions=%d (%s); slicing the vectors here instead",
+                     self.dimensions_setting, exc.detail)
+            self._send_dimensions = False
+            data = self.service.post("/embeddings", body, model=self.model_id)
         rows = data.get("data") if isinstance(data, dict) else None
         if not isinstance(rows, list) or len(rows) != len(inputs):
             count = len(rows) if isinstance(rows, list) else "no"
             raise ModelError(f"The embedding server at {self.service.where} returned {count} embeddings for "
                              f"{len(inputs)} texts.")
         rows = sorted(rows, key=lambda r: r.get("index", 0))
-        vectors = [self._fit(_vector(r.get("embedding"))) for r in rows]
+        vectors = [self._fit(self._vector(r.get("embedding"))) for r in rows]
         if vectors:
             self.dimensions = len(vectors[0])
         return vectors
+
+    def _vector(self, raw: Any) -> list[float]:
+        """One embedding as floats (a list, or base64 of little-endian float32 from a server that sends that
+        anyway)."""
+        if isinstance(raw, str):
+            import numpy as np
+
+            return np.frombuffer(base64.b64decode(raw), dtype="<f4").astype(float).tolist()
+        if isinstance(raw, list) and raw and isinstance(raw[0], list):
+            # llama.cpp servers do this for a model whose GGUF names no pooling (a chat model, say).
+            raise WrongModelKind(
+                f"The embedding server at {self.service.where} returned one vector per token, not one per text: it "
+                f"runs '{self.model_id}' without pooling. Serve an embedding model (its GGUF says how to pool), or "
+                "set the pooling on the server: llama-server --pooling last (Qwen3-Embedding), or llama-cpp-python "
+                "--kv_overrides ARCH.pooling_type=int:3 (3 = last token, 1 = mean).")
+        if not isinstance(raw, list) or not all(isinstance(x, (int, float)) for x in raw):
+            raise ModelError(f"The embedding server at {self.service.where} sent an embedding that is not a list "
+                             "of numbers.")
+        return [float(x) for x in raw]
+
+    def _dimensions(self) -> dict[str, int]:
+        return {"dimensions": self.dimensions_setting} if self._send_dimensions and self.dimensions_setting else {}
 
     def _fit(self, vector: list[float]) -> list[float]:
         """The vector at RAG_EMBED_DIMENSIONS: a server that ignored ``dimensions`` gets sliced and re-normalised
@@ -306,15 +340,6 @@ class OpenAIEmbedder(Embedder):
         return [x / norm for x in head]
 
 
-def _vector(raw: Any) -> list[float]:
-    """An embedding as floats (a list, or base64 of little-endian float32 from servers that send that anyway)."""
-    if isinstance(raw, str):
-        import numpy as np
-
-        return np.frombuffer(base64.b64decode(raw), dtype="<f4").astype(float).tolist()
-    if not isinstance(raw, list):
-        raise ModelError("The embedding server sent an embedding that is not a list of numbers.")
-    return [float(x) for x in raw]
 
 
 # --- chat -------------------------------------------------------------------------------------------------------
@@ -411,7 +436,8 @@ class OpenAIChat(ChatModel):
         return self._context
 
     def check(self) -> None:
-        """Reachable, the key accepted, and the model served (by its /models list, or by a one-token answer)."""
+        """Reachable, the key accepted, and the model served: by its /models list, or else by a one-token answer
+        (once, as for embeddings)."""
         entries = self.service.models()
         if self._name_ok or _listed(entries, self.model_id):
             return
@@ -515,8 +541,7 @@ class HttpReranker:
     def _batch(self, query: str, texts: list[str]) -> list[float]:
         """Raw scores of one batch, in its order."""
         if not self._tei:
-            body = {"model": self.model_name, "query": query, "documents": texts, "top_n": len(texts),
-                    "return_documents": False}
+            body = {"model": self.model_name, "query": query, "documents": texts, "top_n": len(texts)}
             try:
                 return self._parse(self.service.post("/rerank", body, model=self.model_name), len(texts))
             except Refused as exc:

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
-from rag.chunking import estimate_tokens
 from rag.config import Settings
+from rag.tokencount import estimate_tokens
 
 log = logging.getLogger(__name__)
 

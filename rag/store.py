@@ -32,7 +32,7 @@ from typing import Any, Sequence
 from rag.config import Settings
 from rag.datadir import atomic_write, check_writable
 from rag.errors import StoreError
-from rag.lexical import LexicalIndex, title_scores, tokenize
+from rag.lexical import LexicalIndex, title_scores, title_terms
 from rag.models import Chunk, DocumentInfo, Passage, indexed_text
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ class Store:
         if missing:
             got = self.registry.get(ids=missing, include=["metadatas"])
             for doc_id, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
-                self._title_terms[doc_id] = tokenize(str(meta.get("title") or meta.get("file_name", "")))
+                self._title_terms[doc_id] = title_terms(str(meta.get("title") or meta.get("file_name", "")))
         return title_scores(query, {d: self._title_terms[d] for d in doc_ids if d in self._title_terms})
 
     def dense_scores(self, vector: Sequence[float], chunk_ids: Sequence[str]) -> dict[str, float]:

@@ -110,6 +110,10 @@ def _worker_main(conn: Connection, memory_mb: int) -> None:
     try:  # load the libraries before saying ready: a file's time limit then measures its own reading only
         import langchain_text_splitters  # noqa: F401
         import pypdf  # noqa: F401
+
+        from rag.tokencount import language_of
+
+        language_of("warm up")  # the language detector chunking uses for each page's token counts
     except ImportError:  # reported when the first file needs them
         pass
     conn.send(_READY)

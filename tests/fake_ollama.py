@@ -60,13 +60,21 @@ NO_ANSWER = "The provided documents do not contain the answer to this question."
 
 # --- embeddings -------------------------------------------------------------------------------------
 
-_TOKEN_RE = re.compile(r"[a-z0-9]+")
+_TOKEN_RE = re.compile(r"[a-z0-9]+|[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]+|[^\W\da-z_]+")
+_CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 _QUERY_MARK = "\nQuery:"
 
 
 def _tokens(text: str) -> list[str]:
-    """Lowercased alphanumeric words, with a trailing "s" stripped from words longer than 3 chars."""
-    return [w[:-1] if len(w) > 3 and w.endswith("s") else w for w in _TOKEN_RE.findall(text.lower())]
+    """Lowercased words, with a trailing "s" stripped from ASCII words longer than 3 chars; runs of Chinese,
+    Japanese or Korean characters as character pairs (so the stand-in reads those languages, as Qwen3 does)."""
+    out = []
+    for w in _TOKEN_RE.findall(text.lower()):
+        if _CJK_RE.match(w):
+            out.extend(w[i:i + 2] for i in range(max(1, len(w) - 1)))
+        else:
+            out.append(w[:-1] if len(w) > 3 and w.endswith("s") and w.isascii() else w)
+    return out
 
 
 @lru_cache(maxsize=1 << 17)
@@ -135,7 +143,7 @@ _STOPWORDS = frozenset(
 
 def _content_words(text: str) -> set[str]:
     """Words of ``text`` that carry meaning: longer than 2 chars, not stopwords, lightly stemmed."""
-    return {w for w in _tokens(text) if len(w) > 2 and w not in _STOPWORDS}
+    return {w for w in _tokens(text) if (len(w) > 2 or not w.isascii()) and w not in _STOPWORDS}
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -398,6 +406,14 @@ class HttpDouble:
         with self._lock:
             self.requests.append((path, body))
 
+    def _record(self, h: _Handler, path: str, body: dict[str, Any]) -> str | None:
+        """Log a well-formed request and its ``Authorization`` header; return the header."""
+        self._log(path, body)
+        authorization = h.headers.get("Authorization")
+        with self._lock:
+            self.authorizations.append(authorization)
+        return authorization
+
     def _handle(self, h: _Handler, path: str, body: dict[str, Any]) -> None:
         raise NotImplementedError
 
@@ -479,10 +495,7 @@ class FakeOllama(HttpDouble):
         return None
 
     def _handle(self, h: _Handler, path: str, body: dict[str, Any]) -> None:
-        self._log(path, body)
-        authorization = h.headers.get("Authorization")
-        with self._lock:
-            self.authorizations.append(authorization)
+        authorization = self._record(h, path, body)
         if self.token is not None and authorization != f"Bearer {self.token}":
             h.send_body(401, b"401 Unauthorized", "text/plain; charset=utf-8")
             return

@@ -16,7 +16,9 @@ Switches: ``api_key`` (every request must carry it as a bearer token; a wrong on
 servers do, to prove the client scrubs it), ``fail_next`` (statuses to answer the next POSTs with, e.g. ``[429]``,
 with ``retry_after``), ``chat_error_after`` (an error event after that many answer pieces: a 500 mid-stream),
 ``chat_drop_after`` (the connection cut after that many), ``refuse_thinking_switch`` (400 for
-``chat_template_kwargs`` / ``enable_thinking``, as OpenAI's own API), ``ignore_dimensions``, ``max_batch``
+``chat_template_kwargs`` / ``enable_thinking``, as OpenAI's own API), ``ignore_dimensions`` /
+``refuse_dimensions`` (as vLLM for a model not declared Matryoshka), ``per_token`` (a vector per token, as a
+llama.cpp server running a model without pooling), ``max_batch``
 (400 above it, as DashScope), ``list_models``, ``max_model_len`` and ``streaming``.
 """
 
@@ -78,16 +80,15 @@ class FakeOpenAI(HttpDouble):
         self.chat_drop_after: int | None = None
         self.refuse_thinking_switch = False
         self.ignore_dimensions = False
+        self.refuse_dimensions = False
+        self.per_token = False
         self.max_batch: int | None = None
         self.rerank_api = "cohere"  # or "tei"
         self.rerank_logits = False
 
     # --- routing ------------------------------------------------------------------------------------------------
     def _handle(self, h: _Handler, path: str, body: dict[str, Any]) -> None:
-        self._log(path, body)
-        authorization = h.headers.get("Authorization")
-        with self._lock:
-            self.authorizations.append(authorization)
+        authorization = self._record(h, path, body)
         if self.api_key is not None and authorization != f"Bearer {self.api_key}":
             given = (authorization or "").removeprefix("Bearer ")
             h.send_json(401, {"error": {"message": f"Incorrect API key provided: {given}", "type": "auth_error",
@@ -136,9 +137,16 @@ class FakeOpenAI(HttpDouble):
                                                    f"{self.max_batch}.", "code": "InvalidParameter"}})
             return
         dims = body.get("dimensions")
+        if dims is not None and self.refuse_dimensions:  # vLLM, for a model whose config doesn't declare Matryoshka
+            h.send_json(400, {"error": {"message": f'Model "{model}" does not support matryoshka representation, '
+                                                   "changing output dimensions will lead to poor results.",
+                                        "type": "BadRequestError", "code": 400}})
+            return
         vectors = [fake_embed(t, self.embed_models[model]) for t in texts]
         if isinstance(dims, int) and 0 < dims < self.embed_models[model] and not self.ignore_dimensions:
             vectors = [_truncate_dims(v, dims) for v in vectors]
+        if self.per_token:  # what llama.cpp servers send for a model without pooling: a vector per token
+            vectors = [[fake_embed(w, self.embed_models[model]) for w in t.split()] for t in texts]
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         data.reverse()  # the order of `data` is not promised: `index` is
         h.send_json(200, {"object": "list", "model": model, "data": data,

@@ -106,9 +106,9 @@ def _blank_metadata(canvas: Canvas) -> None:
     canvas.setCreator("")
 
 
-def _text_pdf_bytes(pages: list[str], title: str | None = None) -> bytes:
-    """A PDF (as bytes) with one Vera-font text page per string; an empty string gives a blank page."""
-    font = _register_font()
+def _text_pdf_bytes(pages: list[str], title: str | None = None, font: str | None = None, rtl: bool = False) -> bytes:
+    """A PDF (as bytes) with one text page per string (Vera unless ``font``); an empty string gives a blank page."""
+    font = font or _register_font()
     buffer = io.BytesIO()
     canvas = Canvas(buffer, pagesize=A4, invariant=1)
     _blank_metadata(canvas)
@@ -117,17 +117,43 @@ def _text_pdf_bytes(pages: list[str], title: str | None = None) -> bytes:
     width = PAGE_WIDTH - 2 * MARGIN
     for text in pages:
         canvas.setFont(font, FONT_SIZE)
-        _draw_lines(canvas, wrap_text(text, width), MARGIN, PAGE_HEIGHT - MARGIN - FONT_SIZE, MARGIN)
+        lines = wrap_text(text, width, font)
+        _draw_lines(canvas, [line[::-1] for line in lines] if rtl else lines, MARGIN, PAGE_HEIGHT - MARGIN - FONT_SIZE,
+                    MARGIN)
         canvas.showPage()
     canvas.save()
     return buffer.getvalue()
 
 
-def text_pdf(path: Path | str, pages: list[str], title: str | None = None) -> Path:
-    """Write a text PDF with one page per string (word-wrapped; must fit on the page) and an optional title."""
+def text_pdf(path: Path | str, pages: list[str], title: str | None = None, font: str | None = None,
+             rtl: bool = False) -> Path:
+    """Write a text PDF with one page per string (word-wrapped; must fit on the page) and an optional title;
+    ``font`` is a font registered with reportlab (see ``chinese_font``, ``arabic_font``), Vera by default; ``rtl``
+    lays each line out right to left (see ``arabic_font``)."""
     if not pages:
         raise ValueError("a PDF needs at least one page")
-    return _write(path, _text_pdf_bytes(pages, title))
+    return _write(path, _text_pdf_bytes(pages, title, font, rtl))
+
+
+def chinese_font() -> str:
+    """Adobe's STSong-Light, a CJK font every PDF reader knows without embedding it (reportlab ships its metrics):
+    pypdf reads the text back through its CMap."""
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    return "STSong-Light"
+
+
+ARABIC_FONT_FILE = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian's fonts-dejavu-core
+
+
+def arabic_font() -> str:
+    """DejaVu Sans, which has Arabic letters. Reportlab neither shapes Arabic nor lays it out right to left: with
+    ``text_pdf(..., rtl=True)`` each line is drawn in visual order (its letters reversed, unjoined), as PDF
+    producers place right-to-left text, and pypdf reads it back in logical order. Keep digits and Latin words out
+    of such lines: reversing a line reverses them too."""
+    pdfmetrics.registerFont(TTFont("DejaVuSans", str(ARABIC_FONT_FILE)))
+    return "DejaVuSans"
 
 
 def table_pdf(path: Path | str, caption: str, rows: list[list[str]]) -> Path:

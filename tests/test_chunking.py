@@ -2,8 +2,12 @@
 
 import random
 
-from rag.chunking import LEAD_TOKENS, PAGE_BREAK, chunk_document, document_text, estimate_tokens, page_lead
+import pytest
+
+from rag.chunking import LEAD_TOKENS, PAGE_BREAK, chunk_document, document_text, page_lead, token_counter
 from rag.models import Page, ParsedDocument
+from rag.tokencount import estimate_tokens, language_of
+from tests.multilingual import SAMPLES
 
 WORDS = ("revenue margin segment dividend liquidity 2022 1,204.5 operating capital expenditure acquisitions "
          "guidance inventory goodwill").split()
@@ -30,7 +34,8 @@ def test_offsets_point_at_the_chunk_text() -> None:
 def test_chunks_respect_the_token_budget_and_overlap() -> None:
     doc = _doc([_long_page(3, paragraphs=12)])
     chunks = chunk_document(doc, chunk_tokens=80, overlap_tokens=20)
-    assert max(estimate_tokens(c.text) for c in chunks) <= 80
+    count = token_counter(None, language_of(doc.pages[0].text))  # the page's language, as chunking counts
+    assert max(count(c.text) for c in chunks) <= 80
     overlapping = sum(1 for a, b in zip(chunks, chunks[1:], strict=False) if b.char_start < a.char_end)
     assert overlapping >= len(chunks) // 3
 
@@ -91,5 +96,37 @@ def test_page_lead_is_short_and_skips_page_numbers() -> None:
 
 def test_token_estimate_counts_digits_like_qwen() -> None:
     assert estimate_tokens("2022") == 4
-    assert estimate_tokens("The revenue grew") == 4  # "The", "revenu", "e", "grew"
+    assert estimate_tokens("The revenue grew") == 3  # "The", " revenue", " grew"
     assert estimate_tokens("$1.5") == 4
+
+
+PARAGRAPHS = [(language, qwen3, text) for language, (text, qwen3) in SAMPLES.items()]
+
+
+@pytest.mark.parametrize(("language", "qwen3", "text"), PARAGRAPHS, ids=[p[0] for p in PARAGRAPHS])
+def test_token_estimate_follows_qwen3_in_every_script(language: str, qwen3: int, text: str) -> None:
+    assert abs(estimate_tokens(text) / qwen3 - 1) <= 0.25
+
+
+def test_token_estimate_is_within_ten_percent_over_all_scripts() -> None:
+    estimated = sum(estimate_tokens(text) for _, _, text in PARAGRAPHS)
+    assert abs(estimated / sum(qwen3 for _, qwen3, _ in PARAGRAPHS) - 1) <= 0.1
+
+
+def test_token_estimate_knows_the_language_of_a_page() -> None:
+    # A Greek word takes about a token per letter; English words about one token each.
+    assert language_of(SAMPLES["el"][0]) == "el" and language_of(SAMPLES["en"][0]) == "en"
+    assert language_of(SAMPLES["zh-hant"][0]) == "zh-hant" and language_of(SAMPLES["zh"][0]) == "zh"
+    assert estimate_tokens("πρωτεύουσα") >= 8 and estimate_tokens("capital") == 1
+
+
+def test_chunks_of_other_scripts_end_at_their_sentence_marks() -> None:
+    pages = {
+        "zh": "".join(f"第{i}句话说明公司在这个季度的营业收入和利润情况。" for i in range(40)),
+        "ar": " ".join(f"هذه هي الجملة رقم {i} عن إيرادات الشركة في هذا الربع؟" for i in range(30)),
+        "hi": " ".join(f"यह वाक्य संख्या {i} कंपनी की आय के बारे में है।" for i in range(30)),
+    }
+    for language, text in pages.items():
+        chunks = chunk_document(_doc([text]), chunk_tokens=80, overlap_tokens=0)
+        assert len(chunks) > 3, language
+        assert all(c.text.endswith(("。", "؟", "।")) for c in chunks), language  # never mid-sentence

@@ -56,7 +56,7 @@ def bm25s_scores(docs: dict[str, tuple[list[str], list[str]]], query: str) -> di
 def stats(index: LexicalIndex) -> tuple[int, int, list[int]]:
     """Chunk count, total length and the document frequency of every word of the corpora, as the index has them."""
     snap = index._current()
-    return snap.n, snap.total, _Query(snap, " ".join(WORDS)).df.tolist()
+    return snap.n, snap.total, _Query(snap, tokenize(" ".join(WORDS))).df.tolist()
 
 
 def all_scores(index: LexicalIndex, docs: dict[str, tuple[list[str], list[str]]], query: str) -> dict[str, float]:

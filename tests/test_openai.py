@@ -20,7 +20,7 @@ from rag.cli import main as cli_main
 from rag.config import Settings
 from rag.embeddings import make_embedder, query_prompt
 from rag.engine import Engine
-from rag.errors import BackendUnavailable, ConfigError, GenerationError, ModelNotFound
+from rag.errors import BackendUnavailable, ConfigError, GenerationError, ModelNotFound, WrongModelKind
 from rag.events import AnswerDelta, Failure, Progress, Sources, ThinkingDelta
 from rag.llm import make_chat_model
 from rag.provider_openai import OpenAIChat, OpenAIEmbedder, Refused
@@ -62,19 +62,19 @@ class Sleeps(list):
 
 
 def _embedder(tmp_path: Path, fake: FakeOpenAI, **overrides: Any) -> tuple[OpenAIEmbedder, Sleeps]:
-    embedder = make_embedder(_settings(tmp_path, fake, **overrides))
-    assert isinstance(embedder, OpenAIEmbedder)
-    sleeps = Sleeps()
-    embedder.service.sleep = sleeps
-    return embedder, sleeps
+    return _with_sleeps(make_embedder(_settings(tmp_path, fake, **overrides)), OpenAIEmbedder)
 
 
 def _chat(tmp_path: Path, fake: FakeOpenAI, **overrides: Any) -> tuple[OpenAIChat, Sleeps]:
-    chat = make_chat_model(_settings(tmp_path, fake, **overrides))
-    assert isinstance(chat, OpenAIChat)
+    return _with_sleeps(make_chat_model(_settings(tmp_path, fake, **overrides)), OpenAIChat)
+
+
+def _with_sleeps(model: Any, kind: type) -> tuple[Any, Sleeps]:
+    """The model (checked to be of ``kind``) with its backoff recorded instead of slept."""
+    assert isinstance(model, kind)
     sleeps = Sleeps()
-    chat.service.sleep = sleeps
-    return chat, sleeps
+    model.service.sleep = sleeps
+    return model, sleeps
 
 
 def _split(deltas: list[Any]) -> tuple[str, str]:
@@ -102,15 +102,18 @@ def test_embeddings_are_batched_and_queries_get_the_qwen3_instruction(tmp_path: 
         query_prompt(embedder.instruction, "How much did revenue grow?")]
 
 
-@pytest.mark.parametrize("server_ignores_it", [False, True])
-def test_dimensions_are_sent_and_applied_either_way(tmp_path: Path, fake_openai: FakeOpenAI,
-                                                    server_ignores_it: bool) -> None:
-    fake_openai.ignore_dimensions = server_ignores_it
+@pytest.mark.parametrize("server", ["applies it", "ignores it", "refuses it"])
+def test_dimensions_are_sent_and_applied_either_way(tmp_path: Path, fake_openai: FakeOpenAI, server: str) -> None:
+    fake_openai.ignore_dimensions = server == "ignores it"
+    fake_openai.refuse_dimensions = server == "refuses it"
     embedder, _ = _embedder(tmp_path, fake_openai, embed_dimensions=64)
-    vector = embedder.embed_documents(["cats sleep all day"])[0]
-    assert _calls(fake_openai, "/v1/embeddings")[0]["dimensions"] == 64
-    assert len(vector) == 64 and math.isclose(sum(x * x for x in vector), 1.0, rel_tol=1e-6)
-    assert embedder.index_name.endswith("-64")
+    full = fake_openai.embed_models[EMBED_MODEL]
+    for _ in range(2):
+        vector = embedder.embed_documents(["cats sleep all day"])[0]
+        assert len(vector) == 64 and math.isclose(sum(x * x for x in vector), 1.0, rel_tol=1e-6)
+    sent = ["dimensions" in c for c in _calls(fake_openai, "/v1/embeddings")]
+    assert sent == ([True, False, False] if server == "refuses it" else [True, True])  # refused once, then not sent
+    assert embedder.index_name.endswith("-64") and full > 64
 
 
 def test_429_and_503_are_retried_with_growing_backoff(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
@@ -148,6 +151,14 @@ def test_a_server_taking_fewer_texts_says_which_setting_to_lower(tmp_path: Path,
     assert len(embedder.embed_documents([f"text {i}" for i in range(12)])) == 12
 
 
+def test_vectors_per_token_say_the_server_runs_the_model_without_pooling(tmp_path: Path,
+                                                                          fake_openai: FakeOpenAI) -> None:
+    fake_openai.per_token = True  # found with llama-cpp-python's server and a chat model's GGUF
+    embedder, _ = _embedder(tmp_path, fake_openai)
+    with pytest.raises(WrongModelKind, match="one vector per token.*without pooling.*--pooling last"):
+        embedder.embed_documents(["cats sleep all day"])
+
+
 def test_a_model_the_server_does_not_serve_is_named_with_what_it_serves(tmp_path: Path,
                                                                           fake_openai: FakeOpenAI) -> None:
     embedder, _ = _embedder(tmp_path, fake_openai, embed_model="qwen3-embedding:0.6b")
@@ -175,6 +186,8 @@ def test_a_wrong_path_says_to_check_the_base_url(tmp_path: Path, fake_openai: Fa
     embedder, _ = _embedder(tmp_path, fake_openai, embed_base_url=fake_openai.url)  # /v1 forgotten
     with pytest.raises(BackendUnavailable, match="/embeddings does not exist.*RAG_EMBED_BASE_URL.*/v1"):
         embedder.embed_query("cats")
+    with pytest.raises(BackendUnavailable, match="RAG_EMBED_BASE_URL"):  # the status check finds it too
+        embedder.check()
 
 
 @pytest.fixture
@@ -277,11 +290,11 @@ def test_backends_resolve_openai_and_say_where_each_model_runs(tmp_path: Path, f
     both = resolve_backends(_settings(tmp_path, fake_openai))
     assert (both.embed, both.chat, both.embed_model, both.chat_model) == ("openai", "openai", EMBED_MODEL,
                                                                           CHAT_MODEL)
-    assert both.summary == f"the server at {fake_openai.base_url}"
+    assert both.summary == f"OpenAI-compatible server at {fake_openai.base_url}"
     mixed = resolve_backends(_settings(tmp_path, fake_openai, chat_backend=None, chat_model="qwen3:8b",
                                        ollama_host=fake_ollama.url))
     assert mixed.chat == "ollama" and mixed.chat_model == "qwen3:8b"
-    assert mixed.summary == f"embeddings by the server at {fake_openai.base_url}, answers by Ollama at " \
+    assert mixed.summary == f"embeddings by OpenAI-compatible server at {fake_openai.base_url}, answers by Ollama at " \
                             f"{fake_ollama.url}"
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from rag.chunking import estimate_tokens
 from rag.config import Settings
 from rag.engine import Engine
 from rag.errors import BackendUnavailable, ModelNotFound
@@ -20,6 +19,7 @@ from rag.events import Progress, Sources
 from rag.provider_ollama import OllamaReranker, yes_probability
 from rag.provider_openai import HttpReranker
 from rag.rerank import RerankBudget, document_part, format_prompt, make_reranker, query_part
+from rag.tokencount import estimate_tokens
 from tests import pdf_factory as pf
 from tests.fake_ollama import RERANK_MODEL as OLLAMA_RERANKER
 from tests.fake_ollama import FakeOllama, fake_relevance
