@@ -13,13 +13,13 @@ from typing import Any, Sequence
 
 import pytest
 
-from rag.chunking import estimate_tokens
 from rag.cli import main as cli_main
 from rag.config import Settings
 from rag.engine import Engine
 from rag.errors import ConfigError
 from rag.events import Progress, Sources
 from rag.rerank import RerankBudget, Throughput, choose, cut_passages
+from rag.tokencount import estimate_tokens
 from tests import pdf_factory as pf
 
 FLOOR = 5
