@@ -148,7 +148,7 @@ class Answerer:
             self._unavailable(exc)
             return candidates[:top_k]
         # Only scored passages can be kept (with their full text); those the budget left out are dropped.
-        ranked = sorted((replace(p, score=float(sc)) for p, sc in zip(candidates[:plan.count], scores, strict=True)),
+        ranked = sorted((replace(p, score=float(sc)) for p, sc in zip(candidates[:len(scores)], scores, strict=True)),
                         key=lambda p: -p.score)
         if not ranked or ranked[0].score < s.min_relevance:
             return []

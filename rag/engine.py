@@ -137,6 +137,8 @@ class Engine:
             started = time.perf_counter()
             try:
                 model.load()
+                if model is self._reranker and not self.settings.zero_gpu:
+                    self.rerank_budget.calibrate(model)  # the first question is then planned from its speed
                 log.info("%s is ready (%.0f s)", name, time.perf_counter() - started)
             except Exception as exc:  # noqa: BLE001 - logged here; the first real use raises it again
                 log.warning("Could not load %s: %s", name, exc)

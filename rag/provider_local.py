@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -271,6 +272,8 @@ class _Loaded:
 class Qwen3Reranker:
     """Qwen3-Reranker run in-process through sentence-transformers' CrossEncoder; loaded lazily, once, thread-safe."""
 
+    incremental = True  # one query's passages may come in several calls: its prefix is computed once (kept)
+
     def __init__(
         self,
         model: str = "Qwen/Qwen3-Reranker-0.6B",
@@ -294,6 +297,7 @@ class Qwen3Reranker:
         self.gpu_seconds = gpu_seconds  # the most one scoring may hold a ZeroGPU GPU (see rag.accel)
         self._loaded: _Loaded | None = None
         self._load_lock = threading.Lock()
+        self._prefix: tuple[Any, Any] | None = None  # (key, keys/values) of the last query's shared prefix
         # One forward pass at a time: the tokenizer isn't safe to share across threads, and on a CPU parallel
         # passes only fight for the same cores.
         self._run_lock = threading.Lock()
@@ -323,9 +327,19 @@ class Qwen3Reranker:
         return self._loaded
 
     def _load(self) -> _Loaded:
-        torch, cross_encoder_cls, logit_score_cls = _import_backend()
+        torch = _import_backend()[0]
         device = self.requested_device or auto_device(torch)
-        dtype = resolve_dtype(torch, self.requested_dtype, device)
+        if not int8_wanted(torch, self.requested_dtype, device):
+            requested = "auto" if self.requested_dtype == "int8" else self.requested_dtype  # int8 on a GPU
+            return self._load_as(resolve_dtype(torch, requested, device), device)
+        # int8 is made from the float32 weights; "auto" keeps it only if it scores like float32 (checked here).
+        state = self._load_as(torch.float32, device)
+        state = self._to_int8(state, check=self.requested_dtype == "auto") or self._load_as(torch.float32, device)
+        self._prefix = None  # computed by the checks, maybe with other weights
+        return state
+
+    def _load_as(self, dtype: Any, device: str) -> _Loaded:
+        torch, cross_encoder_cls, logit_score_cls = _import_backend()
         started = time.perf_counter()
         try:
             ce = cross_encoder_cls(
@@ -355,6 +369,58 @@ class Qwen3Reranker:
                  time.perf_counter() - started, "" if lean else " (not plain Qwen3: scoring whole prompts)")
         return _Loaded(ce, model, tokenizer, yes_id, no_id, ce.device, dtype, lean)
 
+    def _to_int8(self, state: _Loaded, check: bool) -> _Loaded | None:
+        """``state`` with the decoder's Linear layers in int8, or None when it can't be had or, with ``check``, its
+        scores of a few fixed pairs are off float32's by more than ``INT8_TOLERANCE``, or it scores them less than
+        ``INT8_MIN_SPEEDUP`` times as fast (int8 pays off where the CPU has VNNI instructions; on plain AVX2 it may
+        not)."""
+        torch = _import_backend()[0]
+        started = time.perf_counter()
+        float_seconds, reference = self._timed_check(state) if check else (0.0, [])
+        try:
+            quantize_int8(state.model.get_decoder())
+        except RerankerUnavailable:
+            if not check:
+                raise
+            log.info("int8 is not available in this torch build: the reranker runs in float32")
+            return None
+        state = replace(state, dtype=torch.qint8)
+        if check:
+            int8_seconds, scores = self._timed_check(state)
+            off = max(abs(a - b) for a, b in zip(reference, scores, strict=True))
+            speedup = float_seconds / max(int8_seconds, 1e-9)
+            if off > INT8_TOLERANCE or speedup < INT8_MIN_SPEEDUP:
+                log.info("Reranker in float32: in int8 it scores the check pairs %.2f times as fast, within %.3f of "
+                         "float32 (int8 needs at least %.1f times and within %.2f)", speedup, off, INT8_MIN_SPEEDUP,
+                         INT8_TOLERANCE)
+                return None
+            log.info("Reranker weights in int8: %.2f times as fast as float32 on the check pairs, scores within %.3f "
+                     "(%.1f s to decide)", speedup, off, time.perf_counter() - started)
+        return state
+
+    def _timed_check(self, state: _Loaded) -> tuple[float, list[float]]:
+        """(seconds, scores) of the check pairs; the faster of two runs, so one-off start-up costs don't count."""
+        runs = []
+        for _ in range(2):
+            started = time.perf_counter()
+            scores = self._check_scores(state)
+            runs.append((time.perf_counter() - started, scores))
+        return min(runs[0][0], runs[1][0]), runs[1][1]
+
+    def _check_scores(self, state: _Loaded) -> list[float]:
+        """Scores of the fixed check pairs, computed as ``score`` does (used to compare number formats)."""
+        torch = _import_backend()[0]
+        scores: list[float] = []
+        with torch.inference_mode():
+            for query, passages in _INT8_CHECK:
+                if state.lean is not None:
+                    tokens = _encode(state.tokenizer, self.instruction, query, passages, self.max_passage_tokens)
+                    scores += self._score_tokens(state, tokens)
+                else:
+                    scores += [float(x) for x in state.cross_encoder.predict(
+                        [(query, p) for p in passages], show_progress_bar=False, convert_to_numpy=True)]
+        return scores
+
     @property
     def yes_token_id(self) -> int:
         """Vocabulary id of ``yes`` (loads the model)."""
@@ -378,11 +444,7 @@ class Qwen3Reranker:
     # --- prompts ------------------------------------------------------------------------------------------------
     def truncate(self, passages: Sequence[str]) -> list[str]:
         """Cut each passage to at most ``max_passage_tokens`` tokens (tokenized alone), at a token boundary."""
-        tokenizer = self._state().tokenizer
-        enc = tokenizer(list(passages), add_special_tokens=False, return_offsets_mapping=True)
-        cap = self.max_passage_tokens
-        return [text if len(offsets) <= cap else text[: offsets[cap - 1][1]]
-                for text, offsets in zip(passages, enc["offset_mapping"], strict=True)]
+        return _truncate(self._state().tokenizer, passages, self.max_passage_tokens)
 
     def prompts(self, query: str, passages: Sequence[str]) -> list[str]:
         """The full prompt texts for each passage, after truncation."""
@@ -390,16 +452,13 @@ class Qwen3Reranker:
 
     def encode(self, query: str, passages: Sequence[str]) -> PromptTokens:
         """Tokenize the prompts and split off the longest token prefix they all share (at most the query part)."""
+        return _encode(self._state().tokenizer, self.instruction, query, passages, self.max_passage_tokens)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text alone, as this reranker's tokenizer counts them (the time budget sizes by them)."""
         tokenizer = self._state().tokenizer
-        # Everything up to the "<Document>" marker is the same for every passage.
-        head = tokenizer(prompt_head(self.instruction) + query + "\n", add_special_tokens=False)["input_ids"]
-        full = tokenizer(self.prompts(query, passages), add_special_tokens=False)["input_ids"]
-        # Token boundaries normally fall right before "<Document>", so the whole head is shared; if a tokenizer
-        # merged across it, sharing fewer tokens is still exact. Every candidate keeps at least one own token.
-        shared = min([len(head)] + [len(ids) - 1 for ids in full])
-        for ids in full:
-            shared = next((k for k in range(shared) if ids[k] != head[k]), shared)
-        return PromptTokens(prefix=list(head[:shared]), suffixes=[list(ids[shared:]) for ids in full])
+        with self._run_lock:  # the tokenizer isn't safe to share across threads
+            return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
     # --- scoring ------------------------------------------------------------------------------------------------
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
@@ -421,6 +480,16 @@ class Qwen3Reranker:
                       len(tokens.prefix), sum(map(len, tokens.suffixes)), time.perf_counter() - started)
         return scores
 
+    def _prefix_kv(self, state: _Loaded, prefix: list[int]) -> Any:
+        """The prefix's keys/values: the last query's when it is the same (the time budget may send a query's
+        passages in several calls), else computed now. Called under the run lock."""
+        if not prefix:
+            return None
+        key = (state.dtype, tuple(prefix))
+        if self._prefix is None or self._prefix[0] != key:
+            self._prefix = (key, state.lean.prefix(prefix))
+        return self._prefix[1]
+
     def score_uncached(self, query: str, passages: Sequence[str]) -> list[float]:
         """The same scores through plain ``CrossEncoder.predict`` (whole prompt per pair): the reference path."""
         if not passages:
@@ -438,7 +507,7 @@ class Qwen3Reranker:
     def _score_tokens(self, state: _Loaded, tokens: PromptTokens) -> list[float]:
         torch = _import_backend()[0]
         lean = state.lean
-        prefix_kv = lean.prefix(tokens.prefix) if tokens.prefix else None
+        prefix_kv = self._prefix_kv(state, tokens.prefix)
         # Similar lengths together keep padding small; results go back to input order.
         order = sorted(range(len(tokens.suffixes)), key=lambda i: len(tokens.suffixes[i]))
         scores = [0.0] * len(order)
@@ -456,6 +525,25 @@ class Qwen3Reranker:
             for row, i in enumerate(batch):
                 scores[i] = float(probs[row, 1])
         return scores
+
+
+def _truncate(tokenizer: Any, passages: Sequence[str], cap: int) -> list[str]:
+    enc = tokenizer(list(passages), add_special_tokens=False, return_offsets_mapping=True)
+    return [text if len(offsets) <= cap else text[: offsets[cap - 1][1]]
+            for text, offsets in zip(passages, enc["offset_mapping"], strict=True)]
+
+
+def _encode(tokenizer: Any, instruction: str, query: str, passages: Sequence[str], cap: int) -> PromptTokens:
+    # Everything up to the "<Document>" marker is the same for every passage.
+    head = tokenizer(prompt_head(instruction) + query + "\n", add_special_tokens=False)["input_ids"]
+    prompts = [format_prompt(instruction, query, p) for p in _truncate(tokenizer, passages, cap)]
+    full = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    # Token boundaries normally fall right before "<Document>", so the whole head is shared; if a tokenizer
+    # merged across it, sharing fewer tokens is still exact. Every candidate keeps at least one own token.
+    shared = min([len(head)] + [len(ids) - 1 for ids in full])
+    for ids in full:
+        shared = next((k for k in range(shared) if ids[k] != head[k]), shared)
+    return PromptTokens(prefix=list(head[:shared]), suffixes=[list(ids[shared:]) for ids in full])
 
 
 class _LeanQwen3:
@@ -542,7 +630,7 @@ class _LeanQwen3:
                last_only: bool) -> tuple[Any, Any, Any]:
         """One decoder layer; returns the new hidden states and this call's (post-RoPE) keys and values."""
         import torch
-        from torch.nn.functional import linear, silu
+        from torch.nn.functional import silu
 
         attn, mlp = layer.self_attn, layer.mlp
         rows, width, _ = x.shape
@@ -553,11 +641,11 @@ class _LeanQwen3:
         else:
             cos_q, sin_q = cos, sin
         # The attention scaling rides along with the query norm's per-row factor, for free.
-        q = _rms_norm(linear(hq, attn.q_proj.weight).view(rows, -1, self.n_heads, self.head_dim),
+        # Projections are called as modules, so int8 layers (``quantize_int8``) run here as they are.
+        q = _rms_norm(attn.q_proj(hq).view(rows, -1, self.n_heads, self.head_dim),
                       attn.q_norm.weight, self.eps, scale=attn.scaling)
-        k = _rms_norm(linear(h, attn.k_proj.weight).view(rows, width, self.n_kv, self.head_dim),
-                      attn.k_norm.weight, self.eps)
-        v = linear(h, attn.v_proj.weight).view(rows, width, self.n_kv, self.head_dim)
+        k = _rms_norm(attn.k_proj(h).view(rows, width, self.n_kv, self.head_dim), attn.k_norm.weight, self.eps)
+        v = attn.v_proj(h).view(rows, width, self.n_kv, self.head_dim)
         q = _rope(q, cos_q, sin_q)
         k = _rope(k, cos, sin).transpose(1, 2)  # [rows, kv heads, width, head_dim]
         v = v.transpose(1, 2)
@@ -567,11 +655,11 @@ class _LeanQwen3:
             values = torch.cat([past[1].expand(rows, -1, -1, -1), v], 2)
 
         out = self._attend(q, keys, values, bias)
-        x = x + linear(out, attn.o_proj.weight)
+        x = x + attn.o_proj(out)
 
         h = _rms_norm(x, layer.post_attention_layernorm.weight, self.eps)
-        act = silu(linear(h, mlp.gate_proj.weight), inplace=True).mul_(linear(h, mlp.up_proj.weight))
-        x = x + linear(act, mlp.down_proj.weight)
+        act = silu(mlp.gate_proj(h), inplace=True).mul_(mlp.up_proj(h))
+        x = x + mlp.down_proj(act)
         return x, k, v
 
     def _attend(self, q: Any, keys: Any, values: Any, bias: Any) -> Any:
@@ -620,7 +708,47 @@ def _rope(x: Any, cos: Any, sin: Any) -> Any:
 
 
 # --- backend helpers -------------------------------------------------------------------------------------------
-_DTYPES = {"auto", "float32", "bfloat16", "float16"}
+_DTYPES = {"auto", "float32", "bfloat16", "float16", "int8"}
+INT8_TOLERANCE = 0.05  # the most an int8 score may differ from float32's on the check pairs for "auto" to keep it
+INT8_MIN_SPEEDUP = 1.2  # and how much faster than float32 it must score them
+# Pairs "auto" scores in float32 and in int8 before choosing int8: each query with passages from clearly relevant to
+# unrelated, so that a format that can't tell them apart, or moves a score by more than the tolerance, shows.
+_INT8_CHECK = (
+    ("How many days of paid leave do employees get?", (
+        "Every employee receives 30 days of paid vacation leave each year.",
+        "Sick leave is paid from the first day of illness, with a doctor's note after three days.",
+        "Parking in the north garage is free for cyclists and electric cars.")),
+    ("What were the company's net sales in 2018?", (
+        "Net sales were $32.8 billion in 2018, up 3.5 percent from 2017.",
+        "Revenue is recognised when control of the goods passes to the customer.",
+        "The annual meeting of shareholders will be held on May 14 in St. Paul.")),
+)
+
+
+def int8_wanted(torch: Any, dtype: str, device: str) -> bool:
+    """Whether the reranker's Linear weights go to int8: asked for (on a CPU), or "auto" on a CPU without bf16."""
+    on_cpu = str(device).split(":")[0] == "cpu"
+    if dtype == "int8":
+        if not on_cpu:
+            log.warning("RAG_RERANK_DTYPE=int8 applies to CPUs only; on %s the reranker runs as auto decides", device)
+        return on_cpu
+    return dtype == "auto" and on_cpu and resolve_dtype(torch, "auto", device) == torch.float32
+
+
+def quantize_int8(module: Any) -> None:
+    """Make the Linear layers of ``module`` int8, in place: weights int8 per output channel, activations quantized
+    at each call (torch's dynamic quantization; its x86 kernels use 7-bit activations, so AVX2's 16-bit sums can't
+    saturate). torchao's replacement is slower than this on CPUs without torch.compile."""
+    import torch
+
+    try:
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    except ImportError as exc:
+        raise RerankerUnavailable(f"this torch build has no int8 dynamic quantization ({exc}); set "
+                                  "RAG_RERANK_DTYPE=float32") from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch marks torch.ao.quantization deprecated in favour of torchao
+        quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 
 
 def _import_backend() -> tuple[Any, Any, Any]:

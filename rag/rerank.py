@@ -39,9 +39,11 @@ class Reranker(Protocol):
     """Scores how well each passage answers a query (higher is better, 0..1).
 
     ``score`` is all a backend must implement: the time budget (``RerankBudget``) times each call itself and learns
-    the backend's throughput from it. Two optional members make it more exact: ``count_tokens(texts) -> list[int]``
-    (the reranker's own tokenizer; without it, tokens are estimated) and ``loaded``/``load()`` (a model loaded in
-    this process: the budget loads it before timing, so loading never counts as scoring time).
+    the backend's throughput from it. Optional members make it more exact: ``count_tokens(texts) -> list[int]``
+    (the reranker's own tokenizer; without it, tokens are estimated); ``loaded``/``load()`` (a model loaded in
+    this process: the budget loads it before timing, so loading never counts as scoring time); and ``incremental``
+    with ``batch_size`` (true when scoring one query's passages in several calls costs no more than in one: the
+    budget then sends them a batch at a time and stops when the time is up).
     """
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
@@ -71,6 +73,9 @@ class RerankPlan:
     budget_seconds: float
     expected_seconds: float | None  # None until the reranker has been timed once
     passages: list[str] = field(repr=False)  # the texts sent, cut
+    # ``tokens`` = ``prefix_tokens`` (read once per query) + each passage's own, its part of the prompt included
+    prefix_tokens: int = field(default=0, repr=False)
+    passage_tokens: list[int] = field(default_factory=list, repr=False)
 
     @property
     def detail(self) -> str:
@@ -109,6 +114,7 @@ class Throughput:
 
 
 _SMOOTHING = 0.5  # weight of the latest call in the throughput estimate
+_STOP_AFTER = 1.1  # an incremental reranker gets no further batch that would end past 110% of the budget
 
 
 class RerankBudget:
@@ -158,19 +164,49 @@ class RerankBudget:
         return RerankPlan(total=len(passages), count=n, token_cap=cap, cut=sum(t > cap for t in chosen),
                           tokens=tokens, budget_seconds=self.seconds,
                           expected_seconds=None if rate is None else tokens / rate,
-                          passages=cut_passages(list(passages[:n]), chosen, cap, count_many))
+                          passages=cut_passages(list(passages[:n]), chosen, cap, count_many),
+                          prefix_tokens=prefix, passage_tokens=[min(t, cap) + pair for t in chosen])
+
+    def calibrate(self, reranker: Any) -> None:
+        """Time one small scoring (what a question sends at the least: ``min_passages`` of ``min_tokens``) so that
+        even the first question is planned from a measured speed; the app does this once its reranker has loaded."""
+        filler = " ".join(["Net sales rose in every region, while costs for raw materials and freight fell."]
+                          * (self.min_tokens // 8 + 1))
+        query = "How did sales and costs change during the year?"
+        self.score(reranker, query, self.plan(reranker, query, [filler] * self.min_passages, self.min_passages))
 
     def score(self, reranker: Any, query: str, plan: RerankPlan) -> list[float]:
-        """Score the plan's passages (in its order), timing the call to learn the throughput."""
+        """Scores of the plan's passages, best first, timing each call to learn the throughput.
+
+        An ``incremental`` reranker gets the ``min_passages`` first, then a batch at a time, and no further batch
+        once it would end past the budget by more than a tenth (the machine got slower since the plan): the scores
+        are then those of the first passages only, never fewer than ``min_passages``.
+        """
         _ensure_loaded(reranker)
         started = self.clock()
-        scores = reranker.score(query, plan.passages)
-        seconds = self.clock() - started
-        self.throughput.record(plan.tokens, seconds)
-        log.info("Reranked %s in %.2f s (budget %.1f s, expected %s); now ~%.0f tokens/s", plan.detail, seconds,
-                 plan.budget_seconds, "-" if plan.expected_seconds is None else f"{plan.expected_seconds:.2f} s",
+        scores: list[float] = []
+        for a, b in self._steps(reranker, plan):
+            tokens = (plan.prefix_tokens if a == 0 else 0) + sum(plan.passage_tokens[a:b])
+            rate = self.throughput.tokens_per_second
+            if scores and rate and self.clock() - started + tokens / rate > plan.budget_seconds * _STOP_AFTER:
+                log.info("Time is up: reranked %d of the %d planned passages", len(scores), plan.count)
+                break
+            step_started = self.clock()
+            scores += reranker.score(query, plan.passages[a:b])
+            self.throughput.record(tokens or plan.tokens, self.clock() - step_started)
+        log.info("Reranked %d (%s) in %.2f s (budget %.1f s, expected %s); now ~%.0f tokens/s", len(scores),
+                 plan.detail, self.clock() - started, plan.budget_seconds,
+                 "-" if plan.expected_seconds is None else f"{plan.expected_seconds:.2f} s",
                  self.throughput.tokens_per_second or 0)
         return scores
+
+    def _steps(self, reranker: Any, plan: RerankPlan) -> list[tuple[int, int]]:
+        """(start, end) of each call: all at once, or for an incremental reranker the floor and then batches."""
+        first = min(self.min_passages, plan.count)
+        if not getattr(reranker, "incremental", False) or plan.budget_seconds <= 0 or first == plan.count:
+            return [(0, plan.count)]
+        size = max(1, int(getattr(reranker, "batch_size", 8)))
+        return [(0, first)] + [(a, min(a + size, plan.count)) for a in range(first, plan.count, size)]
 
     def _counter(self, reranker: Any) -> Callable[[list[str]], list[int]]:
         own = getattr(reranker, "count_tokens", None)
@@ -305,4 +341,4 @@ def make_reranker(settings: Settings) -> Reranker:
 
     s = settings
     return Qwen3Reranker(s.rerank_model, s.rerank_instruction, s.rerank_max_tokens, s.rerank_batch_size,
-                         gpu_seconds=s.gpu_seconds)
+                         dtype=s.rerank_dtype, gpu_seconds=s.gpu_seconds)

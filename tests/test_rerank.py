@@ -216,7 +216,7 @@ def test_auto_dtype_is_bfloat16_only_where_the_hardware_has_it(monkeypatch: pyte
     assert local.resolve_dtype(torch, "float16", "cpu") == torch.float16  # an explicit choice wins
     assert local.resolve_dtype(torch, "auto", "mps") == torch.float32
     with pytest.raises(ValueError, match="dtype"):
-        Qwen3Reranker(dtype="int8")
+        Qwen3Reranker(dtype="int4")
 
 
 def test_concurrent_first_calls_load_the_model_once(tiny_qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

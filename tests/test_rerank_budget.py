@@ -7,18 +7,19 @@ depends on how fast this machine is.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import pytest
 
-from rag.chunking import estimate_tokens
 from rag.cli import main as cli_main
 from rag.config import Settings
 from rag.engine import Engine
 from rag.errors import ConfigError
 from rag.events import Progress, Sources
 from rag.rerank import RerankBudget, Throughput, choose, cut_passages
+from rag.tokencount import estimate_tokens
 from tests import pdf_factory as pf
 
 FLOOR = 5
@@ -280,4 +281,101 @@ def test_the_cli_says_what_the_reranker_reads(settings: Settings, nine_pages: En
         monkeypatch.setenv("RAG_CHROMA_HOST", settings.chroma_host)
         monkeypatch.setenv("RAG_CHROMA_PORT", str(settings.chroma_port))
     assert cli_main(["ask", "How much deposit does the tenant pay?", "--no-think"]) == 0
-    assert "(ranking 5 of 9 passages)" in capsys.readouterr().err
+    said = re.search(r"\(ranking (\d+) of 9 passages(, \d+ cut to \d+ tokens)?\)", capsys.readouterr().err)
+    assert said and int(said.group(1)) >= FLOOR  # the tiny model, timed at start, is fast: usually all 9
+
+
+# --- a /rerank service ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("rate", "everything"), [(400, False), (1e6, True)])
+def test_a_rerank_service_is_bounded_by_its_measured_speed(tmp_path: Path, fake_openai: Any, rate: float,
+                                                          everything: bool) -> None:
+    """The real /rerank client against the stand-in service (tests/fake_openai.py, a test double over HTTP); the
+    clock is the stand-in's work so far at ``rate`` tokens per second, so its speed is simulated, not measured."""
+    from rag.rerank import make_reranker
+
+    reranker = make_reranker(Settings.from_env({}, data_dir=tmp_path / "data", rerank_backend="http",
+                                               rerank_url=fake_openai.base_url))
+
+    def work_done() -> float:
+        bodies = [body for path, body in fake_openai.requests if path.endswith("/rerank")]
+        return sum(estimate_tokens(b["query"]) + sum(estimate_tokens(d) + 15 for d in b["documents"])
+                   for b in bodies) / rate
+
+    b = RerankBudget(3.0, min_passages=FLOOR, min_tokens=64, max_tokens=384, clock=work_done)
+    passages = [words(300, seed) for seed in range(29)]
+    for _ in range(3):
+        fake_openai.requests.clear()
+        plan = b.plan(reranker, "what does the lease say about the deposit?", passages, breadth=12)
+        scores = b.score(reranker, "what does the lease say about the deposit?", plan)
+    sent = [d for path, body in fake_openai.requests if path.endswith("/rerank") for d in body["documents"]]
+    assert len(scores) == len(sent) == plan.count and all(estimate_tokens(d) <= plan.token_cap for d in sent)
+    assert all(any(p.startswith(d) for p in passages[:plan.count]) for d in sent)  # the best, from their start
+    if everything:
+        assert (plan.count, plan.token_cap) == (29, 384)
+    else:
+        assert FLOOR <= plan.count < 29 and work_done() <= 3.0 * 1.2
+
+
+def test_the_apps_warm_up_times_the_reranker_so_the_first_question_is_planned(settings: Settings,
+                                                                             nine_pages: Engine,
+                                                                             tiny_qwen3_dir: Path) -> None:
+    engine = Engine(settings.with_(rerank=True, rerank_model=str(tiny_qwen3_dir), rerank_dtype="float32"))
+    try:
+        engine.warm_up(background=False)
+        assert engine.reranker.loaded and engine.rerank_budget.throughput.calls == 1
+        plan = engine.rerank_budget.plan(engine.reranker, "How much deposit does the tenant pay?", PAGES,
+                                         breadth=12)
+    finally:
+        engine.close()
+    assert plan.expected_seconds is not None
+
+
+class SlowingReranker(TimedReranker):
+    """Test double for an in-process reranker that takes passages a batch at a time, reading the query's prefix once,
+    on a machine ``slowdown`` times slower than it was."""
+
+    incremental = True
+    batch_size = 4
+
+    def __init__(self, clock: FakeClock, rate: float, slowdown: float = 1.0) -> None:
+        super().__init__(clock, rate)
+        self.slowdown = slowdown
+        self.query = ""
+
+    def score(self, query: str, passages: Sequence[str]) -> list[float]:
+        first = query != self.query  # the prefix is read once per query, as the in-process reranker does
+        self.query = query
+        self.seen.append(list(passages))
+        tokens = (60 if first else 0) + sum(estimate_tokens(p) + 15 for p in passages)
+        self.clock.now += tokens * self.slowdown / self.rate
+        return [0.5] * len(passages)
+
+
+def test_an_incremental_reranker_is_stopped_when_time_runs_out_never_below_the_floor() -> None:
+    clock = FakeClock()
+    passages = [words(300, seed) for seed in range(29)]
+    reranker = SlowingReranker(clock, 1000)
+    b = budget(clock)
+    for question in ("deposit?", "rent?"):  # a steady machine: everything planned is read
+        plan = b.plan(reranker, question, passages, breadth=12)
+        reranker.seen.clear()
+        assert len(b.score(reranker, question, plan)) == plan.count
+    assert plan.count == 12 and [len(s) for s in reranker.seen] == [FLOOR, 4, 3]  # the floor, then batches
+
+    reranker.slowdown = 2  # other work started on the machine since the last question
+    plan = b.plan(reranker, "keys?", passages, breadth=12)
+    reranker.seen.clear()
+    started = clock.now
+    scores = b.score(reranker, "keys?", plan)
+    assert FLOOR <= len(scores) < plan.count and clock.now - started <= 3.0 * 1.2
+    assert reranker.seen[0] == plan.passages[:FLOOR]  # the best first
+
+
+def test_a_remote_reranker_gets_the_plan_in_one_call() -> None:
+    clock = FakeClock()
+    reranker = TimedReranker(clock, 1000)
+    b = budget(clock)
+    b.calibrate(reranker)
+    plan = b.plan(reranker, "deposit?", [words(300, seed) for seed in range(29)], breadth=12)
+    reranker.seen.clear()
+    assert len(b.score(reranker, "deposit?", plan)) == plan.count and len(reranker.seen) == 1
