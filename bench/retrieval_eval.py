@@ -469,7 +469,7 @@ def main() -> int:
     timings: list[str] = []
     reranker = None
     if args.reranker:
-        from rag.rerank import Qwen3Reranker
+        from rag.provider_local import Qwen3Reranker
 
         reranker = Qwen3Reranker(args.reranker, settings.rerank_instruction, settings.rerank_max_tokens,
                                  settings.rerank_batch_size)
