@@ -3,25 +3,32 @@
 Scores N candidates of ~T tokens for one query three ways and prints seconds and ratios:
 
 - naive: one pair at a time, float32, logits for every position (the "obvious" transformers loop);
-- ours:  ``rag.rerank.Qwen3Reranker.score`` (shared prefix computed once, batches of similar length, bf16 where the
-         CPU/GPU has it, two logits of the last position only), loaded from disk through the real CrossEncoder path;
+- ours:  ``rag.provider_local.Qwen3Reranker.score`` (shared prefix computed once, batches of similar length, bf16
+         where the CPU/GPU has it, two logits of the last position only), loaded from disk through the real
+         CrossEncoder path;
 - floor: this machine's large-matmul FLOP/s in the dtype ours uses, times the FLOPs of the tokens that must be
          computed (2 x non-embedding params x tokens, the shared prefix counted once).
 
-The weights are random and the tokenizer is the tiny test tokenizer (its ids are valid in the 151669-token
-vocabulary): timings are real, scores mean nothing. Usage: ``python bench/rerank.py [--candidates 20]
-[--tokens 300] [--skip-naive]``.
+The weights are random and the tokenizer is Qwen3's own (bench/reranker_model.py): timings are real, scores mean
+nothing. Usage: ``python bench/rerank.py [--candidates 20] [--tokens 300] [--skip-naive] [--dtype int8]``.
+
+``--formats`` compares the number formats instead: the same candidates (windows of 3M's 2018 10-K) for a few
+questions, scored by ours in float32, bfloat16 and int8 (or ``--formats float32,int8,float16``), each timed and
+compared with float32: Spearman and Kendall correlation of the scores per question, how many of float32's top 5
+stay in the top 5, and the largest score difference. On random weights these agreement figures are only indicative:
+a trained model's activations (outliers included) quantize differently, which is why ``RAG_RERANK_DTYPE=auto``
+checks int8 against float32 on the model itself before keeping it.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,17 +39,13 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config, Qwen3ForCausalLM  # noqa: E402
 
-from rag.rerank import Qwen3Reranker, format_prompt  # noqa: E402
-from tests.tiny_models import build_tiny_qwen3  # noqa: E402
+from bench.reranker_model import EVALDATA, QWEN3_RERANKER_06B, build_model_dir  # noqa: E402
+from rag.provider_local import Qwen3Reranker, quantize_int8  # noqa: E402
+from rag.rerank import format_prompt  # noqa: E402
 
 log = logging.getLogger("bench.rerank")
-
-# Qwen/Qwen3-Reranker-0.6B's config.json, minus the weights.
-QWEN3_RERANKER_06B = dict(
-    hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
-    intermediate_size=3072, vocab_size=151669, tie_word_embeddings=True, max_position_embeddings=40960,
-    rope_theta=1000000.0, rms_norm_eps=1e-6,
-)
+DEFAULT_CACHE = Path("/work/benchcache") if Path("/work/benchcache").is_dir() else ROOT / "bench" / ".cache"
+FILING = EVALDATA / "financebench" / "pdfs" / "3M_2018_10K.pdf"
 
 QUERY = "What does the lease say about returning the security deposit when the tenant moves out?"
 
@@ -60,28 +63,44 @@ def passages(tokenizer, n: int, tokens: int, seed: int = 0) -> list[str]:
     return out
 
 
-def build_model(dtype: torch.dtype) -> Qwen3ForCausalLM:
-    """A random-weight Qwen3ForCausalLM with the reranker's shape."""
-    torch.manual_seed(0)
-    config = Qwen3Config(**QWEN3_RERANKER_06B)
-    model = Qwen3ForCausalLM(config).to(dtype).eval()
-    return model
+def filing_passages(tokenizer, n: int, tokens: int, seed: int = 0) -> list[str]:
+    """``n`` windows of ``tokens`` tokens from the 10-K's text, starting at the top of randomly chosen pages."""
+    from rag.documents import load_pdf
+
+    pages = [p.text for p in load_pdf(FILING).pages if len(p.text) > 8 * tokens]
+    out = []
+    for text in random.Random(seed).sample(pages, n):
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        out.append(text[: offsets[tokens - 1][1]])
+    return out
 
 
 def matmul_flops(dtype: torch.dtype, seconds: float = 4.0, n: int = 4096) -> float:
-    """This machine's best large-matmul FLOP/s in ``dtype`` over about ``seconds`` of trials."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    torch.mm(a, b)
-    best, deadline = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        t = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t)
+    """This machine's best large-matmul FLOP/s in ``dtype`` (int8: a dynamically quantized Linear) over about
+    ``seconds`` of trials."""
+    if dtype == torch.qint8:
+        layer = torch.nn.Linear(n, n, bias=False)
+        quantize_int8(wrapper := torch.nn.Sequential(layer))
+        a, run = torch.randn(n, n), wrapper
+    else:
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return torch.mm(x, b)
+    with torch.inference_mode():
+        run(a)
+        best, deadline = float("inf"), time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            run(a)
+            best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best
 
 
-def non_embedding_params(model: torch.nn.Module) -> int:
+def non_embedding_params() -> int:
     """Parameters that cost FLOPs per token (embeddings are a lookup; the tied head is used for 2 rows only)."""
+    with torch.device("meta"):
+        model = Qwen3ForCausalLM(Qwen3Config(**QWEN3_RERANKER_06B))
     embed = model.get_input_embeddings().weight.numel()
     return sum(p.numel() for p in model.parameters()) - embed
 
@@ -107,25 +126,30 @@ def main() -> None:
     parser.add_argument("--naive-candidates", type=int, default=3,
                         help="naive path is timed on this many candidates and scaled linearly (default 3)")
     parser.add_argument("--skip-naive", action="store_true", help="don't time the naive float32 path")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16", "int8"))
+    parser.add_argument("--formats", nargs="?", const="float32,bfloat16,int8", metavar="LIST",
+                        help="compare number formats with float32 (speed and score agreement) instead; a comma "
+                        "list from float32, bfloat16, float16, int8 (default: float32,bfloat16,int8)")
+    parser.add_argument("--queries", type=int, default=3, help="--formats: questions scored (default 3)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the random model is kept")
+    parser.add_argument("--model", type=Path, help="another reranker folder instead of the random 0.6B-shaped one")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "sentence_transformers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     t0 = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="rerank-bench-"))
-    tokenizer = AutoTokenizer.from_pretrained(build_tiny_qwen3(work / "tiny"))
+    model_dir = args.model or build_model_dir(args.cache / "qwen3-reranker-0.6b-random")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if args.formats:
+        compare_formats(args, model_dir, tokenizer)
+        return
     texts = passages(tokenizer, args.candidates, args.tokens)
 
-    # Ours: save the random model with the tiny tokenizer and load it exactly as the app would.
-    reranker = Qwen3Reranker(str(work / "model"), max_passage_tokens=max(args.tokens, 1),
+    # Ours: the random model with Qwen3's tokenizer, loaded exactly as the app would.
+    reranker = Qwen3Reranker(str(model_dir), max_passage_tokens=max(args.tokens, 1),
                              batch_size=args.batch_size, dtype=args.dtype)
-    model = build_model(torch.float32)
-    params = non_embedding_params(model)
-    model.save_pretrained(work / "model")
-    tokenizer.save_pretrained(work / "model")
-    del model
+    params = non_embedding_params()
     reranker.load()
     dtype = reranker.dtype
     log.info("setup %.0f s: model in %s on %s, %d threads", time.perf_counter() - t0, dtype, reranker.device,
@@ -150,7 +174,7 @@ def main() -> None:
     agreement = ""
     if not args.skip_naive:
         k = max(1, min(args.naive_candidates, args.candidates))
-        fp32 = AutoModelForCausalLM.from_pretrained(work / "model", dtype=torch.float32).eval()
+        fp32 = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
         prompts = [format_prompt(reranker.instruction, QUERY, p) for p in texts[:k]]
         naive_scores(fp32, tokenizer, prompts[:1], reranker.yes_token_id, reranker.no_token_id)  # warm-up
         t = time.perf_counter()
@@ -185,6 +209,53 @@ def main() -> None:
     if agreement:
         print(agreement)
     print(f"total benchmark time {time.perf_counter() - t0:.0f} s")
+
+
+def compare_formats(args: argparse.Namespace, model_dir: Path, tokenizer) -> None:
+    """Each number format against float32 on the same candidates: seconds, and how far the scores agree."""
+    from scipy.stats import kendalltau, spearmanr
+
+    from bench.ttft import QUESTIONS
+
+    texts = filing_passages(tokenizer, args.candidates, args.tokens)
+    queries = QUESTIONS[: args.queries]
+    formats = ["float32"] + [f for f in args.formats.split(",") if f and f != "float32"]
+    results: dict[str, tuple[float, list[list[float]]]] = {}
+    for fmt in formats:
+        reranker = Qwen3Reranker(str(model_dir), max_passage_tokens=args.tokens, batch_size=args.batch_size,
+                                 dtype=fmt, device="cpu")
+        reranker.load()
+        reranker.score(queries[0], texts[:2])  # warm-up (allocator, kernels)
+        started = time.perf_counter()
+        scores = [reranker.score(q, texts) for q in queries]
+        results[fmt] = (time.perf_counter() - started, scores)
+        log.info("%s: %.1f s", fmt, results[fmt][0])
+        del reranker
+        gc.collect()
+
+    base_s, base = results["float32"]
+    print()
+    print(f"Qwen3-Reranker-0.6B shape, random weights, Qwen3's tokenizer; {len(queries)} questions x "
+          f"{args.candidates} windows of {args.tokens} tokens from {FILING.name}; {torch.get_num_threads()} threads, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print()
+    print("| format | seconds | speed vs float32 | Spearman | Kendall | top-5 kept | max abs diff | score spread |")
+    print("|---|---|---|---|---|---|---|---|")
+    for fmt, (secs, scores) in results.items():
+        rho = statistics.mean(spearmanr(a, b).statistic for a, b in zip(base, scores, strict=True))
+        tau = statistics.mean(kendalltau(a, b).statistic for a, b in zip(base, scores, strict=True))
+        kept = statistics.mean(len(set(_top(a, 5)) & set(_top(b, 5))) for a, b in zip(base, scores, strict=True))
+        diff = max(abs(x - y) for a, b in zip(base, scores, strict=True) for x, y in zip(a, b, strict=True))
+        spread = statistics.mean(statistics.pstdev(a) for a in scores)
+        print(f"| {fmt} | {secs:.1f} | {base_s / secs:.2f}x | {rho:.3f} | {tau:.3f} | {kept:.1f} of 5 | "
+              f"{diff:.4f} | {spread:.4f} |")
+    print()
+    print("Agreement on random weights is only indicative (see the module docstring); 'score spread' is the standard "
+          "deviation of one question's scores, the scale the differences compare with.")
+
+
+def _top(scores: list[float], k: int) -> list[int]:
+    return sorted(range(len(scores)), key=lambda i: -scores[i])[:k]
 
 
 if __name__ == "__main__":

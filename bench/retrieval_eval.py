@@ -556,7 +556,7 @@ def main() -> int:
 
     reranker = None
     if args.reranker:
-        from rag.rerank import Qwen3Reranker
+        from rag.provider_local import Qwen3Reranker
 
         reranker = Qwen3Reranker(args.reranker, settings.rerank_instruction, settings.rerank_max_tokens,
                                  settings.rerank_batch_size)

@@ -15,6 +15,7 @@ from rag.errors import GenerationError, ModelError
 from rag.events import AnswerDelta, AnswerEvent, Failure, Progress, Sources
 from rag.models import Passage
 from rag.prompts import build_messages, needs_rewrite, rewrite_messages, strip_citations
+from rag.rerank import RerankBudget, RerankPlan
 from rag.retrieval import Fusion, hybrid_search
 from rag.store import Store
 
@@ -44,12 +45,14 @@ class Answerer:
     """Answers questions from the store with the chat model, reranking when a reranker is available."""
 
     def __init__(self, settings: Settings, embedder: Embedder, store: Store, chat: Any,
-                 reranker: Any | None = None) -> None:
+                 reranker: Any | None = None, budget: RerankBudget | None = None) -> None:
         self.settings = settings
         self.embedder = embedder
         self.store = store
         self.chat = chat
         self.reranker = reranker
+        # The reranker's measured speed lives in the budget: the engine keeps one per reranker, for the process.
+        self.budget = budget or RerankBudget.from_settings(settings)
         self._reranker_failed: str | None = None
 
     def ask(self, question: str, history: Sequence[dict[str, str]] = (), doc_ids: Sequence[str] | None = None,
@@ -82,9 +85,12 @@ class Answerer:
             # Without the reranker only the first top_k are used: read a few more, as chunks of a page merge.
             candidates = hybrid_search(self.store, self.embedder, query, scope, pool, Fusion.from_settings(s),
                                        keep=None if use_rerank else 2 * top_k)
-            if use_rerank and candidates:
-                yield Progress("reranking", f"{len(candidates)} candidates")
-                passages = self._rerank(query, candidates, top_k)
+            # As many of the best candidates as the reranker's time budget allows (twice what the answer uses,
+            # when they fit), said before it starts, as it may take seconds.
+            plan = self._plan(query, candidates, top_k) if use_rerank and candidates else None
+            if plan is not None:
+                yield Progress("reranking", plan.detail)
+                passages = self._rerank(query, candidates, plan, top_k)
             else:
                 passages = candidates[:top_k]
         except ModelError as exc:
@@ -127,21 +133,32 @@ class Answerer:
         text = text.strip().strip('"').splitlines()[0].strip() if text.strip() else ""
         return text[:500]
 
-    def _rerank(self, query: str, candidates: list[Passage], top_k: int) -> list[Passage]:
+    def _plan(self, query: str, candidates: list[Passage], top_k: int) -> RerankPlan | None:
+        try:
+            return self.budget.plan(self.reranker, query, [p.text for p in candidates], breadth=2 * top_k)
+        except (RuntimeError, OSError, ValueError) as exc:  # the reranker can't load (its tokenizer counts)
+            self._unavailable(exc)
+            return None
+
+    def _rerank(self, query: str, candidates: list[Passage], plan: RerankPlan, top_k: int) -> list[Passage]:
         s = self.settings
         try:
-            scores = self.reranker.score(query, [p.text for p in candidates])
-        except (RuntimeError, OSError, ValueError) as exc:  # no weights offline, out of memory, ...
-            if self._reranker_failed is None:
-                log.warning("Reranker unavailable, answering without it: %s", exc)
-            self._reranker_failed = str(exc)
+            scores = self.budget.score(self.reranker, query, plan)
+        except (RuntimeError, OSError, ValueError, ModelError) as exc:  # no weights offline, server down, ...
+            self._unavailable(exc)
             return candidates[:top_k]
-        ranked = sorted((replace(p, score=float(sc)) for p, sc in zip(candidates, scores, strict=True)),
+        # Only scored passages can be kept (with their full text); those the budget left out are dropped.
+        ranked = sorted((replace(p, score=float(sc)) for p, sc in zip(candidates[:len(scores)], scores, strict=True)),
                         key=lambda p: -p.score)
         if not ranked or ranked[0].score < s.min_relevance:
             return []
         keep = [p for p in ranked if p.score >= s.rerank_threshold][:top_k]
         return keep if len(keep) >= s.min_k else ranked[:max(s.min_k, len(keep))][:top_k]
+
+    def _unavailable(self, exc: Exception) -> None:
+        if self._reranker_failed is None:
+            log.warning("Reranker unavailable, answering without it: %s", exc)
+        self._reranker_failed = str(exc)
 
     def _context_length(self) -> int:
         try:

@@ -149,6 +149,8 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
 
     doc_ids = [engine.find(ref).doc_id for ref in args.doc] if args.doc else None
     options = AskOptions(think=False if args.no_think else None, rerank=False if args.no_rerank else None)
+    if engine.settings.rerank and not args.no_rerank:
+        engine.warm_up(background=False)  # an in-process reranker loads and is timed, so the budget fits its speed
     thinking: list[str] = []
     answer: list[str] = []
     sources: Sources | None = None
@@ -173,6 +175,8 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
             failure = event.message
         elif isinstance(event, Progress) and event.stage == "rewritten" and not args.json:
             _err(f"(searching for: {event.detail})")
+        elif isinstance(event, Progress) and event.stage == "reranking" and not args.json:
+            _err(f"({event.detail})")
     if args.json:
         payload = {"question": args.question, "answer": "".join(answer), "thinking": "".join(thinking),
                    **sources_record(sources), "error": failure}
@@ -259,9 +263,20 @@ def _chats(engine: Any, args: argparse.Namespace) -> int:
 
 
 def _settings() -> int:
+    """Where the three models run with the current settings (never showing a key), then every variable."""
+    from rag.backends import placements
+
+    code = 0
+    try:
+        for role, where in placements(Settings.from_env()):
+            _out(f"{role:12} {where}")
+        _out("")
+    except RagError as exc:
+        _err(str(exc))
+        code = 1
     for var, default, doc in describe():
         _out(f"{var:28} {default or '(empty)':40} {doc}")
-    return 0
+    return code
 
 
 def _n(count: int, noun: str) -> str:

@@ -51,8 +51,10 @@ class Settings:
                                         "authenticating proxy); never logged or shown.")
     ollama_probe_timeout: float = _setting(1.5, min=0.1, max=60,
                                            doc="Seconds RAG_BACKEND=auto waits for Ollama to answer at start.")
-    embed_backend: str | None = _setting(None, choices=("ollama", "sentence-transformers"),
-                                         doc="Where embeddings are computed (empty = as RAG_BACKEND decides).")
+    embed_backend: str | None = _setting(None, choices=("ollama", "sentence-transformers", "openai"),
+                                         doc="Where embeddings are computed: ollama, sentence-transformers "
+                                         "(in-process) or openai (an OpenAI-compatible server at "
+                                         "RAG_EMBED_BASE_URL); empty = as RAG_BACKEND decides.")
     embed_model: str = _setting("qwen3-embedding:0.6b",
                                 doc="Ollama embedding model (with RAG_EMBED_BACKEND=sentence-transformers, a model "
                                 "id or folder here is used in-process too).")
@@ -67,9 +69,10 @@ class Settings:
     query_instruction: str = _setting(
         "Given a question about a set of documents, retrieve the passages that answer it",
         doc="Qwen3-Embedding task text put before each query.")
-    chat_backend: str | None = _setting(None, choices=("ollama", "transformers"),
-                                        doc="Where answers are generated: ollama or transformers (in-process); "
-                                        "empty = as RAG_BACKEND decides.")
+    chat_backend: str | None = _setting(None, choices=("ollama", "transformers", "openai"),
+                                        doc="Where answers are generated: ollama, transformers (in-process) or "
+                                        "openai (an OpenAI-compatible server at RAG_CHAT_BASE_URL); empty = as "
+                                        "RAG_BACKEND decides.")
     chat_model: str = _setting("qwen3:8b", doc="Ollama chat model (with RAG_CHAT_BACKEND=transformers, a model id "
                                "or folder here is used in-process too).")
     local_chat_model: str = _setting("Qwen/Qwen3-0.6B",
@@ -86,6 +89,60 @@ class Settings:
                                        doc="Qwen3-Reranker task text.")
     rerank_max_tokens: int = _setting(384, min=32, max=8192, doc="Passages are cut to this many tokens for reranking.")
     rerank_batch_size: int = _setting(8, min=1, max=256, doc="Passages scored together by the reranker.")
+    # reranking within a time budget: what the reranker reads per question is bounded by its measured speed
+    # 4 s: an answer should start within ~6 s of the question on a laptop CPU, and retrieval and the prompt need
+    # well under one; the budget may run over by a fifth before it has adapted to a change of load.
+    rerank_seconds: float = _setting(4.0, min=0, max=600,
+                                     doc="Seconds the reranker may spend per question (0 = no limit): as many of the "
+                                     "best candidates as fit at its measured speed, cut to fewer tokens if need be.")
+    rerank_min_passages: int = _setting(5, min=1, max=1000,
+                                        doc="The reranker always reads at least this many of the best candidates "
+                                        "(even past RAG_RERANK_SECONDS).")
+    rerank_min_tokens: int = _setting(64, min=8, max=8192,
+                                      doc="Passages are never cut below this many tokens to fit the time budget.")
+    rerank_dtype: str = _setting("auto", choices=("auto", "float32", "bfloat16", "float16", "int8"),
+                                 doc="Number format of the in-process reranker: auto = bfloat16 where the CPU/GPU "
+                                 "has it, else int8 weights on a CPU when they score like float32 and faster "
+                                 "(checked at load), else float32.")
+
+    # --- model servers beyond Ollama: OpenAI-compatible APIs, /rerank services, the reranker inside Ollama -------
+    embed_base_url: str | None = _setting(None, doc="OpenAI-compatible server for embeddings (RAG_EMBED_BACKEND="
+                                          "openai), e.g. http://host:8000/v1; /embeddings is added.")
+    embed_api_key: str | None = _setting(None, secret=True, doc="API key for RAG_EMBED_BASE_URL, sent as a bearer "
+                                         "token; never logged or shown.")
+    chat_base_url: str | None = _setting(None, doc="OpenAI-compatible server for answers (RAG_CHAT_BACKEND=openai), "
+                                         "e.g. http://host:8000/v1; /chat/completions is added.")
+    chat_api_key: str | None = _setting(None, secret=True, doc="API key for RAG_CHAT_BASE_URL, sent as a bearer "
+                                        "token; never logged or shown.")
+    chat_context_length: int | None = _setting(None, min=512, max=4194304,
+                                               doc="Context length of an OpenAI-compatible chat model (empty = "
+                                               "what the server's /models says, else 8192).")
+    http_retries: int = _setting(4, min=0, max=10, doc="Retries, with exponential backoff, of a call to an "
+                                 "OpenAI-compatible or /rerank server that answered HTTP 429 or 5xx or dropped "
+                                 "the connection.")
+    http_timeout: float = _setting(120.0, min=1, max=3600,
+                                   doc="Seconds an OpenAI-compatible or /rerank server may take to answer.")
+    rerank_backend: str = _setting("local", choices=("local", "ollama", "http"),
+                                   doc="Where the reranker runs: local (RAG_RERANK_MODEL in-process), ollama "
+                                   "(RAG_RERANK_OLLAMA_MODEL scored by its yes/no log-probabilities) or http (a "
+                                   "/rerank service at RAG_RERANK_URL).")
+    rerank_url: str | None = _setting(None, doc="Base URL of the /rerank service (RAG_RERANK_BACKEND=http), e.g. "
+                                      "http://host:8000/v1 or TEI's http://host:8080; /rerank is added.")
+    rerank_api_key: str | None = _setting(None, secret=True, doc="API key for RAG_RERANK_URL, sent as a bearer "
+                                          "token; never logged or shown.")
+    rerank_api: str = _setting("auto", choices=("auto", "cohere", "tei"),
+                               doc="The /rerank request shape: cohere (model, query, documents, top_n; also "
+                               "Jina, vLLM, llama.cpp, Infinity), tei (query, texts), or auto (cohere, switching "
+                               "to tei when the server asks for texts).")
+    rerank_prompt: str = _setting("plain", choices=("plain", "qwen3"),
+                                  doc="What /rerank receives: plain query and passages, or qwen3 (both wrapped in "
+                                  "Qwen3-Reranker's official prompt, for a server that serves it without its "
+                                  "template, e.g. vLLM without --chat-template).")
+    rerank_ollama_model: str = _setting("dengcao/Qwen3-Reranker-0.6B:Q8_0",
+                                        doc="Qwen3-Reranker tag pulled into Ollama (RAG_RERANK_BACKEND=ollama).")
+    rerank_ollama_host: str | None = _setting(None, doc="Ollama server for the reranker (empty = OLLAMA_HOST).")
+    rerank_concurrency: int = _setting(4, min=1, max=64, doc="Passages scored at once by a remote reranker "
+                                       "(Ollama: match OLLAMA_NUM_PARALLEL; /rerank: requests in flight).")
 
     # --- answering --------------------------------------------------------------------------------------------
     candidate_pool: int = _setting(40, min=1, max=1000, doc="Candidates taken from each retriever before fusion.")
@@ -182,10 +239,13 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Ollama addresses are kept in one canonical form (scheme://host:port), checked as they are set.
-        for name in ("ollama_host", "embed_ollama_host", "chat_ollama_host"):
+        for name in ("ollama_host", "embed_ollama_host", "chat_ollama_host", "rerank_ollama_host"):
             value = getattr(self, name)
             if value is not None or name == "ollama_host":
                 object.__setattr__(self, name, normalise_ollama_host(value or "", env_name(name)))
+        for name in ("embed_base_url", "chat_base_url", "rerank_url"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, normalise_base_url(getattr(self, name), env_name(name)))
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated)."""
@@ -202,6 +262,15 @@ class Settings:
             problem = check_lang(self.ocr_engine, self.ocr_lang)
             if problem:
                 raise ConfigError(problem)
+        for backend, wanted, url in (("embed_backend", "openai", "embed_base_url"),
+                                     ("chat_backend", "openai", "chat_base_url"),
+                                     ("rerank_backend", "http", "rerank_url")):
+            if getattr(self, backend) == wanted and not getattr(self, url):
+                raise ConfigError(f"{env_name(backend)}={wanted} needs {env_name(url)}: the server's base URL, "
+                                  "e.g. http://127.0.0.1:8000/v1")
+        if self.rerank_min_tokens > self.rerank_max_tokens:
+            raise ConfigError(f"{env_name('rerank_min_tokens')}={self.rerank_min_tokens} must not exceed "
+                              f"{env_name('rerank_max_tokens')}={self.rerank_max_tokens}")
         if self.min_k > self.top_k:
             raise ConfigError(f"{env_name('min_k')}={self.min_k} must not exceed {env_name('top_k')}={self.top_k}")
         if self.auth and self.auth.lower() != "none" and any(":" not in pair or not pair.split(":", 1)[0].strip()
@@ -233,6 +302,11 @@ class Settings:
     def chat_host(self) -> str:
         """The Ollama server that generates answers."""
         return self.chat_ollama_host or self.ollama_host
+
+    @property
+    def rerank_host(self) -> str:
+        """The Ollama server that reranks (RAG_RERANK_BACKEND=ollama)."""
+        return self.rerank_ollama_host or self.ollama_host
 
     @property
     def ollama_headers(self) -> dict[str, str]:
@@ -301,6 +375,27 @@ def normalise_ollama_host(value: str, var: str = "OLLAMA_HOST") -> str:
     if ":" in host:
         host = f"[{host}]"  # IPv6
     return f"{scheme}://{host}:{port}{parts.path.rstrip('/')}"
+
+
+def normalise_base_url(value: str, var: str) -> str:
+    """An http(s) base URL without a trailing slash; raises ConfigError naming ``var`` for anything else.
+
+    Credentials in the URL are refused (keys go in the ``*_API_KEY`` settings, which are never shown), and the value
+    is not repeated in that message.
+    """
+    raw = value.strip().rstrip("/")
+    parts = urlsplit(raw)
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"{var} must not contain a user name or password: put the key in the matching "
+                          "*_API_KEY setting instead.")
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{var}={raw!r} is not valid: expected an address like http://127.0.0.1:8000/v1 or "
+                          "https://api.example.com/v1.")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that isn't a number
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not valid: the port must be a number from 1 to 65535.") from None
+    return raw
 
 
 def _space_defaults(values: dict[str, Any]) -> None:

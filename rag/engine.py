@@ -21,6 +21,7 @@ from rag.errors import DocumentNotFound, ModelError, StoreError
 from rag.events import AnswerEvent, IngestEvent
 from rag.ingest import Ingestor, SourceFile
 from rag.models import DocumentInfo, Health
+from rag.rerank import RerankBudget
 from rag.store import Store
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Engine:
         self._chat = chat
         self._chats: dict[str, Any] = {}
         self._reranker = reranker
+        self.rerank_budget = RerankBudget.from_settings(settings)  # learns the reranker's speed, question by question
         self._warming: dict[str, str] = {}  # model name -> "Downloading …" / "Loading …", while warm_up runs
         self._warming_lock = threading.Lock()
         self._chat_store: ChatStore | None = None
@@ -104,8 +106,10 @@ class Engine:
         chat = self.chat_for(chat_model)
         with self._warming_lock:
             loading = dict(self._warming)
-        for model in (self.embedder, chat):
-            if getattr(model, "model_id", None) in loading:
+        # A remote reranker is asked too (the in-process one has no check: it would load the weights).
+        reranker = self.reranker if self.settings.rerank else None
+        for model in (self.embedder, chat, reranker):
+            if model is None or _model_name(model) in loading or not hasattr(model, "check"):
                 continue  # checking would wait for the download
             try:
                 model.check()
@@ -117,7 +121,7 @@ class Engine:
         else:
             embedder, answers, backend = self.embedder.model_id, chat.model_id, self.backends.summary
         return Health(embedder, answers, problems, backend=backend, loading=list(loading.values()),
-                      index=self.embedder.index_name)
+                      index=self.embedder.index_name, reranker=getattr(reranker, "describe", ""))
 
     def warm_up(self, background: bool = True) -> threading.Thread | None:
         """Load the in-process models now (downloading them on first use) rather than on the first question.
@@ -145,6 +149,8 @@ class Engine:
             started = time.perf_counter()
             try:
                 model.load()
+                if model is self._reranker and not self.settings.zero_gpu:
+                    self.rerank_budget.calibrate(model)  # the first question is then planned from its speed
                 log.info("%s is ready (%.0f s)", name, time.perf_counter() - started)
             except Exception as exc:  # noqa: BLE001 - logged here; the first real use raises it again
                 log.warning("Could not load %s: %s", name, exc)
@@ -156,11 +162,9 @@ class Engine:
     def reranker(self) -> Any:
         """The reranker (created on first use; its weights load on the first question that needs them)."""
         if self._reranker is None:
-            from rag.rerank import Qwen3Reranker
+            from rag.rerank import make_reranker
 
-            s = self.settings
-            self._reranker = Qwen3Reranker(s.rerank_model, s.rerank_instruction, s.rerank_max_tokens,
-                                           s.rerank_batch_size, gpu_seconds=s.gpu_seconds)
+            self._reranker = make_reranker(self.settings)
         return self._reranker
 
     def ask(self, question: str, history: Sequence[dict[str, Any]] = (), doc_ids: Sequence[str] | None = None,
@@ -168,7 +172,7 @@ class Engine:
         """Answer a question from the documents (all, or ``doc_ids``), yielding events."""
         wants_rerank = self.settings.rerank if options.rerank is None else options.rerank
         answerer = Answerer(self.settings, self.embedder, self.store, self.chat_for(options.chat_model),
-                            self.reranker if wants_rerank else None)
+                            self.reranker if wants_rerank else None, self.rerank_budget)
         return answerer.ask(question, history, doc_ids, options)
 
     def documents(self) -> list[DocumentInfo]:

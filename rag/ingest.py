@@ -43,6 +43,25 @@ log = logging.getLogger(__name__)
 
 PDF_SUFFIXES = {".pdf"}
 OCR_CACHE = "ocr-cache"  # under the data dir: pages read by OCR for files not indexed yet (see rag.workers)
+OCR_CACHE_DAYS = 14  # pages read by OCR for a file whose ingest stopped are kept this long for it to be added again
+
+
+def prune_ocr_cache(folder: Path, max_age_s: float) -> int:
+    """Remove the OCR'd pages kept for files whose ingest stopped and that were not added again within
+    ``max_age_s`` seconds (a file added again resumes from them; an indexed one keeps its pages beside its PDF).
+    Returns how many were removed; a file that can't be removed is left for the next start."""
+    removed = 0
+    cutoff = time.time() - max_age_s
+    for path in folder.iterdir() if folder.is_dir() else ():
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            log.warning("Could not remove the stale OCR cache file %s", path)
+    if removed:
+        log.info("Removed %d OCR cache file(s) of files not added again within %d days", removed, max_age_s // 86400)
+    return removed
 
 
 @dataclass(frozen=True)
@@ -112,6 +131,7 @@ class Ingestor:
         self.pool = ParserPool(settings.effective_parse_workers, settings.parse_timeout, settings.parse_memory_mb,
                                page_timeout_s=settings.ocr_page_timeout)
         self.timings: Counter[str] = Counter()  # seconds per stage (parse, OCR and chunk are summed over workers)
+        prune_ocr_cache(settings.data_dir / OCR_CACHE, OCR_CACHE_DAYS * 86400)
 
     def ingest(self, items: Sequence[Path | str | SourceFile], replace: bool = True) -> Iterator[IngestEvent]:
         """Index the files; yield progress events. With ``replace``, a new version replaces the old one."""

@@ -119,7 +119,8 @@ class Health:
     """Whether the models answer: ``problems`` are messages that each say what to run or set to fix them.
 
     ``backend`` says where the models run and why (e.g. "in-process models (Ollama not found at …)"), ``loading``
-    lists models still downloading or loading (not a problem: wait), and ``index`` names the vector index in use.
+    lists models still downloading or loading (not a problem: wait), ``index`` names the vector index in use, and
+    ``reranker`` says which reranker runs where ("" when reranking is off).
     """
 
     embedder: str
@@ -128,6 +129,7 @@ class Health:
     backend: str = ""
     loading: list[str] = field(default_factory=list)
     index: str = ""
+    reranker: str = ""
 
     @property
     def ok(self) -> bool:

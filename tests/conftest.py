@@ -1,4 +1,5 @@
-"""Shared fixtures: a stand-in Ollama server (test double), settings in a temp data dir, and an engine.
+"""Shared fixtures: stand-in Ollama and OpenAI-compatible servers (test doubles), settings in a temp data dir, and an
+engine.
 
 Tests never download anything: the Ollama stand-in speaks the real HTTP protocol to the real client, and the
 in-process model tests use tiny random-weight Qwen3 models built locally (tests/tiny_models.py).
@@ -7,6 +8,7 @@ in-process model tests use tiny random-weight Qwen3 models built locally (tests/
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,6 +23,7 @@ from rag.config import Settings  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from tests.chroma_server import ChromaServer  # noqa: E402
 from tests.fake_ollama import FakeOllama  # noqa: E402
+from tests.fake_openai import FakeOpenAI  # noqa: E402
 
 pytest_plugins = ["tests.tiny_models"]
 
@@ -45,6 +48,30 @@ def fake_ollama(ollama_server: FakeOllama) -> Iterator[FakeOllama]:
     ollama_server.reset()
     if not ollama_server.running:
         ollama_server.start()
+
+
+@pytest.fixture(scope="session")
+def openai_server() -> Iterator[FakeOpenAI]:
+    """One stand-in OpenAI-compatible server (and /rerank service) for the whole session."""
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_openai(openai_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
+    """The stand-in OpenAI-compatible server, reset to its defaults for this test."""
+    openai_server.reset()
+    yield openai_server
+    openai_server.reset()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens: a model server not installed, or not started."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,10 @@ meaningful: a question shares words with the passage that answers it. Its chat m
 (:func:`default_responder`) answers from the ``<sources>`` block the engine puts in the prompt, quoting
 the best-matching sentence and citing it as ``[n]``.
 
+A reranker tag (``rerank_models``) answers ``/api/generate`` as Qwen3-Reranker would, one token, "yes" or "no", with
+``logprobs``/``top_logprobs`` when asked (see :func:`fake_relevance`); ``logprobs_supported = False`` plays an Ollama
+older than 0.12.11, which ignores the request for them.
+
 Switches on :class:`FakeOllama` simulate an outage (:meth:`FakeOllama.stop`), Ollama dying mid-ingest
 (``fail_embed_after``), a model crashing mid-answer (``chat_error_after``), a slow embedder
 (``embed_delay``) and a model that streams at a human pace (``chat_delay``, seconds before each piece).
@@ -20,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import socket
 import threading
@@ -29,21 +34,22 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FakeOllama", "Responder", "default_responder", "fake_embed"]
+__all__ = ["FakeOllama", "HttpDouble", "Responder", "default_responder", "fake_embed"]
 
 Responder = Callable[[dict[str, Any]], tuple[str, str]]
 """Maps a ``/api/chat`` request body to ``(thinking, content)``."""
 
 DEFAULT_EMBED_MODELS: dict[str, int] = {"qwen3-embedding:0.6b": 256}
 DEFAULT_CHAT_MODELS: frozenset[str] = frozenset({"qwen3:8b", "qwen3:4b"})
+RERANK_MODEL = "dengcao/Qwen3-Reranker-0.6B:Q8_0"
 
-VERSION = "0.12.0"
+VERSION = "0.13.0"  # new enough for log-probabilities (0.12.11)
 MODIFIED_AT = "2025-09-01T12:00:00.000000000Z"
 CHAT_CONTEXT_LENGTH = 40960
 EMBED_CONTEXT_LENGTH = 32768
@@ -110,6 +116,17 @@ def _truncate_dims(vec: list[float], dims: int) -> list[float]:
     if norm == 0.0:
         return [1.0] + [0.0] * (dims - 1)
     return (head / norm).tolist()
+
+
+# --- the stand-in reranker -------------------------------------------------------------------------
+
+_RERANK_QUERY = re.compile(r"<Query>: (.*?)\n<Document>: (.*?)<\|im_end\|>", re.DOTALL)
+
+
+def fake_relevance(query: str, document: str) -> float:
+    """A stand-in relevance in (0, 1): a sigmoid of the fake embeddings' cosine (shared words count)."""
+    cosine = float(np.dot(fake_embed(query, 1024), fake_embed(document, 1024)))
+    return 1.0 / (1.0 + math.exp(-(10.0 * cosine - 3.0)))
 
 
 # --- the stand-in chat model ------------------------------------------------------------------------
@@ -204,12 +221,12 @@ def _details(parameter_size: str, quantization: str) -> dict[str, Any]:
 
 
 class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its FakeOllama and its open connections."""
+    """ThreadingHTTPServer that knows its test double and its open connections."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, port: int, owner: FakeOllama) -> None:
+    def __init__(self, port: int, owner: HttpDouble) -> None:
         self.owner = owner
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
@@ -217,11 +234,11 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Log handler errors instead of printing tracebacks to stderr."""
-        logger.debug("fake ollama: error serving %s", client_address, exc_info=True)
+        logger.debug("%s: error serving %s", type(self.owner).__name__, client_address, exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Routes one HTTP request to the owning FakeOllama."""
+    """Routes one HTTP request to the owning test double."""
 
     protocol_version = "HTTP/1.1"
     server: _Server
@@ -268,14 +285,16 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.server.owner._handle(self, self.path.split("?", 1)[0], body)
         except (BrokenPipeError, ConnectionResetError):
-            logger.debug("fake ollama: client went away during %s", self.path)
+            logger.debug("%s: client went away during %s", type(self.server.owner).__name__, self.path)
 
     # Responses -----------------------------------------------------------------------------------
 
-    def send_body(self, status: int, payload: bytes, content_type: str) -> None:
-        """Send a complete response with a Content-Length."""
+    def send_body(self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        """Send a complete response with a Content-Length (and any extra ``headers``)."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Connection", "close")
         self.end_headers()
@@ -286,17 +305,20 @@ class _Handler(BaseHTTPRequestHandler):
         """Send one JSON object."""
         self.send_body(status, json.dumps(obj).encode(), "application/json; charset=utf-8")
 
-    def start_stream(self) -> None:
-        """Start a chunked NDJSON response, as Ollama streams."""
+    def start_stream(self, content_type: str = "application/x-ndjson") -> None:
+        """Start a chunked response (NDJSON, as Ollama streams, unless told otherwise)."""
         self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Connection", "close")
         self.end_headers()
 
     def send_line(self, obj: dict[str, Any]) -> None:
         """Write and flush one NDJSON line as one HTTP chunk."""
-        data = json.dumps(obj).encode() + b"\n"
+        self.send_chunk(json.dumps(obj).encode() + b"\n")
+
+    def send_chunk(self, data: bytes) -> None:
+        """Write and flush ``data`` as one HTTP chunk."""
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
@@ -309,24 +331,14 @@ class _Handler(BaseHTTPRequestHandler):
 # --- the server -------------------------------------------------------------------------------------
 
 
-class FakeOllama:
-    """Test double: an Ollama-protocol HTTP server on 127.0.0.1 (any free port).
+class HttpDouble:
+    """Base of the protocol test doubles: a real HTTP server on 127.0.0.1 (any free port) in a thread.
 
-    Plain attributes are switches a test may flip at any time: ``fail_embed_after``,
-    ``chat_error_after``, ``embed_delay``, ``chat_delay``, ``responder``, ``no_think_models`` (chat models that refuse
-    ``think``), ``token`` (when set, every request must carry ``Authorization: Bearer <token>`` or gets
-    a 401, as from an authenticating proxy), and the ``embed_models`` /
-    ``chat_models`` it knows. ``requests`` records ``(path, json_body)`` of every request and
-    ``authorizations`` the ``Authorization`` header of each well-formed one (None when absent).
+    ``requests`` records ``(path, json_body)`` of every request and ``authorizations`` the ``Authorization`` header
+    of each well-formed one (None when absent). Subclasses answer in ``_handle``.
     """
 
-    def __init__(
-        self,
-        embed_models: dict[str, int] | None = None,
-        chat_models: set[str] | None = None,
-    ) -> None:
-        self._initial_embed_models = dict(DEFAULT_EMBED_MODELS if embed_models is None else embed_models)
-        self._initial_chat_models = set(DEFAULT_CHAT_MODELS if chat_models is None else chat_models)
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -334,17 +346,6 @@ class FakeOllama:
         self.url = ""
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.authorizations: list[str | None] = []
-        self.token: str | None = None
-        self.embed_models: dict[str, int] = {}
-        self.chat_models: set[str] = set()
-        self.fail_embed_after: int | None = None
-        self.chat_error_after: int | None = None
-        self.embed_delay = 0.0
-        self.chat_delay = 0.0
-        self.no_think_models: set[str] = set()
-        self.responder: Responder = default_responder
-        self._embed_ok = 0
-        self.reset()
 
     # Lifecycle -----------------------------------------------------------------------------------
 
@@ -358,7 +359,7 @@ class FakeOllama:
         """The TCP port (0 before the first start)."""
         return self._port
 
-    def start(self) -> FakeOllama:
+    def start(self) -> Self:
         """Listen on 127.0.0.1: a free port the first time, the same port on every restart."""
         if self._server is not None:
             return self
@@ -367,13 +368,13 @@ class FakeOllama:
         self.url = f"http://127.0.0.1:{self._port}"
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-ollama", daemon=True
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True
         )
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Close the listening socket and cut open connections, as if ``ollama`` went down."""
+        """Close the listening socket and cut open connections, as if the server went down."""
         server, thread = self._server, self._thread
         self._server, self._thread = None, None
         if server is None:
@@ -390,6 +391,75 @@ class FakeOllama:
         if thread is not None:
             thread.join(timeout=5)
 
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _log(self, path: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.requests.append((path, body))
+
+    def _record(self, h: _Handler, path: str, body: dict[str, Any]) -> str | None:
+        """Log a well-formed request and its ``Authorization`` header; return the header."""
+        self._log(path, body)
+        authorization = h.headers.get("Authorization")
+        with self._lock:
+            self.authorizations.append(authorization)
+        return authorization
+
+    def _handle(self, h: _Handler, path: str, body: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class FakeOllama(HttpDouble):
+    """Test double: an Ollama-protocol HTTP server on 127.0.0.1 (any free port).
+
+    Plain attributes are switches a test may flip at any time: ``fail_embed_after``,
+    ``chat_error_after``, ``embed_delay``, ``chat_delay``, ``responder``, ``no_think_models`` (chat models that refuse
+    ``think``), ``token`` (when set, every request must carry ``Authorization: Bearer <token>`` or gets
+    a 401, as from an authenticating proxy), and the ``embed_models`` /
+    ``chat_models`` / ``rerank_models`` it knows. For ``/api/generate``: ``logprobs_supported`` (False: as
+    Ollama before 0.12.11), ``version``, and ``generate_gate`` (hold the first that many requests until all of them
+    have arrived, at most 5 s: a client that sends them one at a time shows as ``max_in_flight`` 1).
+    """
+
+    def __init__(
+        self,
+        embed_models: dict[str, int] | None = None,
+        chat_models: set[str] | None = None,
+        rerank_models: set[str] | None = None,
+    ) -> None:
+        self._initial_embed_models = dict(DEFAULT_EMBED_MODELS if embed_models is None else embed_models)
+        self._initial_chat_models = set(DEFAULT_CHAT_MODELS if chat_models is None else chat_models)
+        self._initial_rerank_models = {RERANK_MODEL} if rerank_models is None else set(rerank_models)
+        super().__init__()
+        self.token: str | None = None
+        self.embed_models: dict[str, int] = {}
+        self.chat_models: set[str] = set()
+        self.fail_embed_after: int | None = None
+        self.chat_error_after: int | None = None
+        self.embed_delay = 0.0
+        self.chat_delay = 0.0
+        self.no_think_models: set[str] = set()
+        self.responder: Responder = default_responder
+        self.rerank_models: set[str] = set()
+        self.logprobs_supported = True
+        self.version = VERSION
+        self.generate_gate = 0
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._arrived = 0
+        self._gate = threading.Condition(self._lock)
+        self._embed_ok = 0
+        self.reset()
+
     def reset(self) -> None:
         """Forget recorded requests and put every switch and model list back to its initial value."""
         with self._lock:
@@ -405,39 +475,27 @@ class FakeOllama:
         self.chat_delay = 0.0
         self.no_think_models = set()
         self.responder = default_responder
-
-    def __enter__(self) -> FakeOllama:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self.rerank_models = set(self._initial_rerank_models)
+        self.logprobs_supported = True
+        self.version = VERSION
+        self.generate_gate = 0
+        self.max_in_flight = 0
+        self._arrived = 0
 
     # Request handling ----------------------------------------------------------------------------
-
-    def _log(self, path: str, body: dict[str, Any]) -> None:
-        with self._lock:
-            self.requests.append((path, body))
 
     def _resolve(self, name: object) -> str | None:
         """The known model a request names (``x`` also matches ``x:latest``), or None."""
         if not isinstance(name, str) or not name:
             return None
-        known = set(self.embed_models) | set(self.chat_models)
+        known = set(self.embed_models) | set(self.chat_models) | self.rerank_models
         for candidate in (name, f"{name}:latest", name.removesuffix(":latest")):
             if candidate in known:
                 return candidate
         return None
 
     def _handle(self, h: _Handler, path: str, body: dict[str, Any]) -> None:
-        self._log(path, body)
-        authorization = h.headers.get("Authorization")
-        with self._lock:
-            self.authorizations.append(authorization)
+        authorization = self._record(h, path, body)
         if self.token is not None and authorization != f"Bearer {self.token}":
             h.send_body(401, b"401 Unauthorized", "text/plain; charset=utf-8")
             return
@@ -445,7 +503,7 @@ class FakeOllama:
         if method in ("GET", "HEAD") and path == "/":
             h.send_body(200, b"Ollama is running", "text/plain; charset=utf-8")
         elif method in ("GET", "HEAD") and path == "/api/version":
-            h.send_json(200, {"version": VERSION})
+            h.send_json(200, {"version": self.version})
         elif method in ("GET", "HEAD") and path == "/api/tags":
             h.send_json(200, {"models": [self._model_entry(name) for name in self._all_models()]})
         elif method == "POST" and path == "/api/show":
@@ -454,11 +512,13 @@ class FakeOllama:
             self._embed(h, body)
         elif method == "POST" and path == "/api/chat":
             self._chat(h, body)
+        elif method == "POST" and path == "/api/generate":
+            self._generate(h, body)
         else:
             h.send_body(404, b"404 page not found", "text/plain")
 
     def _all_models(self) -> list[str]:
-        return sorted(set(self.embed_models) | set(self.chat_models))
+        return sorted(set(self.embed_models) | set(self.chat_models) | self.rerank_models)
 
     def _model_entry(self, name: str) -> dict[str, Any]:
         embedder = name in self.embed_models
@@ -481,6 +541,9 @@ class FakeOllama:
         if name in self.embed_models:
             capabilities = ["embedding"]
             context_length, embedding_length = EMBED_CONTEXT_LENGTH, self.embed_models[name]
+        elif name in self.rerank_models:
+            capabilities = ["completion"]
+            context_length, embedding_length = CHAT_CONTEXT_LENGTH, 1024
         else:
             capabilities = ["completion", "tools", "thinking"]
             context_length, embedding_length = CHAT_CONTEXT_LENGTH, CHAT_HIDDEN_SIZE
@@ -552,6 +615,39 @@ class FakeOllama:
                 "prompt_eval_count": sum(len(_tokens(t)) + 1 for t in texts),
             },
         )
+
+    def _generate(self, h: _Handler, body: dict[str, Any]) -> None:
+        """``/api/generate`` (not streamed), as a Qwen3-Reranker tag answers the official prompt sent raw."""
+        requested = body.get("model") or ""
+        name = self._resolve(requested)
+        if name is None:
+            h.send_json(404, {"error": f"model '{requested}' not found"})
+            return
+        if name in self.embed_models:
+            h.send_json(400, {"error": f"{json.dumps(requested)} does not support generate"})
+            return
+        with self._gate:  # hold the first `generate_gate` requests until all of them are here (at most 5 s)
+            self._in_flight += 1
+            self._arrived += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            self._gate.notify_all()
+            self._gate.wait_for(lambda: self._arrived >= self.generate_gate, timeout=5)
+        try:
+            found = _RERANK_QUERY.search(str(body.get("prompt") or ""))
+            p_yes = fake_relevance(found.group(1), found.group(2)) if found and body.get("raw") else 0.5
+            tops = sorted([("yes", math.log(p_yes) - 1e-4), ("no", math.log(1 - p_yes) - 1e-4),
+                           ("Yes", -9.0), ("No", -9.5), ("maybe", -12.0)], key=lambda x: -x[1])
+            token, logprob = tops[0]
+            reply: dict[str, Any] = {"model": requested, "created_at": _now(), "response": token, "done": True,
+                                     "done_reason": "length", "eval_count": 1}
+            if body.get("logprobs") and self.logprobs_supported:
+                count = int(body.get("top_logprobs") or 0)
+                reply["logprobs"] = [{"token": token, "logprob": logprob,
+                                      "top_logprobs": [{"token": t, "logprob": lp} for t, lp in tops[:count]]}]
+        finally:
+            with self._gate:  # no longer in flight before the client can see the reply and send the next
+                self._in_flight -= 1
+        h.send_json(200, reply)
 
     def _chat(self, h: _Handler, body: dict[str, Any]) -> None:
         started = time.perf_counter_ns()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import socket
 import sys
 import types
 from pathlib import Path
@@ -23,11 +22,10 @@ from rag import config as config_module
 from rag.answer import AskOptions
 from rag.backends import is_ollama_tag, resolve_backends
 from rag.config import Settings, normalise_ollama_host
-from rag.embeddings import SentenceTransformerEmbedder
 from rag.engine import Engine
 from rag.errors import BackendUnavailable, ConfigError, WrongModelKind
 from rag.events import AnswerDelta, Failure, FileIndexed, Progress, Sources, ThinkingDelta
-from rag.llm import TransformersChat
+from rag.provider_local import SentenceTransformerEmbedder, TransformersChat
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama
 from ui import render
@@ -35,14 +33,6 @@ from ui import render
 HANDBOOK = ["Employee handbook of the Zephyr Institute. Welcome to the team.",
             "Vacation policy: every employee receives 30 days of paid leave each year.",
             "Parking is free in the north garage for cyclists and electric cars."]
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A port on 127.0.0.1 where nothing listens: Ollama is not installed, or not started."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _settings(tmp_path: Path, **overrides: Any) -> Settings:

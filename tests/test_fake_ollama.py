@@ -12,7 +12,7 @@ import httpx
 import ollama
 import pytest
 
-from tests.fake_ollama import NO_ANSWER, FakeOllama, default_responder, fake_embed
+from tests.fake_ollama import NO_ANSWER, RERANK_MODEL, VERSION, FakeOllama, default_responder, fake_embed
 
 EMBEDDER = "qwen3-embedding:0.6b"
 CHAT = "qwen3:8b"
@@ -146,7 +146,7 @@ def test_models_are_used_only_for_what_they_can_do(client: ollama.Client) -> Non
 
 def test_tags_and_show_describe_the_models(client: ollama.Client) -> None:
     listed = {m.model for m in client.list().models}
-    assert listed == {EMBEDDER, "qwen3:8b", "qwen3:4b"}
+    assert listed == {EMBEDDER, "qwen3:8b", "qwen3:4b", RERANK_MODEL}
 
     embedder = client.show(EMBEDDER)
     assert embedder.capabilities == ["embedding"]
@@ -161,14 +161,14 @@ def test_tags_and_show_describe_the_models(client: ollama.Client) -> None:
 
 
 def test_custom_models_and_plain_http_endpoints() -> None:
-    with FakeOllama(embed_models={"tiny-embed": 32}, chat_models={"tiny-chat"}) as fake:
+    with FakeOllama(embed_models={"tiny-embed": 32}, chat_models={"tiny-chat"}, rerank_models=set()) as fake:
         client = ollama.Client(host=fake.url)
         assert {m.model for m in client.list().models} == {"tiny-embed", "tiny-chat"}
         assert len(client.embed(model="tiny-embed", input="x").embeddings[0]) == 32
 
         assert httpx.get(fake.url + "/").text == "Ollama is running"
-        assert httpx.get(fake.url + "/api/version").json() == {"version": "0.12.0"}
-        assert httpx.post(fake.url + "/api/generate", json={"model": "tiny-chat"}).status_code == 404
+        assert httpx.get(fake.url + "/api/version").json() == {"version": VERSION}
+        assert httpx.post(fake.url + "/api/generate", json={"model": "qwen3:8b"}).status_code == 404
 
 
 # Chat ---------------------------------------------------------------------------------------------

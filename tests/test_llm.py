@@ -10,7 +10,9 @@ import torch
 from rag.config import Settings
 from rag.errors import BackendUnavailable, GenerationError, ModelNotFound
 from rag.events import AnswerDelta, ThinkingDelta
-from rag.llm import OllamaChat, ThinkSplitter, TransformersChat, make_chat_model
+from rag.llm import ThinkSplitter, make_chat_model
+from rag.provider_local import TransformersChat
+from rag.provider_ollama import OllamaChat
 from tests.fake_ollama import CHAT_CONTEXT_LENGTH, FakeOllama
 
 SOURCES_MESSAGE = [

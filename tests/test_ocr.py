@@ -9,7 +9,9 @@ Answers come from the stand-in Ollama (tests/fake_ollama.py, a test double).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from rag.config import Settings
 from rag.engine import Engine
 from rag.errors import ConfigError
 from rag.events import FileFailed, FileIndexed, PageRead, PagesParsed, Sources, sources_record
+from rag.ingest import OCR_CACHE_DAYS, Ingestor, prune_ocr_cache
 from rag.models import Page
 from rag.ocr import MAX_SIDE, Fragment, OcrOptions, assemble, from_json, missing, reading_order, render, to_json
 from rag.pool import PageProgress, ParserPool
@@ -168,6 +171,26 @@ def test_pages_already_read_come_from_the_cache(tmp_path: Path) -> None:
     assert second.ocr_seconds == 0 and second.document == first.document
     # Read another way (another resolution), the cached pages don't count.
     assert from_json(cache.read_text(), OcrOptions(dpi=216)) == {}
+
+
+def test_pages_kept_for_a_file_never_added_again_are_removed_in_time(tmp_path: Path) -> None:
+    folder = tmp_path / "ocr-cache"
+    folder.mkdir()
+    stale, fresh = folder / "stale.json", folder / "fresh.json"
+    stale.write_text("{}")
+    fresh.write_text("{}")
+    old = time.time() - (OCR_CACHE_DAYS + 1) * 86400
+    os.utime(stale, (old, old))
+    assert prune_ocr_cache(folder, OCR_CACHE_DAYS * 86400) == 1
+    assert not stale.exists() and fresh.exists()  # a file stopped recently can still resume
+    assert prune_ocr_cache(tmp_path / "missing", 1) == 0
+
+    # An engine starting over that data dir prunes it.
+    stale.write_text("{}")
+    os.utime(stale, (old, old))
+    settings = Settings(data_dir=tmp_path, backend="sentence-transformers", rerank=False)
+    Ingestor(settings, embedder=None, store=None)  # type: ignore[arg-type]
+    assert not stale.exists() and fresh.exists()
 
 
 def test_without_the_engine_the_message_says_what_to_install(tmp_path: Path,

@@ -18,13 +18,9 @@ pytest.importorskip("sentence_transformers")
 
 from sentence_transformers.cross_encoder.modules import LogitScore  # noqa: E402
 
-import rag.rerank as rerank  # noqa: E402
-from rag.rerank import (  # noqa: E402
-    Qwen3Reranker,
-    RerankerUnavailable,
-    chat_template,
-    format_prompt,
-)
+import rag.provider_local as local  # noqa: E402
+from rag.provider_local import Qwen3Reranker  # noqa: E402
+from rag.rerank import RerankerUnavailable, chat_template, format_prompt  # noqa: E402
 
 QUERY = "What is the capital of France?"
 PASSAGES = [
@@ -213,14 +209,14 @@ def test_bfloat16_runs_and_stays_close_to_float32(tiny_qwen3_dir: Path, reranker
 
 
 def test_auto_dtype_is_bfloat16_only_where_the_hardware_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rerank, "cpu_has_native_bf16", lambda: True)
-    assert rerank.resolve_dtype(torch, "auto", "cpu") == torch.bfloat16
-    monkeypatch.setattr(rerank, "cpu_has_native_bf16", lambda: False)
-    assert rerank.resolve_dtype(torch, "auto", "cpu") == torch.float32
-    assert rerank.resolve_dtype(torch, "float16", "cpu") == torch.float16  # an explicit choice wins
-    assert rerank.resolve_dtype(torch, "auto", "mps") == torch.float32
+    monkeypatch.setattr(local, "cpu_has_native_bf16", lambda: True)
+    assert local.resolve_dtype(torch, "auto", "cpu") == torch.bfloat16
+    monkeypatch.setattr(local, "cpu_has_native_bf16", lambda: False)
+    assert local.resolve_dtype(torch, "auto", "cpu") == torch.float32
+    assert local.resolve_dtype(torch, "float16", "cpu") == torch.float16  # an explicit choice wins
+    assert local.resolve_dtype(torch, "auto", "mps") == torch.float32
     with pytest.raises(ValueError, match="dtype"):
-        Qwen3Reranker(dtype="int8")
+        Qwen3Reranker(dtype="int4")
 
 
 def test_concurrent_first_calls_load_the_model_once(tiny_qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

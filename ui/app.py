@@ -3,6 +3,7 @@ at the cited page. Handlers translate engine events into Gradio updates; all eng
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import time
@@ -340,7 +341,7 @@ def _answer(engine: Engine, message: str, history: list[dict[str, Any]], selecte
     try:
         for event in engine.ask(message, conversation, selected, options):
             if isinstance(event, Progress) and not turn.text:
-                answer["content"] = f"<span class='pw-working'>{STAGES.get(event.stage, '…')}</span>"
+                answer["content"] = f"<span class='pw-working'>{_stage_text(event)}</span>"
             elif isinstance(event, ThinkingDelta):
                 if thought is None:
                     thought = {"role": "assistant", "content": "",
@@ -375,6 +376,13 @@ def _answer(engine: Engine, message: str, history: list[dict[str, Any]], selecte
 def _confirm(question: str | None) -> tuple[Any, Any]:
     """A confirmation box: shown with ``question``, hidden when there is nothing to confirm."""
     return gr.update(visible=bool(question)), gr.update(value=question or "")
+
+
+def _stage_text(event: Progress) -> str:
+    """What the chat shows while a step runs; reranking says how many passages it reads ("Ranking 8 of 29 …")."""
+    if event.stage == "reranking" and event.detail:
+        return html.escape(event.detail[:1].upper() + event.detail[1:]) + "…"
+    return STAGES.get(event.stage, "…")
 
 
 def _conversation(history: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -184,9 +184,10 @@ def status_html(health: Health) -> str:
             "backend or embedding model are not listed here.")
     title = f' title="{escape(note)}"' if health.index else ""
     backend = f"{escape(health.backend)} · " if health.backend else ""
+    reranking = f" · reranking by {escape(health.reranker)}" if health.reranker else ""
     if health.ok:
         return (f'<div class="pw-status pw-ok"{title}><span class="pw-dot"></span>Ready · {backend}answers by '
-                f"{escape(health.chat)} · embeddings by {escape(health.embedder)}</div>")
+                f"{escape(health.chat)} · embeddings by {escape(health.embedder)}{reranking}</div>")
     if not health.problems:
         items = "".join(f"<li>{escape(m, quote=False)}</li>" for m in health.loading)
         return (f'<div class="pw-status pw-busy"{title}><span class="pw-dot"></span>Starting · {backend}'
