@@ -1,12 +1,13 @@
 """Retrieval quality: page-level recall@1/5/10 and MRR@10 on FinanceBench, ours against the tutorial pipeline.
 
-Ours is the app's own path: ``Engine.ingest`` (our parsing and chunking, chunk headers), then dense =
-``store.query``, BM25 = ``store.lexical.search``, hybrid = ``rag.retrieval.hybrid_search`` with the settings'
-fusion (reranker off), and for comparison the other fusions given with ``--fusion`` (by default rank fusion with
-the weights it used to have, and score fusion without the title term). Each of our rows joins the chunks of one
-page into one passage, as the app does. The tutorial pipeline, in the same run and with the same embedder, is
-pypdf page by page → RecursiveCharacterTextSplitter (1000 characters, 200 overlap) → dense search; for comparison
-also its BM25 (whitespace-and-punctuation tokens, no stemming) and plain reciprocal rank fusion of the two.
+Ours is the app's own path: ``Engine.ingest`` (our parsing and chunking, chunk headers), then per question
+``rag.retrieval.gather`` (dense search's and BM25's candidates, each scored by the other retriever too, and the
+title match) once, ranked by dense search alone, BM25 alone, the settings' fusion (``rag.retrieval.rank``, as
+``hybrid_search`` does; reranker off) and each fusion given with ``--fusion`` (by default the app's other methods
+and a few studied beside them). Each of our rows joins the chunks of one page into one passage, as the app does.
+The tutorial pipeline, in the same run and with the same embedder, is pypdf page by page →
+RecursiveCharacterTextSplitter (1000 characters, 200 overlap) → dense search; for comparison also its BM25
+(whitespace-and-punctuation tokens, no stemming) and plain reciprocal rank fusion of the two.
 
 Scoping: every FinanceBench question names its filing (``doc_name``) and all its evidence lies in that filing.
 By default each question searches only its own document, as a user who selected that PDF would; with
@@ -23,6 +24,9 @@ averages 1/rank of the first hit.
     python bench/retrieval_eval.py --scifact                        # also BEIR SciFact (5,183 abstracts)
     python bench/retrieval_eval.py --cranfield                      # also Cranfield 1400 (aeronautics abstracts)
     python bench/retrieval_eval.py --reranker Qwen/Qwen3-Reranker-0.6B   # a "+rerank" row (the top 20 reordered)
+    python bench/retrieval_eval.py --xquad en,zh,de,ar,ru,es         # also XQuAD, each language its own collection
+
+With more than one collection the run ends with one table: a row per collection, a column per method.
 
 Indexes are kept under ``--cache`` (default bench/.cache), keyed by pipeline, embedder, dtype, chunk settings
 and the source of the modules that shape chunks, so a re-run that only changes fusion weights (or the BM25
