@@ -87,22 +87,9 @@ def check_marks(page: Any, lines: list[str], sentences: list[str], quote: str, f
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, ollama_server: FakeOllama) -> Iterator[LiveApp]:
-    settings = Settings.from_env({}, ollama_host=ollama_server.url, data_dir=tmp_path_factory.mktemp("rtl") / "data",
-                                 rerank=False, parse_workers=1)
-    live = LiveApp(settings).start()
-    try:
+    with LiveApp(Settings.from_env({}, ollama_host=ollama_server.url, rerank=False, parse_workers=1,
+                                   data_dir=tmp_path_factory.mktemp("rtl") / "data")) as live:
         yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture
-def page(browser: Any, app: LiveApp) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 950})
-    pg = context.new_page()
-    open_app(pg, app.url)
-    yield pg
-    context.close()
 
 
 @pytest.mark.parametrize(("sentences", "glyphs"), [
@@ -111,12 +98,14 @@ def page(browser: Any, app: LiveApp) -> Iterator[Any]:
     pytest.param(ARABIC, None, id="arabic-line-by-line"),
     pytest.param(HEBREW, pf.Glyphs("logical"), id="hebrew-letter-by-letter"),
 ])
-def test_a_right_to_left_passage_is_marked_on_its_lines(page: Any, app: LiveApp, sentences: list[str],
+def test_a_right_to_left_passage_is_marked_on_its_lines(browser_page: Any, app: LiveApp, sentences: list[str],
                                                         glyphs: pf.Glyphs | None) -> None:
+    page = browser_page
     doc_id = hashlib.md5(repr((sentences[0], glyphs)).encode()).hexdigest()  # one stored PDF per case
     text = " ".join(sentences)
     pf.text_pdf(app.engine.store.files_dir / f"{doc_id}.pdf", [text], font=pf.arabic_font(), rtl=True, glyphs=glyphs)
     quote, focus = " ".join(sentences[1:3]), sentences[2]
+    open_app(page, app.url)
     page.evaluate("""([doc, quote, focus]) => window.pagewise.show({doc, page: 1, file: 'rtl.pdf', quote, focus})""",
                   [doc_id, quote, focus])
     page.wait_for_selector("#pw-viewer[data-state=ready]", timeout=30_000)
@@ -125,7 +114,8 @@ def test_a_right_to_left_passage_is_marked_on_its_lines(page: Any, app: LiveApp,
     assert inside >= 2 and outside >= 2
 
 
-def test_a_clicked_citation_marks_its_arabic_passage(page: Any, app: LiveApp, tmp_path: Path) -> None:
+def test_a_clicked_citation_marks_its_arabic_passage(browser_page: Any, app: LiveApp, tmp_path: Path) -> None:
+    page = browser_page
     text = " ".join(ARABIC)
     list(app.engine.ingest([pf.text_pdf(tmp_path / "annual-report.pdf", [text], font=pf.arabic_font(), rtl=True)]))
     doc_id = next(d.doc_id for d in app.engine.documents() if d.file_name == "annual-report.pdf")
@@ -133,7 +123,6 @@ def test_a_clicked_citation_marks_its_arabic_passage(page: Any, app: LiveApp, tm
     # (pypdf reads such a page one letter per line, so the copy drawn line by line is the one indexed).
     glyphs = pf.Glyphs("logical")
     pf.text_pdf(app.engine.store.files_dir / f"{doc_id}.pdf", [text], font=pf.arabic_font(), rtl=True, glyphs=glyphs)
-    page.reload()
     open_app(page, app.url)
 
     ask(page, QUESTION)
