@@ -137,3 +137,8 @@ def test_a_clicked_citation_marks_its_arabic_passage(browser_page: Any, app: Liv
     assert inside >= 2
     assert page.locator("#pw-viewer .pw-focus").count() > 0  # the sentence the answer draws on is stressed
     shot(page, "rtl-highlight")
+    page.click("#pw-large")  # the large view draws the page anew: its letters are marked again
+    page.wait_for_function("(v => v.dataset.large == 'true' && Number(v.dataset.zoom) > 100 && v.dataset.hits"
+                           " == v.querySelectorAll('.pw-hit').length)(document.getElementById('pw-viewer'))")
+    check_marks(page, drawn_lines(text, glyphs), ARABIC, quote, quote[a:b])
+    shot(page, "rtl-highlight-large")
