@@ -201,11 +201,14 @@ window.addEventListener("resize", () => {
 });
 
 // Mark the text-layer spans that belong to the quoted passage: a span counts when its words appear, in order,
-// inside the passage (short spans need an exact neighbourhood, so stray common words aren't marked).
+// inside the passage (short spans need an exact neighbourhood, so stray common words aren't marked). The other spans
+// count together with the rest of their line (pdf.js gives Arabic, Hebrew or letter-by-letter placed text one span
+// per letter or letter group, sometimes in visual order, or letter-spaced text as "l e t t e r s"): see lineHits.
 function highlight(layer, quote) {
   const passage = ` ${norm(quote)} `;
   if (passage.trim().length < 3) return [];
   const hits = [];
+  const rest = [];
   for (const span of layer.querySelectorAll("span")) {
     const words = norm(span.textContent);
     if (!words) continue;
@@ -214,17 +217,89 @@ function highlight(layer, quote) {
     if (long ? passage.includes(` ${words} `) || passage.includes(words) : false) {
       span.classList.add("pw-hit");
       hits.push(span);
+    } else if (!span.firstElementChild) {
+      rest.push(span); // a text span (not pdf.js's box around a tagged PDF's marked content)
+    }
+  }
+  for (const span of lineHits(rest, compact(quote))) {
+    span.classList.add("pw-hit");
+    hits.push(span);
+  }
+  return hits;
+}
+
+// Letters and digits only: spans of single letters join with no space between them.
+const compact = (s) => norm(s).replace(/ /g, "");
+const reversed = (s) => Array.from(s).reverse().join("");
+const MIN_LINE_RUN = 12; // letters a line's run of spans needs to count, like a long span
+const runOf = new WeakMap(); // span → the run of its line it was marked with, for stress()
+
+// Spans, grouped into runs of the same line (consecutive in the layer, overlapping vertically), that read part
+// of the passage: the whole run, or, where the passage starts or ends on that line, the spans at that end. A run is
+// read in layer order and in reverse (pdf.js may give right-to-left text in visual order: its spans reversed, and
+// letter groups within them too).
+function lineHits(spans, passage) {
+  const hits = [];
+  for (const line of lines(spans)) {
+    const back = [...line].reverse();
+    const readings = [[line, line.map((s) => compact(s.textContent))], [back, back.map((s) => compact(s.textContent))],
+                      [back, back.map((s) => reversed(compact(s.textContent)))]];
+    for (const [order, texts] of readings) {
+      const part = readPart(texts, passage);
+      if (!part) continue;
+      const run = { spans: order.slice(part.from, part.to), texts: texts.slice(part.from, part.to) };
+      for (const span of run.spans) runOf.set(span, run);
+      hits.push(...run.spans);
+      break;
     }
   }
   return hits;
 }
 
+// Consecutive spans whose boxes overlap vertically by at least half the smaller height, as lists.
+function lines(spans) {
+  const boxes = spans.map((span) => span.getBoundingClientRect());
+  const out = [];
+  boxes.forEach((box, i) => {
+    const last = boxes[i - 1];
+    const same = last && Math.min(box.bottom, last.bottom) - Math.max(box.top, last.top)
+      >= 0.5 * Math.min(box.height, last.height);
+    if (same) out[out.length - 1].push(spans[i]);
+    else out.push([spans[i]]);
+  });
+  return out;
+}
+
+// Which of texts (a line's spans, in reading order) read part of target: all of them, else the most at the end that
+// start target, or at the start that end it; at least MIN_LINE_RUN letters (or a CJK run). {from, to} or null.
+function readPart(texts, target) {
+  const n = texts.length;
+  const reads = (from, to, test) => {
+    const text = texts.slice(from, to).join("");
+    return (text.length >= MIN_LINE_RUN || CJK_RUN.test(text)) && test(text);
+  };
+  if (reads(0, n, (t) => target.includes(t))) return { from: 0, to: n };
+  for (let cut = 1; cut < n; cut += 1) {
+    if (reads(cut, n, (t) => target.startsWith(t))) return { from: cut, to: n };
+    if (reads(0, n - cut, (t) => target.endsWith(t))) return { from: 0, to: n - cut };
+  }
+  return null;
+}
+
 // Of the highlighted spans or OCR boxes (lines), stress those mostly made of the cited sentence's words: a line it shares with
-// the sentence before or after still counts when most of it is the cited one.
+// the sentence before or after still counts when most of it is the cited one. Spans marked as part of a line's run
+// (see lineHits) are stressed where the run reads the sentence.
 function stress(hits, sentence) {
   const words = new Set(norm(sentence).split(" ").filter(Boolean));
   if (words.size < 2) return [];
+  const target = compact(sentence);
+  const inRuns = new Set();
+  for (const run of new Set(hits.map((span) => runOf.get(span)).filter(Boolean))) {
+    const part = readPart(run.texts, target);
+    if (part) run.spans.slice(part.from, part.to).forEach((span) => inRuns.add(span));
+  }
   const stressed = hits.filter((span) => {
+    if (runOf.has(span)) return inRuns.has(span);
     // A text-layer span holds its text; an OCR box (ocr_overlay.js) names its line in its title.
     const line = norm(span.textContent || span.title).split(" ").filter(Boolean);
     const shared = line.filter((w) => words.has(w)).length;

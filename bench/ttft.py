@@ -16,8 +16,9 @@ it once before the first question (as the app's warm-up does), and asks the ques
     auto          default settings (bf16 on a CPU with AVX512-BF16 or AMX)
     float32       RAG_RERANK_DTYPE=float32
     int8          RAG_RERANK_DTYPE=int8
-    avx2-float32  as float32 and int8, with torch, oneDNN, MKL and FBGEMM held to AVX2 instructions: the kernels a
-    avx2-int8     laptop without AVX-512 runs (on this machine's cores and clock)
+    avx2-auto     as auto, float32 and int8, with torch, oneDNN, MKL and FBGEMM held to AVX2 instructions: the
+    avx2-float32  kernels a laptop without AVX-512 runs (on this machine's cores and clock); avx2-auto is the
+    avx2-int8     default there (no bf16: float32, or int8 where the load-time check finds it faster and close)
     http          RAG_RERANK_BACKEND=http against a stand-in /rerank server (a test double in its own process,
                   Jina/Cohere protocol) scoring with the same random-weight model, bf16 where the CPU has it
 
@@ -60,6 +61,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "auto": {"settings": {}},
     "float32": {"settings": {"rerank_dtype": "float32"}},
     "int8": {"settings": {"rerank_dtype": "int8"}},
+    "avx2-auto": {"settings": {}, "env": AVX2},
     "avx2-float32": {"settings": {"rerank_dtype": "float32"}, "env": AVX2},
     "avx2-int8": {"settings": {"rerank_dtype": "int8"}, "env": AVX2},
     "http": {"settings": {"rerank_backend": "http"}, "rerank_server": True},

@@ -14,6 +14,7 @@ import re
 import struct
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -60,9 +61,15 @@ def _write(path: Path | str, data: bytes) -> Path:
     return path
 
 
-def wrap_text(text: str, width: float, font: str = FONT_NAME, size: float = FONT_SIZE) -> list[str]:
-    """Word-wrap ``text`` into lines no wider than ``width``; "\\n\\n" gives a blank line, "\\n" a line break."""
+def wrap_text(text: str, width: float, font: str = FONT_NAME, size: float = FONT_SIZE,
+              spacing: float = 0.0) -> list[str]:
+    """Word-wrap ``text`` into lines no wider than ``width``; "\\n\\n" gives a blank line, "\\n" a line break.
+    ``spacing``: extra room after each character, in font sizes (letter-spaced text)."""
     _register_font()
+
+    def wide(line: str) -> float:
+        return pdfmetrics.stringWidth(line, font, size) + spacing * size * len(line)
+
     lines: list[str] = []
     paragraphs = re.split(r"\n[ \t]*\n", text.strip("\n"))
     for index, paragraph in enumerate(paragraphs):
@@ -72,15 +79,15 @@ def wrap_text(text: str, width: float, font: str = FONT_NAME, size: float = FONT
             current = ""
             for word in hard_line.split():
                 candidate = f"{current} {word}" if current else word
-                if pdfmetrics.stringWidth(candidate, font, size) <= width:
+                if wide(candidate) <= width:
                     current = candidate
                     continue
                 if current:
                     lines.append(current)
                 # A single word wider than the line is split by characters.
-                while pdfmetrics.stringWidth(word, font, size) > width:
+                while wide(word) > width:
                     cut = len(word) - 1
-                    while cut > 1 and pdfmetrics.stringWidth(word[:cut], font, size) > width:
+                    while cut > 1 and wide(word[:cut]) > width:
                         cut -= 1
                     lines.append(word[:cut])
                     word = word[cut:]
@@ -89,13 +96,31 @@ def wrap_text(text: str, width: float, font: str = FONT_NAME, size: float = FONT
     return lines
 
 
-def _draw_lines(canvas: Canvas, lines: list[str], x: float, top: float, bottom: float) -> None:
-    """Draw ``lines`` downwards from ``top``; raise ValueError if they would go below ``bottom``."""
+@dataclass(frozen=True)
+class Glyphs:
+    """Each character drawn on its own at its place, as many producers place right-to-left, shaped or letter-spaced
+    text: in ``order`` "visual" (left to right, as on the page) or "logical" (as read: right to left in a
+    right-to-left line), ``spacing`` font sizes apart beyond their widths. Spaces are left as gaps."""
+
+    order: str = "logical"
+    spacing: float = 0.0
+
+
+def _draw_lines(canvas: Canvas, lines: list[str], x: float, top: float, bottom: float, font: str = FONT_NAME,
+                glyphs: Glyphs | None = None, rtl: bool = False) -> None:
+    """Draw ``lines`` downwards from ``top`` (``rtl``: their characters are already in visual order); raise
+    ValueError if they would go below ``bottom``."""
     y = top
     for line in lines:
         if y < bottom:
             raise ValueError(f"text does not fit on one page ({len(lines)} lines); shorten it or split it")
-        if line:
+        if line and glyphs:
+            step = glyphs.spacing * FONT_SIZE
+            places = [(x + pdfmetrics.stringWidth(line[:i], font, FONT_SIZE) + i * step, c) for i, c in enumerate(line)]
+            for at, char in reversed(places) if rtl and glyphs.order == "logical" else places:
+                if not char.isspace():
+                    canvas.drawString(at, y, char)
+        elif line:
             canvas.drawString(x, y, line)
         y -= LEADING
 
@@ -108,7 +133,8 @@ def _blank_metadata(canvas: Canvas) -> None:
     canvas.setCreator("")
 
 
-def _text_pdf_bytes(pages: list[str], title: str | None = None, font: str | None = None, rtl: bool = False) -> bytes:
+def _text_pdf_bytes(pages: list[str], title: str | None = None, font: str | None = None, rtl: bool = False,
+                    glyphs: Glyphs | None = None) -> bytes:
     """A PDF (as bytes) with one text page per string (Vera unless ``font``); an empty string gives a blank page."""
     font = font or _register_font()
     buffer = io.BytesIO()
@@ -119,22 +145,23 @@ def _text_pdf_bytes(pages: list[str], title: str | None = None, font: str | None
     width = PAGE_WIDTH - 2 * MARGIN
     for text in pages:
         canvas.setFont(font, FONT_SIZE)
-        lines = wrap_text(text, width, font)
+        lines = wrap_text(text, width, font, spacing=glyphs.spacing if glyphs else 0.0)
         _draw_lines(canvas, [line[::-1] for line in lines] if rtl else lines, MARGIN, PAGE_HEIGHT - MARGIN - FONT_SIZE,
-                    MARGIN)
+                    MARGIN, font, glyphs, rtl)
         canvas.showPage()
     canvas.save()
     return buffer.getvalue()
 
 
 def text_pdf(path: Path | str, pages: list[str], title: str | None = None, font: str | None = None,
-             rtl: bool = False) -> Path:
+             rtl: bool = False, glyphs: Glyphs | None = None) -> Path:
     """Write a text PDF with one page per string (word-wrapped; must fit on the page) and an optional title;
     ``font`` is a font registered with reportlab (see ``chinese_font``, ``arabic_font``), Vera by default; ``rtl``
-    lays each line out right to left (see ``arabic_font``)."""
+    lays each line out right to left (see ``arabic_font``); ``glyphs`` places each character on its own (see
+    ``Glyphs``)."""
     if not pages:
         raise ValueError("a PDF needs at least one page")
-    return _write(path, _text_pdf_bytes(pages, title, font, rtl))
+    return _write(path, _text_pdf_bytes(pages, title, font, rtl, glyphs))
 
 
 def chinese_font() -> str:

@@ -253,13 +253,14 @@ def test_a_reranker_that_cannot_load_leaves_the_answer_unranked(settings: Settin
 def test_the_chat_shows_the_ranking_while_it_runs(settings: Settings, nine_pages: Engine) -> None:
     from rag.answer import AskOptions
     from ui.app import _answer
+    from ui.conversations import Turn
 
     clock = FakeClock()
     engine = Engine(settings.with_(rerank=True), reranker=TimedReranker(clock, 50))
     engine.rerank_budget.clock = clock
     try:
         shown = [history[-1]["content"] for history, _ in
-                 _answer(engine, "How much deposit does the tenant pay?", [], None, AskOptions())]
+                 _answer(engine, "How much deposit does the tenant pay?", [], None, AskOptions(), Turn())]
     finally:
         engine.close()
     assert "<span class='pw-working'>Ranking 5 of 9 passages…</span>" in shown
