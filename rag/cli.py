@@ -150,7 +150,7 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
     doc_ids = [engine.find(ref).doc_id for ref in args.doc] if args.doc else None
     options = AskOptions(think=False if args.no_think else None, rerank=False if args.no_rerank else None)
     if engine.settings.rerank and not args.no_rerank:
-        engine.warm_up(background=False)  # an in-process reranker loads and is timed, so the budget fits its speed
+        engine.warm_up(background=False)  # the reranker loads (in-process) and is timed, so the budget fits its speed
     thinking: list[str] = []
     answer: list[str] = []
     sources: Sources | None = None

@@ -131,11 +131,14 @@ class Engine:
         """
         models = [self.embedder, self.chat] + ([self.reranker] if self.settings.rerank else [])
         todo = [(_model_name(m), m) for m in models if getattr(m, "loaded", True) is False]
+        if self._times_remote_reranker():  # a server's reranker: one small call, so question one fits its speed
+            todo.append((_model_name(self.reranker), self.reranker))
         if not todo:
             return None
         with self._warming_lock:
-            for name, _ in todo:
-                self._warming[name] = f"Loading {name} …" if hub_cached(name) else \
+            for name, model in todo:
+                self._warming[name] = f"Timing {name} …" if getattr(model, "loaded", True) is not False else \
+                    f"Loading {name} …" if hub_cached(name) else \
                     f"Downloading {name} … (first start only; progress in the console)"
         if not background:
             self._load_all(todo)
@@ -148,15 +151,23 @@ class Engine:
         for name, model in todo:
             started = time.perf_counter()
             try:
-                model.load()
-                if model is self._reranker and not self.settings.zero_gpu:
+                if getattr(model, "loaded", True) is False:
+                    model.load()
+                if model is self._reranker and not self.settings.zero_gpu and self.settings.rerank_seconds > 0:
                     self.rerank_budget.calibrate(model)  # the first question is then planned from its speed
                 log.info("%s is ready (%.0f s)", name, time.perf_counter() - started)
             except Exception as exc:  # noqa: BLE001 - logged here; the first real use raises it again
-                log.warning("Could not load %s: %s", name, exc)
+                log.warning("Could not load or time %s: %s", name, exc)
             finally:
                 with self._warming_lock:
                     self._warming.pop(name, None)
+
+    def _times_remote_reranker(self) -> bool:
+        """Whether warm-up should time a reranker that runs on a server (Ollama, a /rerank service): reranking is
+        on, within a time budget, and its speed is not known yet."""
+        s = self.settings
+        return (s.rerank and s.rerank_backend != "local" and s.rerank_seconds > 0 and not s.zero_gpu
+                and self.rerank_budget.throughput.tokens_per_second is None)
 
     @property
     def reranker(self) -> Any:

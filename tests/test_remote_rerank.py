@@ -153,6 +153,31 @@ def test_the_time_budget_learns_a_remote_rerankers_speed_from_its_calls(tmp_path
     assert second.expected_seconds is not None and second.count == len(PASSAGES)  # a fast server: all of them
 
 
+def test_the_app_times_a_remote_reranker_at_start_so_the_first_question_reads_every_candidate(
+        tmp_path: Path, fake_openai: FakeOpenAI, fake_ollama: FakeOllama) -> None:
+    settings = Settings.from_env({}, ollama_host=fake_ollama.url, data_dir=tmp_path / "data", chunk_tokens=120,
+                                 chunk_overlap=20, parse_workers=1, rerank_backend="http",
+                                 rerank_url=fake_openai.base_url, rerank_min_passages=2, min_relevance=0)
+    engine = Engine(settings)
+    try:
+        list(engine.ingest([pf.text_pdf(tmp_path / "handbook.pdf", PASSAGES)]))
+        engine.warm_up(background=False)  # as the app and `rag ask` do before the first question
+        assert len(_bodies(fake_openai, "/v1/rerank")) >= 1 and engine.rerank_budget.throughput.tokens_per_second
+        assert engine.health().loading == []
+        timing_calls = len(_bodies(fake_openai, "/v1/rerank"))
+        events = list(engine.ask(QUERY))
+        ranking = [e.detail for e in events if isinstance(e, Progress) and e.stage == "reranking"]
+        assert ranking and ranking[-1].startswith(f"ranking {len(PASSAGES)} of {len(PASSAGES)} passages")
+        sent = sum(len(b["documents"]) for b in _bodies(fake_openai, "/v1/rerank")[timing_calls:])
+        assert sent == len(PASSAGES)  # untimed, the budget would have sent the least allowed: 2
+        assert next(e for e in events if isinstance(e, Sources)).cited[0].passage.page_start == 2
+        calls = len(_bodies(fake_openai, "/v1/rerank"))
+        engine.warm_up(background=False)  # timed once: no further call
+        assert len(_bodies(fake_openai, "/v1/rerank")) == calls
+    finally:
+        engine.close()
+
+
 # --- inside Ollama ----------------------------------------------------------------------------------------------
 def test_ollama_scores_the_official_prompt_by_yes_and_no_logprobs(tmp_path: Path, fake_ollama: FakeOllama) -> None:
     reranker = _ollama(tmp_path, fake_ollama)
