@@ -130,14 +130,14 @@ class Engine:
         in the foreground before the app starts. Ollama's models are Ollama's business and are not touched.
         """
         models = [self.embedder, self.chat] + ([self.reranker] if self.settings.rerank else [])
-        todo = [(_model_name(m), m) for m in models if getattr(m, "loaded", True) is False]
-        if self._times_remote_reranker():  # a server's reranker: one small call, so question one fits its speed
+        todo = [(_model_name(m), m) for m in models if _needs_load(m)]
+        if self._untimed_reranker() and not _needs_load(self.reranker):  # on a server: timed, nothing to load
             todo.append((_model_name(self.reranker), self.reranker))
         if not todo:
             return None
         with self._warming_lock:
             for name, model in todo:
-                self._warming[name] = f"Timing {name} …" if getattr(model, "loaded", True) is not False else \
+                self._warming[name] = f"Timing {name} …" if not _needs_load(model) else \
                     f"Loading {name} …" if hub_cached(name) else \
                     f"Downloading {name} … (first start only; progress in the console)"
         if not background:
@@ -151,9 +151,9 @@ class Engine:
         for name, model in todo:
             started = time.perf_counter()
             try:
-                if getattr(model, "loaded", True) is False:
+                if _needs_load(model):
                     model.load()
-                if model is self._reranker and not self.settings.zero_gpu and self.settings.rerank_seconds > 0:
+                if model is self._reranker and self._untimed_reranker():
                     self.rerank_budget.calibrate(model)  # the first question is then planned from its speed
                 log.info("%s is ready (%.0f s)", name, time.perf_counter() - started)
             except Exception as exc:  # noqa: BLE001 - logged here; the first real use raises it again
@@ -162,11 +162,12 @@ class Engine:
                 with self._warming_lock:
                     self._warming.pop(name, None)
 
-    def _times_remote_reranker(self) -> bool:
-        """Whether warm-up should time a reranker that runs on a server (Ollama, a /rerank service): reranking is
-        on, within a time budget, and its speed is not known yet."""
+    def _untimed_reranker(self) -> bool:
+        """Whether warm-up should time the reranker (one small scoring, so the first question is planned from its
+        speed), wherever it runs: reranking is on, within a time budget, not on ZeroGPU (whose GPU time is scarce),
+        and its speed is not known yet."""
         s = self.settings
-        return (s.rerank and s.rerank_backend != "local" and s.rerank_seconds > 0 and not s.zero_gpu
+        return (s.rerank and s.rerank_seconds > 0 and not s.zero_gpu
                 and self.rerank_budget.throughput.tokens_per_second is None)
 
     @property
@@ -217,6 +218,11 @@ class Engine:
         """Release worker processes."""
         if self._ingestor is not None:
             self._ingestor.close()
+
+
+def _needs_load(model: Any) -> bool:
+    """Whether a model object has weights still to load (in-process models say ``loaded``; servers' don't)."""
+    return getattr(model, "loaded", True) is False
 
 
 def _model_name(model: Any) -> str:
