@@ -13,12 +13,12 @@ def main() -> int:
     """Wire settings, engine and UI together and launch the web server."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pypdf").setLevel(logging.ERROR)
-    from rag import accel
+    from rag.models import accel
 
     accel.init()  # ZeroGPU (Hugging Face Spaces) wants its package imported before anything touches CUDA
-    from rag.config import Settings
+    from rag.core.config import Settings
+    from rag.core.errors import RagError
     from rag.engine import Engine
-    from rag.errors import RagError
     from ui.app import build, launch_options, queue
 
     try:

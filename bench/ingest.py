@@ -27,11 +27,12 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from rag.chunking import token_counter  # noqa: E402
-from rag.config import Settings  # noqa: E402
-from rag.embeddings import Embedder, make_embedder  # noqa: E402
+from rag.core.config import Settings  # noqa: E402
+from rag.core.events import FileFailed, FileIndexed  # noqa: E402
 from rag.engine import Engine  # noqa: E402
-from rag.events import FileFailed, FileIndexed  # noqa: E402
+from rag.ingestion.chunking import token_counter  # noqa: E402
+from rag.models.embedder import Embedder  # noqa: E402
+from rag.models.factory import make_embedder  # noqa: E402
 
 DEFAULT_FOLDER = ROOT.parent / "shared" / "evaldata" / "financebench" / "pdfs"
 

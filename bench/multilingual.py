@@ -2,13 +2,13 @@
 
 XQuAD (``--xquad``, default ../shared/evaldata/xquad) holds the same 240 Wikipedia paragraphs and 1,190 questions
 in several languages. For each language, each paragraph is a document of one chunk and each question searches all
-of them with ``rag.lexical.LexicalIndex``; the right document is the paragraph the question was asked about.
+of them with ``rag.search.lexical.LexicalIndex``; the right document is the paragraph the question was asked about.
 Two analyzers run in the same process on the same index code: the one before per-script analysis ("old": runs
 of letters, the English stemmer and English stop words for every language) and the current one
-(``rag.lexical.tokenize``, see ``rag.languages``). Reported per language: recall@1, recall@5, MRR@10.
+(``rag.search.lexical.tokenize``, see ``rag.text.languages``). Reported per language: recall@1, recall@5, MRR@10.
 
-Token estimate: for every paragraph and question of each language, ``rag.chunking.estimate_tokens`` against the
-exact count of Qwen3's tokenizer (``--tokenizer``, default ../shared/evaldata/qwen_tokenizer/tokenizer.json; the
+Token estimate: for every paragraph and question of each language, ``rag.text.tokencount.estimate_tokens`` against
+the exact count of Qwen3's tokenizer (``--tokenizer``, default ../shared/evaldata/qwen_tokenizer/tokenizer.json; the
 product never reads it). Reported: the error of the total (estimate / real - 1), and the mean absolute error per
 paragraph, for the old estimate and the current one. ``--texts DIR`` adds every ``*.txt`` file of a folder as a
 "language" of its own (one paragraph per blank-line-separated block), to check scripts XQuAD lacks.
@@ -32,8 +32,8 @@ from typing import Callable, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.lexical import LexicalIndex, tokenize  # noqa: E402
-from rag.tokencount import estimate_tokens  # noqa: E402
+from rag.search.lexical import LexicalIndex, tokenize  # noqa: E402
+from rag.text.tokencount import estimate_tokens  # noqa: E402
 
 SHARED = ROOT.parent.parent / "shared" / "evaldata"
 if not SHARED.exists():

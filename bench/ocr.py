@@ -6,12 +6,12 @@
     python bench/ocr.py retrieval --cache /work/benchcache   # FinanceBench through OCR beside the originals
 
 Accuracy: pages of FinanceBench filings and MMLongBench-Doc PDFs (documents with a good text layer) are rendered to
-images and read by the app's OCR (``rag.ocr.read_page``, default settings: 216 dpi, RapidOCR), and the words are
-compared with the page's text layer as the app extracts it (``rag.documents.load_pdf``): word recall (how many of
-the text layer's words OCR found) and precision (how many of OCR's words are in the text layer), counted as
-multisets of lower-cased letter-and-digit runs, per kind of document. "Body text" recall counts only the words of
-the text layer's lines of running text (six words or more, mostly letters: not tables, headers or figure labels).
-Pages with under 200 characters of text are skipped; ``--pages`` pages per document are taken, evenly spaced.
+images and read by the app's OCR (``rag.ingestion.ocr.read_page``, default settings: 216 dpi, RapidOCR), and the words
+are compared with the page's text layer as the app extracts it (``rag.ingestion.documents.load_pdf``): word recall (how
+many of the text layer's words OCR found) and precision (how many of OCR's words are in the text layer), counted as
+multisets of lower-cased letter-and-digit runs, per kind of document. "Body text" recall counts only the words of the
+text layer's lines of running text (six words or more, mostly letters: not tables, headers or figure labels). Pages with
+under 200 characters of text are skipped; ``--pages`` pages per document are taken, evenly spaced.
 
 Speed: OCR pages per second through ``Engine.ingest`` at the default settings (parser processes, onnxruntime
 threads), on an image-only copy of a filing; and that copy's whole ingest time against the original's (same
@@ -47,11 +47,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from rag.config import Settings  # noqa: E402
-from rag.documents import clean_text, load_pdf  # noqa: E402
+from rag.core.config import Settings  # noqa: E402
+from rag.core.events import FileFailed, FileIndexed  # noqa: E402
 from rag.engine import Engine  # noqa: E402
-from rag.events import FileFailed, FileIndexed  # noqa: E402
-from rag.ocr import OcrOptions, read_page  # noqa: E402
+from rag.ingestion.documents import clean_text, load_pdf  # noqa: E402
+from rag.ingestion.ocr import OcrOptions, read_page  # noqa: E402
 
 # ../shared/evaldata beside the main checkout (or beside the folder of worktrees)
 EVALDATA = next((p for p in (ROOT.parent / "shared" / "evaldata", ROOT.parent.parent / "shared" / "evaldata")
@@ -246,7 +246,7 @@ def speed(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         original_s, _, _ = ingest_timed(base.with_(data_dir=Path(tmp) / "original"), [source], embedder)
         scan_s, timings, pages = ingest_timed(base.with_(data_dir=Path(tmp) / "scan"), [scan], embedder)
-    options = base.ocr_options
+    options = OcrOptions.from_settings(base)
     print(f"{source.name}: original ingested in {original_s:.1f} s; its image-only copy ({args.scan_dpi} dpi) in "
           f"{scan_s:.1f} s ({scan_s / original_s:.0f}x), {pages} pages read by OCR: {pages / scan_s:.2f} pages/s "
           f"with {base.effective_parse_workers} parser processes × {options.threads} onnxruntime thread(s) "
@@ -270,7 +270,7 @@ def retrieval(args: argparse.Namespace) -> int:
     fusions = _fusions("", base)[:1]
     embedder = load_embedder(base, "float32")
     print(f"{len(files)} filings, {pages} pages, {len(questions)} questions; embedder {Path(args.embedder).name}; "
-          f"scans at {args.scan_dpi} dpi; OCR {base.ocr_options.signature}", file=sys.stderr)
+          f"scans at {args.scan_dpi} dpi; OCR {OcrOptions.from_settings(base).signature}", file=sys.stderr)
     rows = {}
     for label, docs, folder in (("original", files, f"ours-{key}"),
                                 ("image-only, OCR", scans, f"ocr-{args.scan_dpi}dpi-{key}")):
@@ -302,8 +302,9 @@ def main() -> int:
     acc.add_argument("--dpi", type=int, default=None, help="rendering resolution (default: the setting's)")
     acc.add_argument("--engine", choices=("rapidocr", "tesseract"), default=None,
                      help="OCR engine (default: the setting's)")
-    acc.add_argument("--pad", type=float, default=None, help="margin around each line (default rag.ocr.PAD)")
-    acc.add_argument("--detect-side", type=int, default=None, help="detection size (default rag.ocr.DETECT_SIDE)")
+    acc.add_argument("--pad", type=float, default=None, help="margin around each line (default rag.ingestion.ocr.PAD)")
+    acc.add_argument("--detect-side", type=int, default=None,
+                     help="detection size (default rag.ingestion.ocr.DETECT_SIDE)")
     spd = sub.add_parser("speed", help="pages/s, and an image-only filing's ingest against its original")
     spd.add_argument("--filing", default="ULTABEAUTY_2023Q4_EARNINGS.pdf")
     ret = sub.add_parser("retrieval", help="FinanceBench retrieval through OCR beside the originals")
@@ -314,12 +315,13 @@ def main() -> int:
         p.add_argument("--scan-dpi", type=int, default=200, help="resolution of the image-only copies")
     args = parser.parse_args()
     if args.what == "accuracy":
-        import rag.ocr
+        import rag.ingestion.ocr
 
-        rag.ocr.PAD = rag.ocr.PAD if args.pad is None else args.pad  # for trying other values: the workers fork
-        rag.ocr.DETECT_SIDE = args.detect_side or rag.ocr.DETECT_SIDE
+        # for trying other values: the workers fork
+        rag.ingestion.ocr.PAD = rag.ingestion.ocr.PAD if args.pad is None else args.pad
+        rag.ingestion.ocr.DETECT_SIDE = args.detect_side or rag.ingestion.ocr.DETECT_SIDE
         settings = Settings.from_env()
-        options = settings.ocr_options
+        options = OcrOptions.from_settings(settings)
         options = OcrOptions(args.engine or options.engine, options.lang, args.dpi or options.dpi, threads=1)
         return accuracy(args, options)
     return speed(args) if args.what == "speed" else retrieval(args)

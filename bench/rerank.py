@@ -3,9 +3,9 @@
 Scores N candidates of ~T tokens for one query three ways and prints seconds and ratios:
 
 - naive: one pair at a time, float32, logits for every position (the "obvious" transformers loop);
-- ours:  ``rag.provider_local.Qwen3Reranker.score`` (shared prefix computed once, batches of similar length, bf16
-         where the CPU/GPU has it, two logits of the last position only), loaded from disk through the real
-         CrossEncoder path;
+- ours:  ``rag.models.providers.local_reranker.Qwen3Reranker.score`` (shared prefix computed once, batches of
+         similar length, bf16 where the CPU/GPU has it, two logits of the last position only), loaded from disk
+         through the real CrossEncoder path;
 - floor: this machine's large-matmul FLOP/s in the dtype ours uses, times the FLOPs of the tokens that must be
          computed (2 x non-embedding params x tokens, the shared prefix counted once).
 
@@ -40,8 +40,8 @@ import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config, Qwen3ForCausalLM  # noqa: E402
 
 from bench.reranker_model import EVALDATA, QWEN3_RERANKER_06B, build_model_dir  # noqa: E402
-from rag.provider_local import Qwen3Reranker, quantize_int8  # noqa: E402
-from rag.rerank import format_prompt  # noqa: E402
+from rag.models.providers.local_reranker import Qwen3Reranker, quantize_int8  # noqa: E402
+from rag.models.reranker import format_prompt  # noqa: E402
 
 log = logging.getLogger("bench.rerank")
 DEFAULT_CACHE = Path("/work/benchcache") if Path("/work/benchcache").is_dir() else ROOT / "bench" / ".cache"
@@ -65,7 +65,7 @@ def passages(tokenizer, n: int, tokens: int, seed: int = 0) -> list[str]:
 
 def filing_passages(tokenizer, n: int, tokens: int, seed: int = 0) -> list[str]:
     """``n`` windows of ``tokens`` tokens from the 10-K's text, starting at the top of randomly chosen pages."""
-    from rag.documents import load_pdf
+    from rag.ingestion.documents import load_pdf
 
     pages = [p.text for p in load_pdf(FILING).pages if len(p.text) > 8 * tokens]
     out = []

@@ -1,8 +1,8 @@
 """Retrieval quality: page-level recall@1/5/10 and MRR@10 on FinanceBench, ours against the tutorial pipeline.
 
 Ours is the app's own path: ``Engine.ingest`` (our parsing and chunking, chunk headers), then per question
-``rag.retrieval.gather`` (dense search's and BM25's candidates, each scored by the other retriever too, and the
-title match) once, ranked by dense search alone, BM25 alone, the settings' fusion (``rag.retrieval.rank``, as
+``rag.search.retrieval.gather`` (dense search's and BM25's candidates, each scored by the other retriever too, and the
+title match) once, ranked by dense search alone, BM25 alone, the settings' fusion (``rag.search.retrieval.rank``, as
 ``hybrid_search`` does; reranker off) and each fusion given with ``--fusion`` (by default the app's other methods
 and a few studied beside them). Each of our rows joins the chunks of one page into one passage, as the app does.
 The tutorial pipeline, in the same run and with the same embedder, is pypdf page by page →
@@ -52,19 +52,21 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from rag.chunking import chunk_document  # noqa: E402
-from rag.config import Settings  # noqa: E402
-from rag.embeddings import Embedder, make_embedder  # noqa: E402
+from rag.core.config import Settings  # noqa: E402
+from rag.core.events import FileFailed, FileIndexed  # noqa: E402
+from rag.core.records import DocumentInfo, Page, ParsedDocument  # noqa: E402
 from rag.engine import Engine  # noqa: E402
-from rag.events import FileFailed, FileIndexed  # noqa: E402
-from rag.models import DocumentInfo, Page, ParsedDocument  # noqa: E402
-from rag.retrieval import Fusion, Signals, above_mean, fuse, gather, merge_pages, rank  # noqa: E402
-from rag.store import Store, split_chunk_id  # noqa: E402
+from rag.ingestion.chunking import chunk_document  # noqa: E402
+from rag.models.embedder import Embedder  # noqa: E402
+from rag.models.factory import make_embedder  # noqa: E402
+from rag.search.retrieval import Fusion, Signals, above_mean, fuse, gather, merge_pages, rank  # noqa: E402
+from rag.search.store import Store, split_chunk_id  # noqa: E402
 
 EVALDATA = next((p / "shared" / "evaldata" for p in (ROOT.parent, ROOT.parent.parent)
                  if (p / "shared" / "evaldata").is_dir()), ROOT.parent / "shared" / "evaldata")  # main or a worktree
 DEFAULT_CACHE = ROOT / "bench" / ".cache"
-SHAPING_SOURCES = ("rag/chunking.py", "rag/documents.py", "rag/models.py")  # change these → chunks change
+# change these → chunks change
+SHAPING_SOURCES = ("rag/ingestion/chunking.py", "rag/ingestion/documents.py", "rag/core/records.py")
 TUTORIAL_CHUNK, TUTORIAL_OVERLAP = 1000, 200
 TOP = 10
 STUDY = ("scores:0.8:0.2:0.1,rrf:1:1,rrf10:1:1,scores:0.5:0.5:0.1,mnz:0.5:0.5:0.1,zsigned:1:1:0.5,"
@@ -560,7 +562,7 @@ def main() -> int:
 
     reranker = None
     if args.reranker:
-        from rag.provider_local import Qwen3Reranker
+        from rag.models.providers.local_reranker import Qwen3Reranker
 
         reranker = Qwen3Reranker(args.reranker, settings.rerank_instruction, settings.rerank_max_tokens,
                                  settings.rerank_batch_size)

@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from rag.config import Settings  # noqa: E402
+from rag.core.config import Settings  # noqa: E402
+from rag.core.events import Failure, FileFailed, FileIndexed  # noqa: E402
 from rag.engine import Engine  # noqa: E402
-from rag.events import Failure, FileFailed, FileIndexed  # noqa: E402
-from rag.workers import CRASHED  # noqa: E402
+from rag.ingestion.workers import CRASHED  # noqa: E402
 
 DEFAULT_FOLDER = ROOT.parent / "shared" / "evaldata" / "badpdfs"
 SPECIFIC = {"empty", "not a pdf", "password required", "corrupt", "no text layer", "too large", "time limit",

@@ -1,4 +1,4 @@
-"""Fit the token estimate's rates (``rag.tokencount``) against Qwen3's real tokenizer, and show its error.
+"""Fit the token estimate's rates (``rag.text.tokencount``) against Qwen3's real tokenizer, and show its error.
 
 Text: the message translations Debian ships under ``/usr/share/locale/<language>/LC_MESSAGES/*.mo`` (up to 2,000
 messages of 25+ characters per language, format markers removed), for every language given. Each message is
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from rag.tokencount import _RUN, estimate_tokens  # noqa: E402
+from rag.text.tokencount import _RUN, estimate_tokens  # noqa: E402
 
 LANGUAGES = ("en de fr es it pt nl sv da nb fi hu pl cs sk sl hr lt lv et ro tr vi id ca eu gl ru uk bg sr be kk el "
              "ar fa he hi mr ne bn ta te gu pa kn ml si th km my zh_CN zh_TW ja ko ka hy").split()

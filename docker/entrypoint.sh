@@ -5,7 +5,7 @@ set -eu
 
 # Check the settings first (a missing RAG_AUTH fails here in a second, not after pulling gigabytes), and read the
 # two Ollama models they name.
-models=$(python -c "from rag.config import Settings; s = Settings.from_env(); print(s.embed_model, s.chat_model)")
+models=$(python -c "from rag.core.config import Settings; s = Settings.from_env(); print(s.embed_model, s.chat_model)")
 
 # Ollama listens where OLLAMA_HOST says: 127.0.0.1 by default, so only the app reaches it.
 ollama serve &

@@ -8,9 +8,9 @@ import sys
 import time
 from typing import Any, Sequence
 
-from rag.config import Settings, describe
-from rag.errors import RagError
-from rag.events import (
+from rag.core.config import Settings, describe
+from rag.core.errors import RagError
+from rag.core.events import (
     AnswerDelta,
     ChunksMade,
     Embedded,
@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
 def _ingest(engine: Any, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from rag.ingest import expand_paths
+    from rag.ingestion.ingest import expand_paths
 
     files = expand_paths(args.paths)
     if not files:
@@ -145,7 +145,7 @@ def _ingest(engine: Any, args: argparse.Namespace) -> int:
 def _ask(engine: Any, args: argparse.Namespace) -> int:
     import json
 
-    from rag.answer import AskOptions
+    from rag.answering.answer import AskOptions
 
     doc_ids = [engine.find(ref).doc_id for ref in args.doc] if args.doc else None
     options = AskOptions(think=False if args.no_think else None, rerank=False if args.no_rerank else None)
@@ -230,8 +230,8 @@ def _rm(engine: Any, args: argparse.Namespace) -> int:
 def _chats(engine: Any, args: argparse.Namespace) -> int:
     import json
 
-    from rag.chats import conversation_record, message_record
-    from rag.markdown import conversation_markdown
+    from rag.conversations.chats import conversation_record, message_record
+    from rag.conversations.markdown import conversation_markdown
 
     store = engine.chat_store
     if args.chat:
@@ -264,7 +264,7 @@ def _chats(engine: Any, args: argparse.Namespace) -> int:
 
 def _settings() -> int:
     """Where the three models run with the current settings (never showing a key), then every variable."""
-    from rag.backends import placements
+    from rag.models.backends import placements
 
     code = 0
     try:

@@ -11,18 +11,20 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from rag.answer import Answerer, AskOptions
-from rag.backends import Backends, hub_cached, resolve_backends
-from rag.chats import FILE_NAME as CHATS_FILE
-from rag.chats import ChatMessage, ChatStore
-from rag.config import Settings
-from rag.embeddings import Embedder, make_embedder
-from rag.errors import DocumentNotFound, ModelError, StoreError
-from rag.events import AnswerEvent, IngestEvent
-from rag.ingest import Ingestor, SourceFile
-from rag.models import DocumentInfo, Health
-from rag.rerank import RerankBudget
-from rag.store import Store
+from rag.answering.answer import Answerer, AskOptions
+from rag.conversations.chats import FILE_NAME as CHATS_FILE
+from rag.conversations.chats import ChatMessage, ChatStore
+from rag.core.config import Settings
+from rag.core.errors import DocumentNotFound, ModelError, StoreError
+from rag.core.events import AnswerEvent, IngestEvent
+from rag.core.records import DocumentInfo, Health
+from rag.ingestion.ingest import Ingestor, SourceFile
+from rag.models.backends import Backends, resolve_backends
+from rag.models.budget import RerankBudget
+from rag.models.embedder import Embedder
+from rag.models.factory import make_embedder
+from rag.models.hub import hub_cached
+from rag.search.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ class Engine:
     def chat(self) -> Any:
         """The chat model (created on first use)."""
         if self._chat is None:
-            from rag.llm import make_chat_model
+            from rag.models.factory import make_chat_model
 
             self._chat = make_chat_model(self.settings)
         return self._chat
@@ -88,7 +90,7 @@ class Engine:
             return self.chat
         model = self._chats.pop(model_id, None)
         if model is None:
-            from rag.llm import make_chat_model
+            from rag.models.factory import make_chat_model
 
             model = make_chat_model(self.settings.with_(chat_model=model_id))
         self._chats[model_id] = model  # most recent last
@@ -174,7 +176,7 @@ class Engine:
     def reranker(self) -> Any:
         """The reranker (created on first use; its weights load on the first question that needs them)."""
         if self._reranker is None:
-            from rag.rerank import make_reranker
+            from rag.models.factory import make_reranker
 
             self._reranker = make_reranker(self.settings)
         return self._reranker

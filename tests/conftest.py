@@ -19,7 +19,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from rag.config import Settings  # noqa: E402
+from rag.core.config import Settings  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from tests.chroma_server import ChromaServer  # noqa: E402
 from tests.fake_ollama import FakeOllama  # noqa: E402

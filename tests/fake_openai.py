@@ -1,7 +1,7 @@
 """A test double standing in for an OpenAI-compatible model server and for /rerank services.
 
 It is not vLLM, llama.cpp, TEI or any hosted API, and runs no model. It speaks real HTTP on 127.0.0.1 so the real
-clients in ``rag.provider_openai`` talk to it as they would to a real server:
+clients in ``rag.models.providers.openai`` talk to it as they would to a real server:
 
 - ``/v1/models``, ``/v1/embeddings`` (``dimensions`` as Matryoshka slicing, ``encoding_format``),
   ``/v1/chat/completions`` streamed as server-sent events (reasoning as ``delta.reasoning_content``,

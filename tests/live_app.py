@@ -12,7 +12,7 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # gradio_client looks up huggingface.co otherwise
 
-from rag.config import Settings  # noqa: E402
+from rag.core.config import Settings  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 
 

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rag.config import Settings
+from rag.core.config import Settings
 from tests import pdf_factory as pf
 from tests.fake_ollama import _SENTENCE_END_RE, _SOURCE_RE, FakeOllama, _content_words, _last_user_text
 from tests.live_app import LiveApp

@@ -13,15 +13,15 @@ from typing import Any, Sequence
 
 import pytest
 
-from rag.answer import NO_DOCUMENTS, NOTHING_RELEVANT, NOTHING_SELECTED, AskOptions
-from rag.citations import cited_numbers, resolve
+from rag.answering.answer import NO_DOCUMENTS, NOTHING_RELEVANT, NOTHING_SELECTED, AskOptions
+from rag.answering.citations import cited_numbers, resolve
+from rag.answering.prompts import REWRITE_SYSTEM, SYSTEM, format_sources
 from rag.cli import main as cli_main
-from rag.config import Settings
+from rag.core.config import Settings
+from rag.core.events import AnswerDelta, Failure, Progress, Sources, ThinkingDelta
+from rag.core.records import Passage
 from rag.engine import Engine
-from rag.events import AnswerDelta, Failure, Progress, Sources, ThinkingDelta
-from rag.models import Passage
-from rag.prompts import REWRITE_SYSTEM, SYSTEM, format_sources
-from rag.store import Store
+from rag.search.store import Store
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama, default_responder
 

@@ -17,15 +17,17 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from rag import accel
-from rag import config as config_module
-from rag.answer import AskOptions
-from rag.backends import is_ollama_tag, resolve_backends
-from rag.config import Settings, normalise_ollama_host
+from rag.answering.answer import AskOptions
+from rag.core import config as config_module
+from rag.core.config import Settings, normalise_ollama_host
+from rag.core.errors import BackendUnavailable, ConfigError, WrongModelKind
+from rag.core.events import AnswerDelta, Failure, FileIndexed, Progress, Sources, ThinkingDelta
 from rag.engine import Engine
-from rag.errors import BackendUnavailable, ConfigError, WrongModelKind
-from rag.events import AnswerDelta, Failure, FileIndexed, Progress, Sources, ThinkingDelta
-from rag.provider_local import SentenceTransformerEmbedder, TransformersChat
+from rag.models import accel
+from rag.models.backends import resolve_backends
+from rag.models.hub import is_ollama_tag
+from rag.models.providers.local_chat import TransformersChat
+from rag.models.providers.local_embedder import SentenceTransformerEmbedder
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama
 from ui import render

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from rag.chats import ChatMessage, ChatStore, sources_from_json, sources_to_json, title_from
 from rag.cli import main as cli_main
-from rag.config import Settings
+from rag.conversations.chats import ChatMessage, ChatStore, sources_from_json, sources_to_json, title_from
+from rag.conversations.markdown import answer_markdown, conversation_markdown, file_name
+from rag.core.config import Settings
+from rag.core.errors import ChatNotFound, StoreError
+from rag.core.events import AnswerDelta, Sources
+from rag.core.records import Citation, Passage
 from rag.engine import Engine
-from rag.errors import ChatNotFound, StoreError
-from rag.events import AnswerDelta, Sources
-from rag.markdown import answer_markdown, conversation_markdown, file_name
-from rag.models import Citation, Passage
 from tests import pdf_factory as pf
 from ui import render
 
@@ -114,8 +114,8 @@ def test_a_crash_mid_answer_keeps_the_conversation_up_to_the_last_complete_messa
     # the transaction commits.
     script = textwrap.dedent(f"""
         import os, signal
-        import rag.chats as chats
-        from rag.chats import ChatMessage, ChatStore
+        import rag.conversations.chats as chats
+        from rag.conversations.chats import ChatMessage, ChatStore
         real = chats._insert
         def insert_then_die(*args):
             real(*args)

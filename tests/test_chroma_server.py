@@ -9,10 +9,10 @@ from typing import Iterator
 import gradio as gr
 import pytest
 
-from rag.config import Settings
+from rag.core.config import Settings
+from rag.core.errors import StoreError
+from rag.core.events import AnswerDelta, FileFailed, FileIndexed, Sources
 from rag.engine import Engine
-from rag.errors import StoreError
-from rag.events import AnswerDelta, FileFailed, FileIndexed, Sources
 from tests import pdf_factory as pf
 from tests.chroma_server import ChromaServer, free_port
 from tests.fake_ollama import FakeOllama
@@ -34,7 +34,7 @@ def _settings(data_dir: Path, fake_ollama: FakeOllama, server: ChromaServer) -> 
 def replicas(tmp_path: Path, fake_ollama: FakeOllama, chroma: ChromaServer,
              monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Engine, Engine]]:
     """Two app instances with their own data folders (their own caches) and one Chroma server."""
-    monkeypatch.setattr("rag.store._READY_TTL", 0.0)  # see other instances' changes at once
+    monkeypatch.setattr("rag.search.store._READY_TTL", 0.0)  # see other instances' changes at once
     a = Engine(_settings(tmp_path / "a", fake_ollama, chroma))
     b = Engine(_settings(tmp_path / "b", fake_ollama, chroma))
     yield a, b
@@ -82,7 +82,7 @@ def test_a_document_removed_by_one_instance_disappears_from_the_others(replicas:
 
 def test_the_server_going_away_is_a_clear_error_and_the_app_recovers(tmp_path: Path, fake_ollama: FakeOllama,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("rag.store._READY_TTL", 0.0)
+    monkeypatch.setattr("rag.search.store._READY_TTL", 0.0)
     server = ChromaServer(tmp_path / "chroma").start()
     engine = Engine(_settings(tmp_path / "data", fake_ollama, server))
     try:

@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from rag.chunking import LEAD_TOKENS, PAGE_BREAK, chunk_document, document_text, page_lead, token_counter
-from rag.models import Page, ParsedDocument
-from rag.tokencount import estimate_tokens, language_of
+from rag.core.records import Page, ParsedDocument
+from rag.ingestion.chunking import LEAD_TOKENS, PAGE_BREAK, chunk_document, document_text, page_lead, token_counter
+from rag.text.tokencount import estimate_tokens, language_of
 from tests.multilingual import SAMPLES
 
 WORDS = ("revenue margin segment dividend liquidity 2022 1,204.5 operating capital expenditure acquisitions "

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import Settings, describe, env_name
-from rag.errors import ConfigError
+from rag.core.config import Settings, describe, env_name
+from rag.core.errors import ConfigError
 
 
 def test_defaults_work_on_a_laptop() -> None:

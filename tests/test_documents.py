@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.documents import clean_text, load_pdf, title_from_file_name, unreadable
-from rag.errors import (
+from rag.core.errors import (
     CorruptPdfError,
     EmptyFileError,
     NotAPdfError,
@@ -13,6 +12,7 @@ from rag.errors import (
     PasswordRequiredError,
     TooLargeError,
 )
+from rag.ingestion.documents import clean_text, load_pdf, title_from_file_name, unreadable
 from tests import pdf_factory as pf
 
 PAGES = ["Alpha page talks about apples.", "Beta page talks about bananas.", "Gamma page talks about cherries."]

@@ -19,14 +19,14 @@ from typing import Any, Callable
 
 import pytest
 
-from rag.answer import INTERRUPTED, NO_DOCUMENTS
+from rag.answering.answer import INTERRUPTED, NO_DOCUMENTS
 from rag.cli import main as cli_main
-from rag.config import Settings
+from rag.core.config import Settings
+from rag.core.errors import StoreError
+from rag.core.events import AnswerDelta, Embedded, Failure, FileFailed, FileIndexed, Sources
 from rag.engine import Engine
-from rag.errors import StoreError
-from rag.events import AnswerDelta, Embedded, Failure, FileFailed, FileIndexed, Sources
-from rag.pool import ParserPool
-from rag.workers import CRASHED, MEMORY_LIMIT, TIME_LIMIT, ParseJob
+from rag.ingestion.pool import ParserPool
+from rag.ingestion.workers import CRASHED, MEMORY_LIMIT, TIME_LIMIT, ParseJob
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama
 from tests.live_app import LiveApp

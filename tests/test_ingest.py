@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import Settings
+from rag.core.config import Settings
+from rag.core.events import ChunksMade, Embedded, Failure, FileFailed, FileIndexed, FileStarted, PagesParsed
 from rag.engine import Engine
-from rag.events import ChunksMade, Embedded, Failure, FileFailed, FileIndexed, FileStarted, PagesParsed
-from rag.ingest import SourceFile
+from rag.ingestion.ingest import SourceFile
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama
 
@@ -204,7 +204,7 @@ def test_index_survives_a_restart(settings: Settings, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("chunk_tokens", [60, 400])
 def test_folder_ingest_indexes_every_pdf(settings: Settings, tmp_path: Path, chunk_tokens: int) -> None:
-    from rag.ingest import expand_paths
+    from rag.ingestion.ingest import expand_paths
 
     folder = tmp_path / "docs"
     pf.text_pdf(folder / "a.pdf", ANNUAL)

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import lexical
-from rag.lexical import LexicalIndex, _Query, tokenize
+from rag.search import lexical
+from rag.search.lexical import LexicalIndex, _Query, tokenize
 
 WORDS = ("revenue profit margin growth energy market orbit satellite vacation leave salary pension board audit "
          "lease tax dividend inventory 2019 2020 1,204.5 35786 acquisition goodwill").split()

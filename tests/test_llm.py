@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from rag.config import Settings
-from rag.errors import BackendUnavailable, GenerationError, ModelNotFound
-from rag.events import AnswerDelta, ThinkingDelta
-from rag.llm import ThinkSplitter, make_chat_model
-from rag.provider_local import TransformersChat
-from rag.provider_ollama import OllamaChat
+from rag.core.config import Settings
+from rag.core.errors import BackendUnavailable, GenerationError, ModelNotFound
+from rag.core.events import AnswerDelta, ThinkingDelta
+from rag.models.chat import ThinkSplitter
+from rag.models.factory import make_chat_model
+from rag.models.providers.local_chat import TransformersChat
+from rag.models.providers.ollama import OllamaChat
 from tests.fake_ollama import CHAT_CONTEXT_LENGTH, FakeOllama
 
 SOURCES_MESSAGE = [

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from rag import lexical
-from rag.config import Settings
-from rag.documents import clean_text
+from rag.answering.prompts import REWRITE_SYSTEM, SYSTEM, needs_rewrite
+from rag.core.config import Settings
+from rag.core.events import AnswerDelta, Sources
 from rag.engine import Engine
-from rag.events import AnswerDelta, Sources
-from rag.languages import _RADICALS, analyze
-from rag.lexical import LexicalIndex, _count, _write, title_scores, title_terms, tokenize
-from rag.prompts import REWRITE_SYSTEM, SYSTEM, needs_rewrite
-from rag.retrieval import fuse_scores
+from rag.ingestion.documents import clean_text
+from rag.search import lexical
+from rag.search.lexical import LexicalIndex, _count, _write, title_scores, title_terms, tokenize
+from rag.search.retrieval import fuse_scores
+from rag.text.languages import _RADICALS, analyze
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama
 

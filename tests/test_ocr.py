@@ -17,17 +17,27 @@ from typing import Any
 
 import pytest
 
-from rag.answer import AskOptions
+from rag.answering.answer import AskOptions
 from rag.cli import main as cli_main
-from rag.config import Settings
+from rag.core.config import Settings
+from rag.core.errors import ConfigError
+from rag.core.events import FileFailed, FileIndexed, PageRead, PagesParsed, Sources, sources_record
+from rag.core.records import Page
 from rag.engine import Engine
-from rag.errors import ConfigError
-from rag.events import FileFailed, FileIndexed, PageRead, PagesParsed, Sources, sources_record
-from rag.ingest import OCR_CACHE_DAYS, Ingestor, prune_ocr_cache
-from rag.models import Page
-from rag.ocr import MAX_SIDE, Fragment, OcrOptions, assemble, from_json, missing, reading_order, render, to_json
-from rag.pool import PageProgress, ParserPool
-from rag.workers import ParseJob, ParseResult, parse_file
+from rag.ingestion.ingest import OCR_CACHE_DAYS, Ingestor, prune_ocr_cache
+from rag.ingestion.ocr import (
+    MAX_SIDE,
+    Fragment,
+    OcrOptions,
+    assemble,
+    from_json,
+    missing,
+    reading_order,
+    render,
+    to_json,
+)
+from rag.ingestion.pool import PageProgress, ParserPool
+from rag.ingestion.workers import ParseJob, ParseResult, parse_file
 from tests import pdf_factory as pf
 
 ACME = ["Acme Corporation annual report for fiscal 2022. Letter from the chief executive.",
@@ -195,10 +205,11 @@ def test_pages_kept_for_a_file_never_added_again_are_removed_in_time(tmp_path: P
 
 def test_without_the_engine_the_message_says_what_to_install(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import rag.ocr
+    import rag.ingestion.ocr
 
-    real = rag.ocr.find_spec
-    monkeypatch.setattr(rag.ocr, "find_spec", lambda name: None if name == "rapidocr_onnxruntime" else real(name))
+    real = rag.ingestion.ocr.find_spec
+    monkeypatch.setattr(rag.ingestion.ocr, "find_spec",
+                        lambda name: None if name == "rapidocr_onnxruntime" else real(name))
     assert "pip install rapidocr-onnxruntime" in (missing(OcrOptions()) or "")
     result = parse_file(_job(pf.scanned_pdf(tmp_path / "scan.pdf", ACME[:1])))
     assert result.error_kind == "no text layer"

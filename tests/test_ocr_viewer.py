@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rag.config import Settings
+from rag.core.config import Settings
 from tests import pdf_factory as pf
 from tests.live_app import LiveApp
 from tests.test_ui import ask, drop_files, open_app, shot

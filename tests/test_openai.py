@@ -1,5 +1,5 @@
-"""OpenAI-compatible servers: embeddings and streamed chat through the real client in rag.provider_openai, against the
-stand-in server of tests/fake_openai.py (a test double speaking real HTTP on 127.0.0.1).
+"""OpenAI-compatible servers: embeddings and streamed chat through the real client in rag.models.providers.openai,
+against the stand-in server of tests/fake_openai.py (a test double speaking real HTTP on 127.0.0.1).
 
 Covers what the servers really do: reasoning as ``reasoning_content``, ``reasoning`` or ``<think>`` in the text,
 429 then success, a 500 in the middle of a stream, a server that drops ``dimensions`` or refuses Qwen3's thinking
@@ -15,15 +15,16 @@ from typing import Any
 
 import pytest
 
-from rag.backends import resolve_backends
 from rag.cli import main as cli_main
-from rag.config import Settings
-from rag.embeddings import make_embedder, query_prompt
+from rag.core.config import Settings
+from rag.core.errors import BackendUnavailable, ConfigError, GenerationError, ModelNotFound, WrongModelKind
+from rag.core.events import AnswerDelta, Failure, Progress, Sources, ThinkingDelta
 from rag.engine import Engine
-from rag.errors import BackendUnavailable, ConfigError, GenerationError, ModelNotFound, WrongModelKind
-from rag.events import AnswerDelta, Failure, Progress, Sources, ThinkingDelta
-from rag.llm import make_chat_model
-from rag.provider_openai import OpenAIChat, OpenAIEmbedder, Refused
+from rag.models.backends import resolve_backends
+from rag.models.embedder import query_prompt
+from rag.models.factory import make_chat_model, make_embedder
+from rag.models.providers.http import Refused
+from rag.models.providers.openai import OpenAIChat, OpenAIEmbedder
 from tests import pdf_factory as pf
 from tests.fake_openai import CHAT_MODEL, EMBED_DIM, EMBED_MODEL, MAX_MODEL_LEN, RERANK_MODEL, FakeOpenAI
 
@@ -298,7 +299,8 @@ def test_the_whole_app_runs_on_openai_compatible_servers_and_never_shows_the_key
     from ui import render
 
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setattr("rag.provider_openai.RECHECK_SECONDS", 0.0)  # the status check asks /rerank every time
+    # the status check asks /rerank every time
+    monkeypatch.setattr("rag.models.providers.rerank_service.RECHECK_SECONDS", 0.0)
     fake_openai.api_key = KEY
     env = {"RAG_EMBED_BACKEND": "openai", "RAG_EMBED_BASE_URL": fake_openai.base_url, "RAG_EMBED_API_KEY": KEY,
            "RAG_EMBED_MODEL": EMBED_MODEL, "RAG_CHAT_BACKEND": "openai", "RAG_CHAT_BASE_URL": fake_openai.base_url,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import Settings
-from rag.embeddings import make_embedder
+from rag.core.config import Settings
 from rag.engine import Engine
-from rag.store import Store
+from rag.models.factory import make_embedder
+from rag.search.store import Store
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama
 
@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from rag.config import Settings
+    from rag.core.config import Settings
     from rag.engine import Engine
-    from rag.store import Store
+    from rag.search.store import Store
 
     point, host, data_dir, pdf = sys.argv[1:5]
     if point != "none":
@@ -89,7 +89,7 @@ def test_kill_9_while_embedding_leaves_nothing(tmp_path: Path, settings: Setting
 
 
 def test_a_live_ingest_elsewhere_is_not_cleaned_up(settings: Settings, fake_ollama: FakeOllama) -> None:
-    from rag.models import DocumentInfo
+    from rag.core.records import DocumentInfo
 
     engine = Engine(settings)
     try:

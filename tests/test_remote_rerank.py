@@ -12,14 +12,16 @@ from typing import Any
 
 import pytest
 
-from rag.config import Settings
+from rag.core.config import Settings
+from rag.core.errors import BackendUnavailable, ModelNotFound
+from rag.core.events import Progress, Sources
 from rag.engine import Engine
-from rag.errors import BackendUnavailable, ModelNotFound
-from rag.events import Progress, Sources
-from rag.provider_ollama import OllamaReranker, yes_probability
-from rag.provider_openai import HttpReranker
-from rag.rerank import RerankBudget, document_part, format_prompt, make_reranker, query_part
-from rag.tokencount import estimate_tokens
+from rag.models.budget import RerankBudget
+from rag.models.factory import make_reranker
+from rag.models.providers.ollama import OllamaReranker, yes_probability
+from rag.models.providers.rerank_service import HttpReranker
+from rag.models.reranker import document_part, format_prompt, query_part
+from rag.text.tokencount import estimate_tokens
 from tests import pdf_factory as pf
 from tests.fake_ollama import RERANK_MODEL as OLLAMA_RERANKER
 from tests.fake_ollama import FakeOllama, fake_relevance

@@ -7,11 +7,11 @@ from html import unescape
 
 import pytest
 
-from rag.config import Settings
-from rag.errors import ConfigError
-from rag.events import Sources
-from rag.ingest import SourceFile, safe_file_name
-from rag.models import Citation, DocumentInfo, Health, Passage
+from rag.core.config import Settings
+from rag.core.errors import ConfigError
+from rag.core.events import Sources
+from rag.core.records import Citation, DocumentInfo, Health, Passage
+from rag.ingestion.ingest import SourceFile, safe_file_name
 from ui import render
 
 EVIL = "<img src=x onerror=alert(1)><script>alert(2)</script>"

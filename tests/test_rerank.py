@@ -18,9 +18,9 @@ pytest.importorskip("sentence_transformers")
 
 from sentence_transformers.cross_encoder.modules import LogitScore  # noqa: E402
 
-import rag.provider_local as local  # noqa: E402
-from rag.provider_local import Qwen3Reranker  # noqa: E402
-from rag.rerank import RerankerUnavailable, chat_template, format_prompt  # noqa: E402
+import rag.models.providers.local_runtime as runtime  # noqa: E402
+from rag.models.providers.local_reranker import Qwen3Reranker  # noqa: E402
+from rag.models.reranker import RerankerUnavailable, chat_template, format_prompt  # noqa: E402
 
 QUERY = "What is the capital of France?"
 PASSAGES = [
@@ -209,12 +209,12 @@ def test_bfloat16_runs_and_stays_close_to_float32(tiny_qwen3_dir: Path, reranker
 
 
 def test_auto_dtype_is_bfloat16_only_where_the_hardware_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local, "cpu_has_native_bf16", lambda: True)
-    assert local.resolve_dtype(torch, "auto", "cpu") == torch.bfloat16
-    monkeypatch.setattr(local, "cpu_has_native_bf16", lambda: False)
-    assert local.resolve_dtype(torch, "auto", "cpu") == torch.float32
-    assert local.resolve_dtype(torch, "float16", "cpu") == torch.float16  # an explicit choice wins
-    assert local.resolve_dtype(torch, "auto", "mps") == torch.float32
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    assert runtime.resolve_dtype(torch, "auto", "cpu") == torch.bfloat16
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    assert runtime.resolve_dtype(torch, "auto", "cpu") == torch.float32
+    assert runtime.resolve_dtype(torch, "float16", "cpu") == torch.float16  # an explicit choice wins
+    assert runtime.resolve_dtype(torch, "auto", "mps") == torch.float32
     with pytest.raises(ValueError, match="dtype"):
         Qwen3Reranker(dtype="int4")
 

@@ -14,12 +14,13 @@ from typing import Any, Sequence
 import pytest
 
 from rag.cli import main as cli_main
-from rag.config import Settings
+from rag.core.config import Settings
+from rag.core.errors import ConfigError
+from rag.core.events import Progress, Sources
 from rag.engine import Engine
-from rag.errors import ConfigError
-from rag.events import Progress, Sources
-from rag.rerank import RerankBudget, Throughput, choose, cut_passages
-from rag.tokencount import estimate_tokens
+from rag.models.budget import RerankBudget, Throughput, choose
+from rag.models.reranker import cut_passages
+from rag.text.tokencount import estimate_tokens
 from tests import pdf_factory as pf
 
 FLOOR = 5
@@ -251,7 +252,7 @@ def test_a_reranker_that_cannot_load_leaves_the_answer_unranked(settings: Settin
 
 
 def test_the_chat_shows_the_ranking_while_it_runs(settings: Settings, nine_pages: Engine) -> None:
-    from rag.answer import AskOptions
+    from rag.answering.answer import AskOptions
     from ui.app import _answer
     from ui.conversations import Turn
 
@@ -292,7 +293,7 @@ def test_a_rerank_service_is_bounded_by_its_measured_speed(tmp_path: Path, fake_
                                                           everything: bool) -> None:
     """The real /rerank client against the stand-in service (tests/fake_openai.py, a test double over HTTP); the
     clock is the stand-in's work so far at ``rate`` tokens per second, so its speed is simulated, not measured."""
-    from rag.rerank import make_reranker
+    from rag.models.factory import make_reranker
 
     reranker = make_reranker(Settings.from_env({}, data_dir=tmp_path / "data", rerank_backend="http",
                                                rerank_url=fake_openai.base_url))

@@ -12,10 +12,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
 
-import rag.provider_local as local  # noqa: E402
-from rag.config import Settings  # noqa: E402
-from rag.provider_local import Qwen3Reranker, int8_wanted  # noqa: E402
-from rag.rerank import make_reranker  # noqa: E402
+import rag.models.providers.local_reranker as local  # noqa: E402
+import rag.models.providers.local_runtime as runtime  # noqa: E402
+from rag.core.config import Settings  # noqa: E402
+from rag.models.factory import make_reranker  # noqa: E402
+from rag.models.providers.local_reranker import Qwen3Reranker, int8_wanted  # noqa: E402
 
 QUERY = "What is the capital of France?"
 PASSAGES = ["Paris is the capital and largest city of France.", "The tenant must pay the rent deposit.",
@@ -39,7 +40,7 @@ def int8_layers(r: Qwen3Reranker) -> int:
 ])
 def test_int8_is_tried_on_cpus_without_bf16(monkeypatch: pytest.MonkeyPatch, requested: str, device: str,
                                             bf16: bool, expected: bool) -> None:
-    monkeypatch.setattr(local, "cpu_has_native_bf16", lambda: bf16)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: bf16)
     assert int8_wanted(torch, requested, device) is expected
 
 
@@ -62,11 +63,11 @@ def test_int8_runs_the_fast_path_and_scores_like_float32(tiny_qwen3_dir: Path) -
 def test_auto_keeps_int8_only_when_it_agrees_and_is_faster(tiny_qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                            caplog: pytest.LogCaptureFixture, tolerance: float,
                                                            speedup: float, kept: bool) -> None:
-    monkeypatch.setattr(local, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
     monkeypatch.setattr(local, "INT8_TOLERANCE", tolerance)
     monkeypatch.setattr(local, "INT8_MIN_SPEEDUP", speedup)
     r = Qwen3Reranker(str(tiny_qwen3_dir), dtype="auto", device="cpu")
-    with caplog.at_level("INFO", logger="rag.provider_local"):
+    with caplog.at_level("INFO", logger="rag.models.providers.local_reranker"):
         r.load()
     assert (r.dtype == torch.qint8) is kept and (int8_layers(r) > 0) is kept
     assert (r.dtype == torch.float32) is not kept

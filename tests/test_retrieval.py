@@ -11,10 +11,10 @@ from typing import Sequence
 
 import pytest
 
-from rag.config import Settings
-from rag.lexical import title_scores, tokenize
-from rag.models import Passage
-from rag.retrieval import (
+from rag.core.config import Settings
+from rag.core.records import Passage
+from rag.search.lexical import title_scores, tokenize
+from rag.search.retrieval import (
     Fusion,
     Signals,
     above_mean,

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from rag.config import Settings
+from rag.answering.prompts import SYSTEM
+from rag.core.config import Settings
+from rag.core.errors import ConfigError
+from rag.core.events import FileIndexed
 from rag.engine import Engine
-from rag.errors import ConfigError
-from rag.events import FileIndexed
-from rag.ingest import SourceFile, safe_file_name
-from rag.prompts import SYSTEM
+from rag.ingestion.ingest import SourceFile, safe_file_name
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama, default_responder
 from tests.live_app import LiveApp

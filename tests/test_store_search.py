@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.config import Settings
-from rag.models import Chunk, DocumentInfo
-from rag.store import Store
+from rag.core.config import Settings
+from rag.core.records import Chunk, DocumentInfo
+from rag.search.store import Store
 
 
 def _library(tmp_path: Path, docs: int = 4, chunks: int = 30) -> tuple[Store, list[str], np.ndarray]:

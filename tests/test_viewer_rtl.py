@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from rag.config import Settings
+from rag.core.config import Settings
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama
 from tests.live_app import LiveApp

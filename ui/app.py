@@ -12,11 +12,11 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from rag.answer import AskOptions, flatten
-from rag.config import Settings
-from rag.engine import Engine
-from rag.errors import ChatNotFound, RagError
-from rag.events import (
+from rag.answering.answer import AskOptions, flatten
+from rag.conversations.markdown import escape_markdown
+from rag.core.config import Settings
+from rag.core.errors import ChatNotFound, RagError
+from rag.core.events import (
     AnswerDelta,
     Embedded,
     Failure,
@@ -30,8 +30,8 @@ from rag.events import (
     ThinkingDelta,
     sources_record,
 )
-from rag.ingest import SourceFile
-from rag.markdown import escape_markdown
+from rag.engine import Engine
+from rag.ingestion.ingest import SourceFile
 from ui import conversations, render
 from ui.conversations import Turn
 

@@ -1,6 +1,6 @@
 """The saved-conversation side of the app: who the user is, which conversation a tab shows, what a streamed answer
 saves once it ends, a conversation's Markdown download, and the conversation endpoints of the API. The saving
-itself is ``rag.chats``.
+itself is ``rag.conversations.chats``.
 
 A tab remembers its conversation in the browser (``gr.BrowserState``: localStorage, with a fixed key so it
 survives a restart of the app), so a reload or a tab opened the next day comes back to it; the list beside the
@@ -18,11 +18,11 @@ from typing import Any
 
 import gradio as gr
 
-from rag.chats import ChatMessage, Conversation, conversation_record, message_record
+from rag.conversations.chats import ChatMessage, Conversation, conversation_record, message_record
+from rag.conversations.markdown import conversation_markdown, file_name
+from rag.core.errors import ChatNotFound, RagError
+from rag.core.events import Sources
 from rag.engine import Engine
-from rag.errors import ChatNotFound, RagError
-from rag.events import Sources
-from rag.markdown import conversation_markdown, file_name
 from ui import render
 
 log = logging.getLogger(__name__)

@@ -11,12 +11,12 @@ import time
 from html import escape, unescape
 from typing import Collection, Sequence
 
-from rag.chats import ChatMessage
-from rag.citations import cited_numbers, cited_sentence
-from rag.events import Sources
-from rag.markdown import answer_markdown
-from rag.models import Citation, DocumentInfo, Health, Passage
-from rag.prompts import CITATION
+from rag.answering.citations import cited_numbers, cited_sentence
+from rag.answering.prompts import CITATION
+from rag.conversations.chats import ChatMessage
+from rag.conversations.markdown import answer_markdown
+from rag.core.events import Sources
+from rag.core.records import Citation, DocumentInfo, Health, Passage
 
 FILTER_AFTER = 10  # documents in the library before it gets a filter box
 QUOTE_LIMIT = 1500  # characters of a passage carried by a chip, for highlighting it in the viewer

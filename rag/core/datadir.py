@@ -1,0 +1,85 @@
+"""The data folder (RAG_DATA_DIR): checked writable at start, and failed writes explained in words a user can act on.
+
+A read-only folder or a full disk otherwise surfaces deep inside Chroma as "attempt to write a readonly database"
+or "database or disk is full", at start or half-way through an ingest.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+from rag.core.errors import StoreError
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DENIED = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and write a small file in it; raise a StoreError saying what to do if that fails."""
+    probe = folder / f".write-test-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with probe.open("wb") as fh:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise StoreError(f"Can't use the data folder: {storage_problem(folder, exc)}") from exc
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass  # nothing was written, or the folder went read-only meanwhile: nothing to clean up
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Make ``path`` by ``write``-ing a temporary file beside it and renaming that, so no reader, in this process or
+    another, ever sees half a file; on failure (a full disk) the partial copy is removed and the error goes on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """True when a failed write means every later write fails too (a full disk, a read-only folder)."""
+    return _kind(exc) != "other"
+
+
+def storage_problem(folder: Path, exc: BaseException) -> str:
+    """What a failed write under ``folder`` means, and what to do about it."""
+    kind = _kind(exc)
+    if kind == "full":
+        return (f"the disk holding {folder} (RAG_DATA_DIR) is full. Free some space there, or set RAG_DATA_DIR to "
+                "a folder on a disk with room.")
+    if kind == "denied":
+        reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else "read-only"
+        return (f"{folder} (RAG_DATA_DIR) can't be written ({reason}). Make it writable, or set RAG_DATA_DIR to a "
+                "folder you can write to.")
+    return f"the index in {folder} (RAG_DATA_DIR) could not be written ({exc})."
+
+
+def write_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions a failed write to the index can raise: ours, the OS's, and Chroma's own (its core reports a full
+    disk or a read-only database as a ``ChromaError``)."""
+    from chromadb.errors import ChromaError
+
+    return (StoreError, ChromaError, OSError, ValueError, RuntimeError)
+
+
+def _kind(exc: BaseException) -> str:
+    code = exc.errno if isinstance(exc, OSError) else None
+    text = str(exc).lower()
+    if code in _FULL or "disk is full" in text or "no space left" in text:
+        return "full"
+    if code in _DENIED or "readonly database" in text or "read-only file system" in text:
+        return "denied"
+    return "other"

@@ -1,0 +1,298 @@
+"""Ingestion: files → parsed and chunked in worker processes → embedded → written to the store, as events.
+
+Each file is indexed whole or not at all. Files already indexed (same bytes) are recognised by content hash and
+skipped; a file whose name is indexed with other bytes is a new version that replaces the old one once it is
+fully written. One bad file never stops the others; a model server that fails, a full disk or a read-only data
+folder stops the run, since every later file would fail the same way, and leaves nothing half-written. Every file
+gets a result either way, saying what happened and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generator, Iterator, Sequence
+
+from rag.core.config import Settings
+from rag.core.datadir import is_fatal, storage_problem, write_errors
+from rag.core.errors import ModelError, StoreError
+from rag.core.events import (
+    ChunksMade,
+    Embedded,
+    Failure,
+    FileFailed,
+    FileIndexed,
+    FileStarted,
+    IngestEvent,
+    PageRead,
+    PagesParsed,
+)
+from rag.core.records import DocumentInfo
+from rag.ingestion.ocr import OcrOptions, to_json
+from rag.ingestion.pool import PageProgress, ParserPool
+from rag.ingestion.workers import ParseJob, ParseResult
+from rag.models.embedder import Embedder
+from rag.search.store import Store
+
+log = logging.getLogger(__name__)
+
+PDF_SUFFIXES = {".pdf"}
+OCR_CACHE = "ocr-cache"  # under the data dir: pages read by OCR for files not indexed yet (see rag.ingestion.workers)
+OCR_CACHE_DAYS = 14  # pages read by OCR for a file whose ingest stopped are kept this long for it to be added again
+
+
+def prune_ocr_cache(folder: Path, max_age_s: float) -> int:
+    """Remove the OCR'd pages kept for files whose ingest stopped and that were not added again within
+    ``max_age_s`` seconds (a file added again resumes from them; an indexed one keeps its pages beside its PDF).
+    Returns how many were removed; a file that can't be removed is left for the next start."""
+    removed = 0
+    cutoff = time.time() - max_age_s
+    for path in folder.iterdir() if folder.is_dir() else ():
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            log.warning("Could not remove the stale OCR cache file %s", path)
+    if removed:
+        log.info("Removed %d OCR cache file(s) of files not added again within %d days", removed, max_age_s // 86400)
+    return removed
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file to ingest: where its bytes are and the name the user knows it by (uploads live in temp files)."""
+
+    path: Path
+    name: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", safe_file_name(self.name))
+
+    @classmethod
+    def of(cls, item: Path | str | SourceFile) -> SourceFile:
+        """Accept a path or a SourceFile."""
+        if isinstance(item, SourceFile):
+            return item
+        path = Path(item)
+        return cls(path, path.name)
+
+
+def safe_file_name(name: str) -> str:
+    """A display name from whatever a browser or shell sent: no folders, no control characters, bounded length.
+
+    Names are only shown and compared; files are stored under their content hash, never under this name.
+    """
+    base = re.split(r"[\\/]", str(name))[-1]
+    base = re.sub(r"[\x00-\x1f\x7f]", "", base).strip().lstrip(".")
+    if len(base) > 180:
+        stem, dot, ext = base.rpartition(".")
+        base = (stem[:170] + dot + ext[:8]) if dot else base[:180]
+    return base or "document.pdf"
+
+
+def human_size(size: int) -> str:
+    """A byte count as people write it: "2.4 MB", "812 KB"."""
+    return f"{size / 1048576:.1f} MB" if size >= 1048576 else f"{max(1, round(size / 1024))} KB"
+
+
+def expand_paths(paths: Sequence[Path | str]) -> list[Path]:
+    """Files as given, and the PDFs inside folders (recursively, sorted)."""
+    out: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            out.extend(sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in PDF_SUFFIXES))
+        else:
+            out.append(item)
+    return out
+
+
+def content_id(path: Path) -> str:
+    """A document's id: the SHA-256 of its bytes (first 32 hex digits)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:32]
+
+
+class Ingestor:
+    """Runs ingestion for an engine's store and embedder, reusing one pool of parser processes."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, store: Store) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.store = store
+        self.pool = ParserPool(settings.effective_parse_workers, settings.parse_timeout, settings.parse_memory_mb,
+                               page_timeout_s=settings.ocr_page_timeout)
+        self.timings: Counter[str] = Counter()  # seconds per stage (parse, OCR and chunk are summed over workers)
+        prune_ocr_cache(settings.data_dir / OCR_CACHE, OCR_CACHE_DAYS * 86400)
+
+    def ingest(self, items: Sequence[Path | str | SourceFile], replace: bool = True) -> Iterator[IngestEvent]:
+        """Index the files; yield progress events. With ``replace``, a new version replaces the old one."""
+        files = [SourceFile.of(i) for i in items]
+        plan: list[tuple[SourceFile, str | None, str | None]] = []  # (file, doc_id, reason it is skipped)
+        jobs: list[ParseJob] = []
+        seen: set[str] = set()
+        for f in files:
+            doc_id, problem = self._precheck(f)
+            if doc_id and doc_id in seen:
+                problem = "duplicate"
+            if doc_id and not problem:
+                seen.add(doc_id)
+                jobs.append(self._job(f, doc_id))
+            plan.append((f, doc_id, problem))
+
+        results = self.pool.parse(jobs)
+        progress: dict[int, PageProgress] = {}  # the latest OCR progress of files read ahead
+        job_index = 0
+        stopped: str | None = None  # why the run stopped: the files after that one are not tried
+        try:
+            for number, (f, doc_id, problem) in enumerate(plan, 1):
+                yield FileStarted(f.name, number, len(plan))
+                if problem == "duplicate" or problem == "indexed":
+                    yield self._already(f, doc_id)
+                elif problem:
+                    yield FileFailed(f.name, problem)
+                elif stopped:
+                    yield FileFailed(f.name, f"{f.name} was not indexed because the run stopped: {stopped} Add it "
+                                     "again once that is fixed.", "stopped")
+                else:
+                    result = yield from self._result(results, job_index, f.name, progress)
+                    job_index += 1
+                    stopped = yield from self._index(f, str(doc_id), result, replace)
+        finally:
+            results.close()
+        if stopped:
+            yield Failure(stopped)
+
+    def close(self) -> None:
+        """Stop the parser processes."""
+        self.pool.close()
+
+    # --- steps --------------------------------------------------------------------------------------------------
+    def _precheck(self, f: SourceFile) -> tuple[str | None, str | None]:
+        """(doc_id, problem): problems found without parsing (missing, too large, already indexed)."""
+        try:
+            size = f.path.stat().st_size
+        except OSError:
+            return None, f"{f.name} was not found or can't be read."
+        if size > self.settings.max_upload_bytes:
+            return None, (f"{f.name} is {human_size(size)}; the limit is {human_size(self.settings.max_upload_bytes)} "
+                          "(setting RAG_MAX_UPLOAD_MB). Split the PDF, or raise the limit.")
+        doc_id = content_id(f.path)
+        try:
+            existing = self.store.get(doc_id)
+        except write_errors() as exc:
+            return None, f"{f.name} was not indexed: {self._problem(exc)}"
+        if existing and existing.status == "ready":
+            return doc_id, "indexed"
+        return doc_id, None
+
+    def _job(self, f: SourceFile, doc_id: str) -> ParseJob:
+        s = self.settings
+        return ParseJob(path=str(f.path), file_name=f.name, max_bytes=s.max_upload_bytes, max_pages=s.max_pages,
+                        chunk_tokens=s.chunk_tokens, chunk_overlap=s.chunk_overlap, tokenizer=s.tokenizer,
+                        ocr=s.ocr, ocr_options=OcrOptions.from_settings(s), ocr_cache=str(self._ocr_cache(doc_id)))
+
+    def _ocr_cache(self, doc_id: str) -> Path:
+        return self.settings.data_dir / OCR_CACHE / f"{doc_id}.json"
+
+    @staticmethod
+    def _result(results: Iterator[ParseResult | PageProgress], index: int, name: str,
+                progress: dict[int, PageProgress]) -> Generator[IngestEvent, None, ParseResult]:
+        """The parse result of job ``index``, reporting its pages read by OCR as they come back (progress of files
+        read ahead is kept until their turn)."""
+        if index in progress:
+            p = progress.pop(index)
+            yield PageRead(name, p.page, p.done, p.total)
+        for item in results:
+            if isinstance(item, ParseResult):
+                return item
+            if item.index == index:
+                yield PageRead(name, item.page, item.done, item.total)
+            else:
+                progress[item.index] = item
+        raise RuntimeError("the parser pool ended before the last file was read")
+
+    def _already(self, f: SourceFile, doc_id: str | None) -> FileIndexed:
+        info = self.store.get(doc_id) if doc_id else None
+        return FileIndexed(f.name, doc_id or "", "already indexed", info.pages if info else 0,
+                           info.chunks if info else 0, ocr_pages=info.ocr_pages if info else [])
+
+    def _index(self, f: SourceFile, doc_id: str, result: ParseResult,
+               replace: bool) -> Generator[IngestEvent, None, str | None]:
+        """Embed and store one parsed file. Returns a message when the whole run must stop."""
+        if result.error or result.document is None:
+            yield FileFailed(f.name, result.error or "unreadable", result.error_kind or "error")
+            return None
+        doc, chunks = result.document, result.chunks
+        self.timings.update(parse=result.seconds, chunk=result.chunk_seconds, ocr=result.ocr_seconds)
+        yield PagesParsed(f.name, doc.page_count, doc.pages_without_text, doc.ocr_pages)
+        yield ChunksMade(f.name, len(chunks))
+
+        # Embed everything before writing anything: a model failure then leaves no trace.
+        vectors: list[list[float]] = []
+        texts = [c.embed_text for c in chunks]
+        step = self.embedder.batch_size
+        started = time.perf_counter()
+        try:
+            for i in range(0, len(texts), step):
+                vectors.extend(self.embedder.embed_documents(texts[i:i + step]))
+                yield Embedded(f.name, len(vectors), len(texts))
+        except ModelError as exc:
+            yield FileFailed(f.name, f"{exc} Nothing from {f.name} was kept: add it again once that is fixed.",
+                             "model")
+            return str(exc)
+        self.timings["embed"] += time.perf_counter() - started
+
+        started = time.perf_counter()
+        info = DocumentInfo(doc_id=doc_id, file_name=f.name, title=doc.title, pages=doc.page_count,
+                            chunks=len(chunks), status="indexing", added_at=time.time(),
+                            size_bytes=f.path.stat().st_size, pages_without_text=doc.pages_without_text,
+                            ocr_pages=doc.ocr_pages)
+        try:
+            older = [d for d in self.store.documents() if d.file_name == f.name and d.doc_id != doc_id]
+            self.store.begin(info)
+            self.store.add_chunks(doc_id, f.name, doc.title, chunks, vectors)
+            self.store.save_file(doc_id, f.path)
+            if doc.ocr_pages:  # the recognised lines, for the viewer to highlight a cited passage on the image
+                self.store.save_ocr(doc_id, to_json(doc.pages, OcrOptions.from_settings(self.settings)))
+            self.store.commit(info)
+        except write_errors() as exc:
+            log.exception("Writing %s failed", f.name)
+            self._discard(doc_id)
+            problem = self._problem(exc)
+            yield FileFailed(f.name, f"{f.name} was not indexed: {problem} Nothing from it was kept: add it again "
+                             "once that is fixed.", "store")
+            return problem[:1].upper() + problem[1:] if is_fatal(exc) else None  # a full disk fails every file
+        self.timings["store"] += time.perf_counter() - started
+        self._ocr_cache(doc_id).unlink(missing_ok=True)  # the viewer's copy is kept with the PDF now
+        replaced = None
+        if replace and older:
+            for old in older:
+                try:
+                    self.store.delete(old.doc_id)
+                except write_errors():
+                    log.exception("Could not remove the older version of %s; both stay listed", f.name)
+            replaced = older[-1].doc_id
+        yield FileIndexed(f.name, doc_id, "replaced" if replaced else "indexed", doc.page_count, len(chunks),
+                          doc.pages_without_text, replaced, doc.ocr_pages)
+        return None
+
+    def _discard(self, doc_id: str) -> None:
+        """Remove what was written of a document; if even that fails, it stays unsearchable ("indexing") and the
+        next start removes it."""
+        try:
+            self.store.delete(doc_id)
+        except write_errors():
+            log.exception("Could not clean up %s; it will be removed at the next start", doc_id)
+
+    def _problem(self, exc: BaseException) -> str:
+        """A failed store call in words: a StoreError already says what to do; a disk problem is explained."""
+        return str(exc) if isinstance(exc, StoreError) else storage_problem(self.settings.data_dir, exc)

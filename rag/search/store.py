@@ -1,0 +1,465 @@
+"""Chroma: the chunk vectors, and a registry of documents that makes each one indexed whole or not at all.
+
+Two collections per embedding model and output size: ``chunks-<index>`` holds the chunks (cosine space) and
+``docs-<index>`` holds one record per document (id = content hash, status, counts, the process writing it). An
+ingest marks its document ``indexing``, writes the chunks, then flips it to ``ready``; searches only see ready
+documents. A document left ``indexing`` by a process that died (``kill -9``, power loss) is removed by
+``recover()``, which the engine runs at start.
+
+Beside Chroma, each document's normalised vectors are kept in ``<data_dir>/vectors/<index>/<doc_id>.npy``, so a
+search limited to some documents is an exact scan of those rows: Chroma's ``where`` filter on ``doc_id`` costs
+tens to hundreds of milliseconds at 100k chunks, and a search over every document skips the filter altogether.
+
+Chroma holds the truth; the files under the data dir are caches. With several app instances sharing one Chroma
+server, the set of searchable documents always comes from the registry, and a document's vector file and BM25
+token file (see ``rag.search.lexical``) are rebuilt from its chunks in Chroma by whichever instance lacks them. A
+document id is the hash of the PDF's bytes, so a cached file never goes stale: it is only ever missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from rag.core.config import Settings
+from rag.core.datadir import atomic_write, check_writable
+from rag.core.errors import StoreError
+from rag.core.records import Chunk, DocumentInfo, Passage, indexed_text
+from rag.search.lexical import LexicalIndex, title_scores, title_terms
+
+log = logging.getLogger(__name__)
+
+READY = "ready"
+INDEXING = "indexing"
+_OWNER = f"{socket.gethostname()}:{os.getpid()}"
+_READY_TTL = 1.0  # seconds another process's commit may take to become searchable here (this one's: at once)
+_EXACT_SCAN_LIMIT = 250_000  # chunks; larger scopes go through Chroma's filter (a scan reads 4 KB per chunk)
+
+
+def open_client(settings: Settings) -> Any:
+    """A Chroma client: embedded on disk under the data dir, or a Chroma server when one is configured."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    try:
+        if settings.chroma_host:
+            return _Guarded(chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
+                                                settings=chroma_settings), server_unreachable(settings))
+        path = settings.data_dir / "chroma"
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+    except (OSError, ValueError, RuntimeError) as exc:
+        if settings.chroma_host:
+            raise StoreError(f"{server_unreachable(settings)} ({exc})") from exc
+        raise StoreError(f"Can't open the index in the data folder {settings.data_dir} (RAG_DATA_DIR); check that "
+                         f"it exists, is writable and has free space: {exc}") from exc
+
+
+def server_unreachable(settings: Settings) -> str:
+    """What to tell a user whose Chroma server can't be reached."""
+    return (f"Can't reach the Chroma server at {settings.chroma_host}:{settings.chroma_port}. Start it with "
+            f"`chroma run --path DIR --host {settings.chroma_host} --port {settings.chroma_port}`, or check "
+            "RAG_CHROMA_HOST and RAG_CHROMA_PORT. Nothing was lost: the app carries on once the server is back.")
+
+
+class _Guarded:
+    """A Chroma client or collection whose calls turn a lost connection into a StoreError saying what to do."""
+
+    def __init__(self, target: Any, message: str) -> None:
+        self._target = target
+        self._message = message
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            import httpx
+
+            try:
+                result = value(*args, **kwargs)
+            except httpx.TransportError as exc:  # refused, reset, timed out: the server is away
+                raise StoreError(self._message) from exc
+            # Collections a guarded client hands out are guarded too.
+            return _Guarded(result, self._message) if type(result).__name__ == "Collection" else result
+
+        return call
+
+
+class Store:
+    """Chunks and the document registry for one embedding index, plus the stored PDF files."""
+
+    def __init__(self, settings: Settings, index_name: str, client: Any | None = None) -> None:
+        self.settings = settings
+        self.index_name = index_name
+        check_writable(settings.data_dir)  # a read-only folder or a full disk: say so now, not mid-ingest
+        self.client = client if client is not None else open_client(settings)
+        self.files_dir = settings.data_dir / "files"
+        self.lexical = LexicalIndex(settings.data_dir / "lexical" / index_name, source=self.chunk_texts)
+        self.vectors_dir = settings.data_dir / "vectors" / index_name
+        self._matrices: dict[str, tuple[tuple[int, int], Any]] = {}  # doc_id -> (file stamp, memory-mapped rows)
+        self._matrices_lock = threading.Lock()
+        self._ready: tuple[float, list[str]] | None = None  # (when read, ids); one registry read per question
+        self._title_terms: dict[str, list[str]] = {}  # doc_id -> its title's tokens (a doc id is the PDF's hash)
+        self._max_batch = max(1, int(self.client.get_max_batch_size()))
+        self.registry = self.client.get_or_create_collection(f"docs-{index_name}", embedding_function=None)
+        self.chunks = self.client.get_or_create_collection(
+            f"chunks-{index_name}", embedding_function=None, configuration={"hnsw": {"space": "cosine"}})
+
+    # --- the registry ---------------------------------------------------------------------------------------------
+    def documents(self, include_pending: bool = False) -> list[DocumentInfo]:
+        """Indexed documents, oldest first (with ``include_pending``, also those being written)."""
+        got = self.registry.get(include=["metadatas"])
+        docs = [_info(i, m) for i, m in zip(got["ids"], got["metadatas"] or [], strict=False)]
+        if not include_pending:
+            docs = [d for d in docs if d.status == READY]
+        return sorted(docs, key=lambda d: (d.added_at, d.file_name))
+
+    def get(self, doc_id: str) -> DocumentInfo | None:
+        """The registry record of one document, if any."""
+        got = self.registry.get(ids=[doc_id], include=["metadatas"])
+        return _info(got["ids"][0], got["metadatas"][0]) if got["ids"] else None
+
+    def check(self) -> None:
+        """Raise a StoreError saying what to do if the index can't be reached right now."""
+        self.client.heartbeat()
+
+    def ready_ids(self) -> list[str]:
+        """Ids of the searchable documents."""
+        # Ids only (reading every record's metadata costs ~10x more), and reused for a moment: a question asks
+        # twice. Changes made through this Store clear it; a deleted document has no chunks left to find anyway.
+        cached = self._ready
+        if cached is None or time.monotonic() - cached[0] > _READY_TTL:
+            cached = (time.monotonic(), list(self.registry.get(where={"status": READY}, include=[])["ids"]))
+            self._ready = cached
+        return list(cached[1])
+
+    def begin(self, info: DocumentInfo) -> None:
+        """Record that ``info`` is being written (not searchable until ``commit``)."""
+        self.registry.upsert(ids=[info.doc_id], embeddings=[[1.0]],
+                             metadatas=[_meta(info, status=INDEXING)])
+        self._ready = None
+
+    def add_chunks(self, doc_id: str, file_name: str, title: str, chunks: Sequence[Chunk],
+                   vectors: Sequence[Sequence[float]]) -> None:
+        """Write a document's chunks in batches Chroma accepts, refreshing the ingest's heartbeat."""
+        for i in range(0, len(chunks), self._max_batch):
+            batch = chunks[i:i + self._max_batch]
+            self.chunks.upsert(
+                ids=[chunk_id(doc_id, c.index) for c in batch],
+                embeddings=[list(v) for v in vectors[i:i + self._max_batch]],
+                documents=[c.text for c in batch],
+                metadatas=[{"doc_id": doc_id, "file_name": file_name, "title": title, "index": c.index,
+                            "page_start": c.page_start, "page_end": c.page_end, "char_start": c.char_start,
+                            "char_end": c.char_end, "context": c.context, "ocr": c.ocr} for c in batch],
+            )
+            self._heartbeat(doc_id)
+        self._save_vectors(doc_id, [c.index for c in chunks], vectors)
+        self.lexical.add(doc_id, [chunk_id(doc_id, c.index) for c in chunks], [c.embed_text for c in chunks])
+
+    def commit(self, info: DocumentInfo) -> None:
+        """Make a fully written document searchable."""
+        self.registry.upsert(ids=[info.doc_id], embeddings=[[1.0]], metadatas=[_meta(info, status=READY)])
+        self._ready = None  # after the write, so a concurrent read can't cache the state before it
+        self._title_terms.pop(info.doc_id, None)
+
+    def delete(self, doc_id: str) -> None:
+        """Remove a document: its chunks, its registry record and its stored file."""
+        self.chunks.delete(where={"doc_id": doc_id})
+        self._vectors_path(doc_id).unlink(missing_ok=True)
+        self.lexical.remove(doc_id)
+        self.registry.delete(ids=[doc_id])
+        self._ready = None
+        self._title_terms.pop(doc_id, None)
+        self.file_path(doc_id).unlink(missing_ok=True)
+        self.ocr_path(doc_id).unlink(missing_ok=True)
+
+    def recover(self) -> list[str]:
+        """Remove documents whose ingest died half-way; return their file names."""
+        removed = []
+        now = time.time()
+        got = self.registry.get(where={"status": INDEXING}, include=["metadatas"])
+        for doc_id, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
+            idle = now - float(meta.get("heartbeat", 0))
+            if _owner_dead(str(meta.get("owner", ""))) or idle > self.settings.stale_ingest_seconds:
+                log.warning("Removing %s (%s): its indexing never finished", meta.get("file_name"), doc_id)
+                self.delete(doc_id)
+                removed.append(str(meta.get("file_name", doc_id)))
+        return removed
+
+    # --- files ------------------------------------------------------------------------------------------------
+    def file_path(self, doc_id: str) -> Path:
+        """Where the original PDF of a document is kept (named by its content hash)."""
+        return self.files_dir / f"{doc_id}.pdf"
+
+    def ocr_path(self, doc_id: str) -> Path:
+        """Where the lines OCR read on a document's pages are kept, beside its PDF (see
+        ``rag.ingestion.ocr.to_json``)."""
+        return self.files_dir / f"{doc_id}.ocr.json"
+
+    def save_ocr(self, doc_id: str, text: str) -> None:
+        """Keep the OCR lines of a document for the viewer (written atomically)."""
+        atomic_write(self.ocr_path(doc_id), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    def save_file(self, doc_id: str, source: Path) -> Path:
+        """Keep a copy of the original PDF for the viewer (written atomically)."""
+        target = self.file_path(doc_id)
+        if not target.exists():
+            atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
+        return target
+
+    # --- search -----------------------------------------------------------------------------------------------
+    def lexical_search(self, query: str, k: int, doc_ids: Sequence[str]) -> list[tuple[str, float]]:
+        """BM25's ``k`` best (chunk_id, score) among ``doc_ids``, over the documents the registry says are ready."""
+        self.lexical.sync(self.ready_ids())
+        return self.lexical.search(query, k, doc_ids)
+
+    def lexical_scores(self, query: str, chunk_ids: Sequence[str]) -> dict[str, float]:
+        """BM25 scores of the given chunks (0 for those that don't match)."""
+        self.lexical.sync(self.ready_ids())
+        return self.lexical.scores(query, chunk_ids)
+
+    def title_scores(self, query: str, doc_ids: Sequence[str]) -> dict[str, float]:
+        """How well each document's title matches ``query``, among ``doc_ids`` (best 1; no match left out)."""
+        missing = [d for d in dict.fromkeys(doc_ids) if d not in self._title_terms]
+        if missing:
+            got = self.registry.get(ids=missing, include=["metadatas"])
+            for doc_id, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
+                self._title_terms[doc_id] = title_terms(str(meta.get("title") or meta.get("file_name", "")))
+        return title_scores(query, {d: self._title_terms[d] for d in doc_ids if d in self._title_terms})
+
+    def dense_scores(self, vector: Sequence[float], chunk_ids: Sequence[str]) -> dict[str, float]:
+        """Cosine similarity of ``vector`` to each of the given chunks (those that exist)."""
+        q = _unit(vector)
+        out: dict[str, float] = {}
+        rows: dict[str, list[tuple[str, int]]] = {}
+        for cid in chunk_ids:
+            doc_id, index = split_chunk_id(cid)
+            rows.setdefault(doc_id, []).append((cid, index))
+        missing: list[str] = []
+        for doc_id, wanted in rows.items():
+            matrices = self._matrices_for([doc_id])
+            if matrices is None or matrices[0][1].shape[1] != q.shape[0]:
+                missing.extend(cid for cid, _ in wanted)
+                continue
+            matrix = matrices[0][1]
+            for cid, index in wanted:
+                if 0 <= index < matrix.shape[0]:
+                    out[cid] = float(matrix[index] @ q)
+        if missing:
+            got = self.chunks.get(ids=missing, include=["embeddings"])
+            for cid, emb in zip(got["ids"], got["embeddings"], strict=True):
+                out[cid] = float(_unit(emb) @ q)
+        return out
+
+    def query(self, vector: Sequence[float], k: int, doc_ids: Sequence[str] | None = None) -> list[Passage]:
+        """The ``k`` chunks nearest to ``vector`` among ready documents (or the given subset of them)."""
+        hits = self.nearest(vector, k, doc_ids)
+        found = self.get_passages([cid for cid, _ in hits])
+        return [replace(found[cid], score=score) for cid, score in hits if cid in found]
+
+    def nearest(self, vector: Sequence[float], k: int, doc_ids: Sequence[str] | None = None
+                ) -> list[tuple[str, float]]:
+        """(chunk_id, cosine similarity) of the ``k`` chunks nearest to ``vector``, best first, among ready
+        documents (or the given subset of them); the passages themselves are not read."""
+        ready = set(self.ready_ids())
+        scope = list(dict.fromkeys(d for d in (doc_ids if doc_ids is not None else ready) if d in ready))
+        if not scope or k <= 0:
+            return []
+        found = None
+        if len(scope) == len(ready) and self.registry.count() == len(ready):
+            found = self._nearest_everything(vector, k, ready)  # nothing is pending: no filter needed
+        else:
+            found = self._nearest_exact(vector, k, scope)
+        return found if found is not None else self._nearest_filtered(vector, k, scope)
+
+    def _nearest_everything(self, vector: Sequence[float], k: int, scope: set[str]
+                            ) -> list[tuple[str, float]] | None:
+        """HNSW search of the whole collection; None if a chunk outside ``scope`` came back (then filter)."""
+        found = _hits(self.chunks.query(query_embeddings=[list(vector)], n_results=k, include=["distances"]))
+        return found if all(split_chunk_id(cid)[0] in scope for cid, _ in found) else None
+
+    def _nearest_filtered(self, vector: Sequence[float], k: int, scope: Sequence[str]) -> list[tuple[str, float]]:
+        """HNSW search through Chroma's ``where`` filter on ``doc_id`` (slow on large collections)."""
+        where: dict[str, Any] = {"doc_id": scope[0]} if len(scope) == 1 else {"doc_id": {"$in": list(scope)}}
+        return _hits(self.chunks.query(query_embeddings=[list(vector)], n_results=k, where=where,
+                                       include=["distances"]))
+
+    def _nearest_exact(self, vector: Sequence[float], k: int, scope: Sequence[str]
+                       ) -> list[tuple[str, float]] | None:
+        """Exact cosine search over the saved vectors of ``scope``; None if some are missing or it's too big."""
+        import numpy as np
+
+        matrices = self._matrices_for(scope)
+        if matrices is None:
+            return None
+        rows = sum(m.shape[0] for _, m in matrices)
+        q = _unit(vector)
+        if rows == 0 or rows > _EXACT_SCAN_LIMIT or any(m.shape[1] != q.shape[0] for _, m in matrices):
+            return None
+        # einsum is single-threaded SIMD: steadier than a threaded BLAS gemv on small, memory-bound products.
+        scores = np.concatenate([np.einsum("ij,j->i", m, q) for _, m in matrices])
+        owners = np.repeat(np.arange(len(matrices)), [m.shape[0] for _, m in matrices])
+        starts = np.cumsum([0] + [m.shape[0] for _, m in matrices])
+        k = min(k, rows)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(chunk_id(matrices[owners[i]][0], int(i - starts[owners[i]])), float(scores[i])) for i in top]
+
+    def _matrices_for(self, doc_ids: Sequence[str]) -> list[tuple[str, Any]] | None:
+        """The saved (normalised, memory-mapped) vectors of each document, or None if any has none."""
+        import numpy as np
+
+        out = []
+        with self._matrices_lock:
+            for doc_id in doc_ids:
+                path = self._vectors_path(doc_id)
+                try:
+                    if not path.exists() and not self._fetch_vectors(doc_id):
+                        return None
+                    stat = path.stat()
+                    stamp = (stat.st_mtime_ns, stat.st_size)  # re-read a file rewritten by any process
+                    cached = self._matrices.get(doc_id)
+                    if cached is None or cached[0] != stamp:
+                        cached = (stamp, np.load(path, mmap_mode="r"))
+                        self._matrices[doc_id] = cached
+                except (OSError, ValueError):
+                    self._matrices.pop(doc_id, None)
+                    return None
+                if cached[1].ndim != 2:
+                    return None
+                out.append((doc_id, cached[1]))
+        return out
+
+    def _save_vectors(self, doc_id: str, indices: Sequence[int], vectors: Sequence[Sequence[float]]) -> None:
+        """Keep the document's normalised vectors for exact scoped search (row i is the chunk of index i)."""
+        import numpy as np
+
+        path = self._vectors_path(doc_id)
+        if not indices or list(indices) != list(range(len(indices))):
+            path.unlink(missing_ok=True)  # rows wouldn't map to chunk ids: this document uses Chroma's filter
+            return
+        matrix = np.asarray(vectors, dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix /= np.where(norms > 0, norms, 1.0)
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as fh:  # np.save would add ".npy" to a path
+                np.save(fh, matrix)
+
+        atomic_write(path, write)
+
+    def _fetch_vectors(self, doc_id: str) -> bool:
+        """Write the vector file of a document indexed elsewhere (another app instance, an older version) from
+        its chunks in Chroma; False if the document has no complete set of chunks there."""
+        got = self.chunks.get(where={"doc_id": doc_id}, include=["embeddings", "metadatas"])
+        if not got["ids"]:
+            return False
+        rows = sorted(zip(got["metadatas"], got["embeddings"], strict=True), key=lambda r: int(r[0]["index"]))
+        self._save_vectors(doc_id, [int(m["index"]) for m, _ in rows], [e for _, e in rows])
+        return self._vectors_path(doc_id).exists()
+
+    def chunk_texts(self, doc_id: str) -> tuple[list[str], list[str]]:
+        """A document's chunk ids and the text BM25 indexes (header and text), read from Chroma, in order."""
+        got = self.chunks.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
+        rows = sorted(zip(got["ids"], got["documents"], got["metadatas"], strict=True),
+                      key=lambda r: int(r[2]["index"]))
+        texts = [indexed_text(str(meta.get("context", "")), text) for _, text, meta in rows]
+        return [cid for cid, _, _ in rows], texts
+
+    def _vectors_path(self, doc_id: str) -> Path:
+        return self.vectors_dir / f"{doc_id}.npy"
+
+    def get_passages(self, ids: Sequence[str]) -> dict[str, Passage]:
+        """Stored chunks by id (those that exist)."""
+        if not ids:
+            return {}
+        got = self.chunks.get(ids=list(ids), include=["documents", "metadatas"])
+        return {cid: passage(cid, text, meta, 0.0)
+                for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
+
+    def count_chunks(self, doc_id: str | None = None) -> int:
+        """Number of stored chunks (of one document, or all)."""
+        if doc_id is None:
+            return int(self.chunks.count())
+        return len(self.chunks.get(where={"doc_id": doc_id}, include=[])["ids"])
+
+    def _heartbeat(self, doc_id: str) -> None:
+        got = self.registry.get(ids=[doc_id], include=["metadatas"])
+        if got["ids"]:
+            meta = dict(got["metadatas"][0])
+            meta["heartbeat"] = time.time()
+            self.registry.update(ids=[doc_id], metadatas=[meta])
+
+
+def chunk_id(doc_id: str, index: int) -> str:
+    """The id of a chunk in the vector store."""
+    return f"{doc_id}:{index}"
+
+
+def split_chunk_id(cid: str) -> tuple[str, int]:
+    """(doc_id, index) of a chunk id."""
+    doc_id, _, index = cid.rpartition(":")
+    return doc_id, int(index)
+
+
+def _unit(vector: Sequence[float]) -> Any:
+    """``vector`` as a float32 array of length 1 (a zero vector stays zero)."""
+    import numpy as np
+
+    v = np.asarray(vector, dtype=np.float32)
+    return v / (float(np.linalg.norm(v)) or 1.0)
+
+
+def _hits(got: dict[str, Any]) -> list[tuple[str, float]]:
+    """(chunk_id, cosine similarity) from a Chroma query result (one query)."""
+    return [(cid, 1.0 - float(dist)) for cid, dist in zip(got["ids"][0], got["distances"][0], strict=True)]
+
+
+def passage(cid: str, text: str, meta: dict[str, Any], score: float) -> Passage:
+    """A Passage from a stored chunk."""
+    return Passage(chunk_id=cid, doc_id=str(meta["doc_id"]), file_name=str(meta["file_name"]), text=text,
+                   page_start=int(meta["page_start"]), page_end=int(meta["page_end"]),
+                   char_start=int(meta["char_start"]), char_end=int(meta["char_end"]), score=score,
+                   title=str(meta.get("title", "")), ocr=bool(meta.get("ocr", False)))
+
+
+def _meta(info: DocumentInfo, status: str) -> dict[str, Any]:
+    return {"file_name": info.file_name, "title": info.title, "pages": info.pages, "chunks": info.chunks,
+            "status": status, "added_at": info.added_at, "size_bytes": info.size_bytes,
+            "pages_without_text": json.dumps(info.pages_without_text), "ocr_pages": json.dumps(info.ocr_pages),
+            "owner": _OWNER, "heartbeat": time.time()}
+
+
+def _info(doc_id: str, meta: dict[str, Any]) -> DocumentInfo:
+    return DocumentInfo(doc_id=doc_id, file_name=str(meta["file_name"]), title=str(meta.get("title", "")),
+                        pages=int(meta.get("pages", 0)), chunks=int(meta.get("chunks", 0)),
+                        status=str(meta.get("status", INDEXING)), added_at=float(meta.get("added_at", 0)),
+                        size_bytes=int(meta.get("size_bytes", 0)),
+                        pages_without_text=json.loads(str(meta.get("pages_without_text", "[]"))),
+                        ocr_pages=json.loads(str(meta.get("ocr_pages", "[]"))))
+
+
+def _owner_dead(owner: str) -> bool:
+    """True when the ingest's owner was a process on this machine that no longer runs."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
