@@ -61,7 +61,7 @@ def test_spaces_front_matter_agrees_with_the_project() -> None:
 
 
 def test_spaces_preloads_the_default_in_process_models() -> None:
-    from rag.config import Settings
+    from rag.core.config import Settings
 
     s = Settings.from_env({})
     assert {s.local_embed_model, s.local_chat_model, s.rerank_model} <= set(_front_matter()["preload_from_hub"])
@@ -105,3 +105,48 @@ def test_the_ocr_engines_system_libraries_are_installed_wherever_the_app_runs() 
     assert needed <= set((ROOT / "packages.txt").read_text().split())  # Hugging Face Spaces installs these
     for place in (ROOT / "Dockerfile", ROOT / ".ci" / "run"):
         assert all(lib in place.read_text() for lib in needed), place.name
+
+
+# Imported by the product but not declared, each for a reason: present only where it is used, or checked for at
+# run time with a message saying what to install.
+OPTIONAL_IMPORTS = {
+    "spaces": "only on Hugging Face Spaces (ZeroGPU); rag.models.accel works without it",
+    "cv2": "OpenCV, for the Tesseract engine only; RapidOCR brings it, and rag.ingestion.ocr names it when missing",
+    "huggingface_hub": "comes with transformers; rag.models.hub only asks it whether a model is cached",
+}
+
+
+def _product_imports() -> dict[str, set[str]]:
+    """Top-level third-party modules that rag/, ui/ and app.py import (at any depth, lazily too) → the files."""
+    import ast
+    import sys
+
+    found: dict[str, set[str]] = {}
+    for path in [*(ROOT / "rag").rglob("*.py"), *(ROOT / "ui").rglob("*.py"), ROOT / "app.py"]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in {"rag", "ui", "__future__"} and top not in sys.stdlib_module_names:
+                    found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_dependencies_are_exactly_what_the_product_imports() -> None:
+    from importlib.metadata import packages_distributions
+
+    dists = {module: {re.sub(r"[-_.]+", "-", d).lower() for d in names}
+             for module, names in packages_distributions().items()}
+    imported = _product_imports()
+    declared = set(_requirements(_project()["dependencies"]))
+    provided = {module: dists.get(module, set()) & declared for module in imported}
+    undeclared = {m: sorted(files) for m, files in imported.items() if not provided[m] and m not in OPTIONAL_IMPORTS}
+    assert not undeclared, f"imported by the product but not in [project] dependencies: {undeclared}"
+    used = set().union(*provided.values())
+    assert declared - used == set(), (f"declared but never imported by rag/, ui/ or app.py: {declared - used}; "
+                                      "move them to the extra that uses them (test, bench)")
