@@ -1,5 +1,5 @@
 """Lexical index at 100k chunks: the previous BM25 (bm25s, rebuilt from every document's token file whenever the
-set of documents changed) against the incremental one (``rag.lexical``), measured in the same run.
+set of documents changed) against the incremental one (``rag.search.lexical``), measured in the same run.
 
 The corpus is bench/query.py's synthetic library (200 documents x 500 chunks of ~250 Zipf-distributed words, with
 numbers), tokenized once into ``bench/.cache/lexical-.../`` in both formats: ``old/`` holds the previous version's
@@ -22,7 +22,6 @@ Timings depend on what else runs on the machine: compare the ratios, measured in
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.util
 import json
 import logging
@@ -40,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from rag.lexical import LexicalIndex, _count, _write, tokenize  # noqa: E402
+from bench.timing import percentile, timed  # noqa: E402
+from rag.search.lexical import LexicalIndex, _count, _write, tokenize  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("bench_query", ROOT / "bench" / "query.py")
 if _spec is None or _spec.loader is None:
@@ -54,7 +54,7 @@ CACHE = ROOT / "bench" / ".cache"
 FORMAT = 1  # bump when the cached data changes
 
 
-# --- the previous implementation, kept here for comparison (rag/lexical.py before the incremental index) ----------
+# --- the previous implementation, kept here for comparison (rag/search/lexical.py before the incremental index) ---
 class OldLexicalIndex:
     """The previous BM25: per-document JSON token files; bm25s rebuilt from all of them when any changed."""
 
@@ -179,17 +179,6 @@ def make_queries(lib: Any, n: int, seed: int = 7) -> list[tuple[str, int]]:
 
 
 # --- timing -------------------------------------------------------------------------------------------------------
-def timed(fn: Any, *args: Any) -> tuple[float, Any]:
-    gc.collect()
-    started = time.perf_counter()
-    result = fn(*args)
-    return time.perf_counter() - started, result
-
-
-def pct(values: Sequence[float], p: float) -> float:
-    return float(np.percentile(np.asarray(values), p))
-
-
 def index_bytes(index: LexicalIndex) -> int:
     snap = index._snap
     return sum(a.nbytes for seg in snap.segments for a in (seg.starts, seg.ids, seg.lengths, seg.keys, seg.indptr,
@@ -293,8 +282,9 @@ def main() -> int:
           f"(median of {args.adds}) | {old_add / new_add:.0f}x |")
     names = {"all": f"all {lib.docs} documents", "20": "20 documents", "1": "1 document"}
     for label, (old_ms, new_ms) in latency.items():
-        print(f"| search p50 / p95, {names[label]} | {pct(old_ms, 50):.2f} / {pct(old_ms, 95):.2f} ms | "
-              f"{pct(new_ms, 50):.2f} / {pct(new_ms, 95):.2f} ms | {pct(old_ms, 50) / pct(new_ms, 50):.2f}x |")
+        (old50, old95), (new50, new95) = ((percentile(ms, 50), percentile(ms, 95)) for ms in (old_ms, new_ms))
+        print(f"| search p50 / p95, {names[label]} | {old50:.2f} / {old95:.2f} ms | {new50:.2f} / {new95:.2f} ms | "
+              f"{old50 / new50:.2f}x |")
     print(f"| search, six words found in nearly every chunk (median) | {worst_old:.2f} ms | {worst_new:.2f} ms | "
           f"{worst_old / worst_new:.2f}x |")
     print(f"\nof adding a document, tokenizing its text (the same for both): {tokenizing:.3f} s")

@@ -37,8 +37,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from rag.config import Settings  # noqa: E402
-from rag.events import FileIndexed  # noqa: E402
+from bench.timing import percentile  # noqa: E402
+from rag.core.config import Settings  # noqa: E402
+from rag.core.events import FileIndexed  # noqa: E402
 from tests import pdf_factory as pf  # noqa: E402
 from tests.fake_ollama import FakeOllama, default_responder  # noqa: E402
 from tests.live_app import LiveApp  # noqa: E402
@@ -117,13 +118,6 @@ class SlottedOllama(FakeOllama):
     def _chat(self, h: Any, body: dict[str, Any]) -> None:
         with self._slots:
             super()._chat(h, body)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def _ask(app: LiveApp, session: Session, others: list[Session], questions: int, deadline: float,
@@ -294,7 +288,7 @@ def main() -> int:
     print(f"completed {report.completed}/{report.sessions * report.questions} in {report.wall:.1f} s")
     print("| | p50 s | p95 s | max s |\n|---|---|---|---|")
     for label, values in (("latency (submit → done)", lat), ("time to first token", ttft)):
-        print(f"| {label} | {_percentile(values, 0.5):.2f} | {_percentile(values, 0.95):.2f} | "
+        print(f"| {label} | {percentile(values, 50):.2f} | {percentile(values, 95):.2f} | "
               f"{max(values, default=float('nan')):.2f} |")
     if lat:
         print(f"mean latency {statistics.fmean(lat):.2f} s")

@@ -7,7 +7,7 @@ some numbers; random unit vectors of 1024 dims, Qwen3-Embedding-0.6B's size) is 
 
 - ``PrecomputedEmbedder``: returns a query vector computed before the timing (a noisy copy of the vector of the
   chunk the question was drawn from);
-- ``FixedAnswerChat``: a ``rag.llm.ChatModel`` that yields a fixed short answer citing [1] and [2];
+- ``FixedAnswerChat``: a ``rag.models.chat.ChatModel`` that yields a fixed short answer citing [1] and [2];
 - no reranker.
 
 The time spent inside the stand-ins is measured and subtracted, so what is reported is engine overhead:
@@ -33,9 +33,9 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,17 +44,18 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import numpy as np  # noqa: E402
 
-import rag.answer  # noqa: E402
-import rag.retrieval  # noqa: E402
-from rag.answer import AskOptions  # noqa: E402
-from rag.config import Settings  # noqa: E402
-from rag.embeddings import Embedder  # noqa: E402
+import rag.answering.answer  # noqa: E402
+import rag.search.retrieval  # noqa: E402
+from bench.timing import Stopwatch, percentile  # noqa: E402
+from rag.answering.answer import AskOptions  # noqa: E402
+from rag.core.config import Settings  # noqa: E402
+from rag.core.events import AnswerDelta, Sources  # noqa: E402
+from rag.core.records import Chunk, DocumentInfo  # noqa: E402
 from rag.engine import Engine  # noqa: E402
-from rag.events import AnswerDelta, Sources  # noqa: E402
-from rag.lexical import LexicalIndex  # noqa: E402
-from rag.llm import ChatModel, Delta, Messages  # noqa: E402
-from rag.models import Chunk, DocumentInfo  # noqa: E402
-from rag.store import Store  # noqa: E402
+from rag.models.chat import ChatModel, Delta, Messages  # noqa: E402
+from rag.models.embedder import Embedder  # noqa: E402
+from rag.search.lexical import LexicalIndex  # noqa: E402
+from rag.search.store import Store  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 TARGET_MS = 25.0
@@ -208,34 +209,6 @@ class FixedAnswerChat(ChatModel):
         yield from pieces
 
 
-# --- timing --------------------------------------------------------------------------------------------------
-@dataclass
-class Stopwatch:
-    """Exclusive time per stage: a stage's own time, minus the stages it calls."""
-
-    totals: dict[str, float] = field(default_factory=dict)
-    _stack: list[float] = field(default_factory=list)  # child time accumulated by each open stage
-
-    def wrap(self, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            self._stack.append(0.0)
-            started = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                elapsed = time.perf_counter() - started
-                children = self._stack.pop()
-                self.totals[stage] = self.totals.get(stage, 0.0) + elapsed - children
-                if self._stack:
-                    self._stack[-1] += elapsed
-        return timed
-
-    def reset(self) -> dict[str, float]:
-        out, self.totals = self.totals, {}
-        return out
-
-
 STAGES = {
     "scope": "registry read (ready_ids)",
     "dense": "dense search (ids and scores)",
@@ -258,10 +231,10 @@ def instrument(watch: Stopwatch) -> None:
     Store.get_passages = watch.wrap("fetch", Store.get_passages)  # type: ignore[method-assign]
     LexicalIndex.search = watch.wrap("lexical", LexicalIndex.search)  # type: ignore[method-assign]
     Store.title_scores = watch.wrap("title", Store.title_scores)  # type: ignore[method-assign]
-    rag.retrieval.fuse = watch.wrap("fuse", rag.retrieval.fuse)
-    rag.retrieval.fuse_scores = watch.wrap("fuse", rag.retrieval.fuse_scores)
-    rag.answer.build_messages = watch.wrap("prompt", rag.answer.build_messages)
-    rag.answer.resolve = watch.wrap("cite", rag.answer.resolve)
+    rag.search.retrieval.fuse = watch.wrap("fuse", rag.search.retrieval.fuse)
+    rag.search.retrieval.fuse_scores = watch.wrap("fuse", rag.search.retrieval.fuse_scores)
+    rag.answering.answer.build_messages = watch.wrap("prompt", rag.answering.answer.build_messages)
+    rag.answering.answer.resolve = watch.wrap("cite", rag.answering.answer.resolve)
 
 
 @dataclass(frozen=True)
@@ -291,10 +264,6 @@ def scope_for(lib: Library, q: Query, size: int | None, rng: np.random.Generator
         return None
     others = [d for d in rng.permutation(lib.docs).tolist() if d != q.doc][: size - 1]
     return [lib.doc_id(d) for d in [q.doc, *others]]
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    return float(np.percentile(np.asarray(values), p))
 
 
 def run_scope(engine: Engine, lib: Library, queries: list[Query], size: int | None, watch: Stopwatch,

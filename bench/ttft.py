@@ -50,6 +50,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from bench.reranker_model import EVALDATA, build_model_dir  # noqa: E402
+from bench.timing import Stopwatch, percentile  # noqa: E402
 
 PDF = EVALDATA / "financebench" / "pdfs" / "3M_2018_10K.pdf"
 DEFAULT_CACHE = Path("/work/benchcache") if Path("/work/benchcache").is_dir() else ROOT / "bench" / ".cache"
@@ -106,7 +107,7 @@ def _serve_ollama(queue: Any) -> None:
 def _serve_rerank(queue: Any, model_dir: str) -> None:
     """A stand-in /rerank service (a test double, not vLLM or TEI): the Jina/Cohere request and response shapes,
     scored by the in-process reranker on the random-weight model, one request at a time."""
-    from rag.provider_local import Qwen3Reranker
+    from rag.models.providers.local_reranker import Qwen3Reranker
 
     reranker = Qwen3Reranker(model_dir)
     reranker.load()
@@ -142,11 +143,11 @@ def _start(target: Callable[..., None], *args: Any) -> tuple[Any, str]:
 # --- one configuration (run in a child process) -------------------------------------------------------------------
 def worker(spec: dict[str, Any]) -> None:
     """Ask the questions with one configuration; print one JSON line per question and one for the set-up."""
-    import rag.answer
-    from rag.answer import AskOptions
-    from rag.config import Settings
+    import rag.answering.answer
+    from rag.answering.answer import AskOptions
+    from rag.core.config import Settings
+    from rag.core.events import AnswerDelta, Progress
     from rag.engine import Engine
-    from rag.events import AnswerDelta, Progress
 
     settings = Settings.from_env({}, **spec["settings"])
     started = time.perf_counter()
@@ -158,28 +159,18 @@ def worker(spec: dict[str, Any]) -> None:
              settings.rerank_seconds}
     print("SETUP " + json.dumps(setup), flush=True)
 
-    times: dict[str, float] = {}
     plans: list[Any] = []
     scored: list[Any] = []
 
-    def timed(name: str, fn: Callable[..., Any], keep: list[Any] | None = None) -> Callable[..., Any]:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            t = time.perf_counter()
-            result = fn(*args, **kwargs)
-            times[name] = times.get(name, 0.0) + time.perf_counter() - t
-            if keep is not None:
-                keep.append(result)
-            return result
-        return wrapper
-
-    rag.answer.hybrid_search = timed("retrieval", rag.answer.hybrid_search)
-    rag.answer.build_messages = timed("prompt", rag.answer.build_messages)
+    watch = Stopwatch()
+    rag.answering.answer.hybrid_search = watch.wrap("retrieval", rag.answering.answer.hybrid_search)
+    rag.answering.answer.build_messages = watch.wrap("prompt", rag.answering.answer.build_messages)
     budget = engine.rerank_budget
-    budget.plan = timed("plan", budget.plan, plans)
-    budget.score = timed("score", budget.score, scored)
+    budget.plan = watch.wrap("plan", budget.plan, plans)
+    budget.score = watch.wrap("score", budget.score, scored)
 
     for question in spec["questions"]:
-        times.clear()
+        watch.reset()
         plans.clear()
         scored.clear()
         generating = first = None
@@ -191,6 +182,7 @@ def worker(spec: dict[str, Any]) -> None:
             elif isinstance(event, AnswerDelta) and first is None:
                 first = now
         plan = plans[0] if plans else None
+        times = watch.reset()
         row = {"ttft": (first or time.perf_counter()) - t0, "chat_first_token": (first or 0) - (generating or 0),
                **times, "rerank": times.get("plan", 0.0) + times.get("score", 0.0)}
         if plan is not None:
@@ -203,7 +195,7 @@ def worker(spec: dict[str, Any]) -> None:
 # --- the comparison -----------------------------------------------------------------------------------------------
 def ensure_index(cache: Path, ollama_url: str) -> Path:
     """Index the 10-K once (stand-in embeddings, default chunking); return the data folder."""
-    from rag.config import Settings
+    from rag.core.config import Settings
     from rag.engine import Engine
 
     data = cache / f"ttft-3m-2018-standin{EMBED_DIMS}"
@@ -243,12 +235,6 @@ def run_config(name: str, questions: list[str], base: dict[str, Any], rerank_url
     return setup, rows
 
 
-def pct(values: list[float], q: float) -> float:
-    """The q-quantile (nearest rank) of ``values``."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
-
-
 def report(results: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]], isa_note: str) -> None:
     print()
     print("| configuration | number format | questions | TTFT p50 / p95 / max s | retrieval p50 s | rerank stage "
@@ -265,14 +251,15 @@ def report(results: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]], isa_
 
         ttft, stage = col("ttft"), col("rerank")
         budget = float(setup.get("budget_s", 0) or 0)
-        ratio = f"{pct([s / budget for s in stage], 0.95):.2f}" if budget else "no limit"
+        ratio = f"{percentile([s / budget for s in stage], 95):.2f}" if budget else "no limit"
         counts = [r["count"] for r in rows if "count" in r]
         totals = [r["total"] for r in rows if "total" in r]
         caps = [r["cap"] for r in rows if "cap" in r]
-        print(f"| {name} | {setup.get('dtype', '?')} | {len(rows)} | {pct(ttft, .5):.2f} / {pct(ttft, .95):.2f} / "
-              f"{max(ttft):.2f} | {pct(col('retrieval'), .5):.3f} | {pct(stage, .5):.2f} / {pct(stage, .95):.2f} / "
-              f"{max(stage):.2f} | {budget:g} | {ratio} | {pct(col('prompt'), .5) * 1000:.0f} | "
-              f"{pct(col('chat_first_token'), .5) * 1000:.0f} | {statistics.median(counts):.0f}, {min(counts)} of "
+        p50 = {key: percentile(col(key), 50) for key in ("ttft", "retrieval", "rerank", "prompt", "chat_first_token")}
+        print(f"| {name} | {setup.get('dtype', '?')} | {len(rows)} | {p50['ttft']:.2f} / {percentile(ttft, 95):.2f} / "
+              f"{max(ttft):.2f} | {p50['retrieval']:.3f} | {p50['rerank']:.2f} / {percentile(stage, 95):.2f} / "
+              f"{max(stage):.2f} | {budget:g} | {ratio} | {p50['prompt'] * 1000:.0f} | "
+              f"{p50['chat_first_token'] * 1000:.0f} | {statistics.median(counts):.0f}, {min(counts)} of "
               f"{statistics.median(totals):.0f} | {statistics.median(caps):.0f} ({min(caps)}) |")
     print()
     print(isa_note)
@@ -280,7 +267,7 @@ def report(results: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]], isa_
         if rows:
             print(f"{name}: set-up {setup.get('setup_s', 0):.0f} s; first question TTFT {rows[0]['ttft']:.2f} s; "
                   "plan p50 {:.0f} ms; rerank stage per question (s): ".format(
-                      pct([r.get('plan', 0.0) for r in rows], .5) * 1000)
+                      percentile([r.get('plan', 0.0) for r in rows], 50) * 1000)
                   + ", ".join(f"{r['rerank']:.1f}" for r in rows))
 
 

@@ -1,0 +1,72 @@
+"""What every benchmark measures time with: one percentile definition, one clock, one way to time a stage.
+
+- ``percentile(values, p)``: linear interpolation between the two nearest ranks (Hyndman & Fan's type 7, the
+  default of numpy, R and Excel's PERCENTILE.INC): of 20 timings, p95 lies 5% of the way from the 19th to the 20th.
+  Every table in docs/BENCHMARKS.md that gives a p50 or p95 uses it.
+- ``clock()``: ``time.perf_counter``.
+- ``timed(fn, *args)``: (seconds, result) of one call.
+- ``Stopwatch``: wraps functions so that each call adds its time to a named stage; a stage's time is its own,
+  without the wrapped stages it calls (so stages add up to no more than the whole).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+clock = time.perf_counter
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile (0-100) of ``values``, interpolated between the nearest ranks; nan when empty."""
+    if not 0 <= p <= 100:
+        raise ValueError(f"p must be within 0 and 100, not {p}")
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    position = (len(ordered) - 1) * p / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:
+    """(seconds, result) of one call of ``fn``."""
+    started = clock()
+    result = fn(*args, **kwargs)
+    return clock() - started, result
+
+
+@dataclass
+class Stopwatch:
+    """Time per stage, by wrapping the functions that make up each stage (see ``wrap``)."""
+
+    totals: dict[str, float] = field(default_factory=dict)
+    _stack: list[float] = field(default_factory=list)  # time of the wrapped calls made inside each open stage
+
+    def wrap(self, stage: str, fn: Callable[..., Any], keep: list[Any] | None = None) -> Callable[..., Any]:
+        """``fn``, adding each call's own time to ``stage`` (and its result to ``keep``, when given)."""
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self._stack.append(0.0)
+            started = clock()
+            try:
+                result = fn(*args, **kwargs)
+            finally:
+                elapsed = clock() - started
+                inner = self._stack.pop()
+                self.totals[stage] = self.totals.get(stage, 0.0) + elapsed - inner
+                if self._stack:
+                    self._stack[-1] += elapsed
+            if keep is not None:
+                keep.append(result)
+            return result
+        return wrapper
+
+    def reset(self) -> dict[str, float]:
+        """The totals so far, starting afresh."""
+        out, self.totals = self.totals, {}
+        return out
