@@ -22,7 +22,7 @@ from rag.ingestion.ingest import Ingestor, SourceFile
 from rag.models.backends import Backends, resolve_backends
 from rag.models.budget import RerankBudget
 from rag.models.embedder import Embedder
-from rag.models.factory import make_embedder
+from rag.models.factory import make_chat_model, make_embedder, make_reranker
 from rag.models.hub import hub_cached
 from rag.search.store import Store
 
@@ -78,8 +78,6 @@ class Engine:
     def chat(self) -> Any:
         """The chat model (created on first use)."""
         if self._chat is None:
-            from rag.models.factory import make_chat_model
-
             self._chat = make_chat_model(self.settings)
         return self._chat
 
@@ -90,8 +88,6 @@ class Engine:
             return self.chat
         model = self._chats.pop(model_id, None)
         if model is None:
-            from rag.models.factory import make_chat_model
-
             model = make_chat_model(self.settings.with_(chat_model=model_id))
         self._chats[model_id] = model  # most recent last
         while len(self._chats) > _OTHER_CHAT_MODELS:
@@ -176,8 +172,6 @@ class Engine:
     def reranker(self) -> Any:
         """The reranker (created on first use; its weights load on the first question that needs them)."""
         if self._reranker is None:
-            from rag.models.factory import make_reranker
-
             self._reranker = make_reranker(self.settings)
         return self._reranker
 
