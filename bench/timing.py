@@ -4,7 +4,7 @@
   default of numpy, R and Excel's PERCENTILE.INC): of 20 timings, p95 lies 5% of the way from the 19th to the 20th.
   Every table in docs/BENCHMARKS.md that gives a p50 or p95 uses it.
 - ``clock()``: ``time.perf_counter``.
-- ``timed(fn, *args)``: (seconds, result) of one call.
+- ``timed(fn, *args)``: (seconds, result) of one call, garbage collected first.
 - ``Stopwatch``: wraps functions so that each call adds its time to a named stage; a stage's time is its own,
   without the wrapped stages it calls (so stages add up to no more than the whole).
 """
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import math
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,9 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 
 def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:
-    """(seconds, result) of one call of ``fn``."""
+    """(seconds, result) of one call of ``fn``; garbage is collected first, so that a collection owed by earlier work
+    doesn't land inside the timing."""
+    gc.collect()
     started = clock()
     result = fn(*args, **kwargs)
     return clock() - started, result

@@ -49,6 +49,9 @@ def test_a_stage_counts_its_own_time_without_the_stages_it_calls(monkeypatch: py
     assert watch.reset() == {}
 
 
-def test_timed_gives_seconds_and_the_result() -> None:
-    seconds, result = timed(sorted, [3, 1, 2])
+def test_timed_gives_seconds_and_the_result_and_collects_garbage_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    monkeypatch.setattr(bench.timing.gc, "collect", lambda: events.append("collect"))
+    seconds, result = timed(lambda: events.append("call") or sorted([3, 1, 2]))
     assert result == [1, 2, 3] and seconds >= 0
+    assert events == ["collect", "call"]
