@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LINT = ("from importlinter.cli import lint_imports_command; lint_imports_command()",)
+LINT = "from importlinter.cli import lint_imports_command; lint_imports_command()"
 
 
 def lint(tree: Path) -> subprocess.CompletedProcess[str]:
     """``lint-imports`` on the packages under ``tree`` (found there first), with the contract of its pyproject."""
     env = {**os.environ, "PYTHONPATH": str(tree), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-c", *LINT, "--no-cache"], cwd=tree, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-c", LINT, "--no-cache"], cwd=tree, env=env, capture_output=True,
                           text=True, timeout=120, check=False)
 
 
