@@ -11,11 +11,15 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from rag.access.gate import Access
+from rag.access.intake import ingest as owned_ingest
+from rag.access.library import FILE_NAME as LIBRARY_FILE
+from rag.access.library import Library
 from rag.answering.answer import Answerer, AskOptions
 from rag.conversations.chats import FILE_NAME as CHATS_FILE
 from rag.conversations.chats import ChatMessage, ChatStore
 from rag.core.config import Settings
-from rag.core.errors import DocumentNotFound, ModelError, StoreError
+from rag.core.errors import ModelError, StoreError
 from rag.core.events import AnswerEvent, IngestEvent
 from rag.core.records import DocumentInfo, Health
 from rag.ingestion.ingest import Ingestor, SourceFile
@@ -54,6 +58,8 @@ class Engine:
         self._warming_lock = threading.Lock()
         self._chat_store: ChatStore | None = None
         self._chat_store_lock = threading.Lock()
+        self._access: Access | None = None
+        self._access_lock = threading.Lock()
 
     @property
     def ingestor(self) -> Ingestor:
@@ -62,9 +68,28 @@ class Engine:
             self._ingestor = Ingestor(self.settings, self.embedder, self.store)
         return self._ingestor
 
-    def ingest(self, items: Sequence[Path | str | SourceFile], replace: bool = True) -> Iterator[IngestEvent]:
-        """Index files (see ``Ingestor.ingest``), yielding progress events."""
-        return self.ingestor.ingest(items, replace=replace)
+    def ingest(self, items: Sequence[Path | str | SourceFile], replace: bool = True, user: str | None = None,
+               collection: str | None = None) -> Iterator[IngestEvent]:
+        """Index files (see ``Ingestor.ingest``) into ``user``'s library (None: the machine's owner), yielding
+        progress events; with ``collection``, each file is listed in that collection of theirs too."""
+        return owned_ingest(self.access, self.ingestor, items, user, replace, collection)
+
+    @property
+    def access(self) -> Access:
+        """Who may see what (``rag.access``): the ownership library, opened on first use; a data folder from before
+        private libraries is upgraded then (see ``Access.upgrade``)."""
+        with self._access_lock:
+            if self._access is None:
+                access = Access(self.settings, Library(self.settings.data_dir / LIBRARY_FILE), self.store)
+                access.upgrade()
+                self._access = access
+            return self._access
+
+    def give(self, user: str | None, doc_info: DocumentInfo | str, collection: str | None = None,
+             file_name: str | None = None) -> bool:
+        """Put an indexed document (its record or id) in ``user``'s library, and in their ``collection`` when
+        given; True if it was new to them. The hook for anything that indexes on a user's behalf."""
+        return self.access.give(user, doc_info, collection, file_name)
 
     @property
     def chat_store(self) -> ChatStore:
@@ -176,39 +201,33 @@ class Engine:
         return self._reranker
 
     def ask(self, question: str, history: Sequence[dict[str, Any]] = (), doc_ids: Sequence[str] | None = None,
-            options: AskOptions = AskOptions()) -> Iterator[AnswerEvent]:
-        """Answer a question from the documents (all, or ``doc_ids``), yielding events."""
+            options: AskOptions = AskOptions(), user: str | None = None) -> Iterator[AnswerEvent]:
+        """Answer a question from the documents ``user`` may read (all, or those of ``doc_ids``), yielding events."""
         wants_rerank = self.settings.rerank if options.rerank is None else options.rerank
-        answerer = Answerer(self.settings, self.embedder, self.store, self.chat_for(options.chat_model),
+        answerer = Answerer(self.settings, self.embedder, self.access.scoped(user), self.chat_for(options.chat_model),
                             self.reranker if wants_rerank else None, self.rerank_budget)
         return answerer.ask(question, history, doc_ids, options)
 
-    def documents(self) -> list[DocumentInfo]:
-        """The indexed documents."""
-        return self.store.documents()
+    def documents(self, user: str | None = None) -> list[DocumentInfo]:
+        """The indexed documents ``user`` may read (None: the machine's owner, who sees all), under their names."""
+        return self.access.documents(user)
 
-    def removed_documents(self, messages: Sequence[ChatMessage]) -> set[str]:
-        """Ids of the documents that saved answers draw on but the library no longer holds."""
+    def removed_documents(self, messages: Sequence[ChatMessage], user: str | None = None) -> set[str]:
+        """Ids of the documents that saved answers draw on but ``user``'s library no longer holds (deleted, or no
+        longer shared with them)."""
         used = {p.doc_id for m in messages if m.sources for p in [c.passage for c in m.sources.cited]
                 + m.sources.other}
-        return used - set(self.store.ready_ids()) if used else set()
+        return self.access.removed(used, user)
 
-    def find(self, ref: str) -> DocumentInfo:
-        """A document by id, id prefix or file name; raises DocumentNotFound when none or several match."""
-        docs = self.store.documents()
-        matches = [d for d in docs if d.doc_id == ref] or [d for d in docs if d.file_name == ref] or \
-            [d for d in docs if len(ref) >= 6 and d.doc_id.startswith(ref)]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise DocumentNotFound(f"No indexed document is called '{ref}'. `python -m rag docs` lists them.")
-        raise DocumentNotFound(f"'{ref}' matches {len(matches)} documents; use the id from `python -m rag docs`.")
+    def find(self, ref: str, user: str | None = None) -> DocumentInfo:
+        """One of ``user``'s documents by id, id prefix or file name; raises DocumentNotFound when none or several
+        match (another user's document is not found, just like a missing one)."""
+        return self.access.find(ref, user)
 
-    def delete(self, ref: str) -> DocumentInfo:
-        """Remove a document (by id or file name) and everything indexed from it."""
-        doc = self.find(ref)
-        self.store.delete(doc.doc_id)
-        return doc
+    def delete(self, ref: str, user: str | None = None) -> DocumentInfo:
+        """Remove a document (by id or file name) from ``user``'s library; what was indexed from it goes once
+        nobody holds it."""
+        return self.access.remove(ref, user)
 
     def close(self) -> None:
         """Release worker processes."""

@@ -216,6 +216,22 @@ class Settings:
     ocr_threads: int = _setting(0, min=0, max=64, doc="onnxruntime threads of each parser process while it reads "
                                 "by OCR (0 = the cores shared out among the parser processes).")
 
+    # --- private libraries: who is asking (logins, a users file, guests, Sign in with Hugging Face) ---------------
+    users_file: Path | None = _setting(None, doc="Logins kept in a file, one user:argon2-hash a line (written by "
+                                       "`python -m rag users add NAME`); read at each login.")
+    admins: str | None = _setting(None, doc="Logins that may manage every document, separated by commas (empty = "
+                                  "the first login of RAG_AUTH or RAG_USERS_FILE).")
+    guests: bool = _setting(False, doc="Public demo: each browser without a login gets its own private library and "
+                            "conversations, kept RAG_GUEST_DAYS after its last visit.")
+    guest_days: float = _setting(7.0, min=0.01, max=3650, doc="Days a guest's documents and conversations are kept "
+                                 "after their last visit.")
+    guest_mb: float = _setting(50.0, min=0.1, max=102400, doc="Most megabytes of PDFs one guest may keep.")
+    guest_pages: int = _setting(500, min=1, max=1000000, doc="Most pages one guest may keep.")
+    hf_login: bool = _setting(False, doc="Show 'Sign in with Hugging Face' (a Space with hf_oauth: true in its "
+                              "README); each account gets its own library.")
+    hf_allowed: str | None = _setting(None, doc="With RAG_HF_LOGIN: only these Hugging Face users or organisations "
+                                      "may sign in, separated by commas (empty = anyone with an account).")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read settings from ``environ`` (default ``os.environ``); ``overrides`` win over the environment."""
@@ -278,7 +294,7 @@ class Settings:
                                                              or not pair.split(":", 1)[1]
                                                              for pair in self.auth.split(",")):
             raise ConfigError("RAG_AUTH must be user:password (or several, separated by commas), or 'none'.")
-        if self.host not in _LOCAL_HOSTS and not self.auth:
+        if self.host not in _LOCAL_HOSTS and not (self.auth or self.users_file or self.guests or self.hf_login):
             if self.space_id:
                 raise ConfigError("On Hugging Face Spaces, anyone who can open the Space can use the app and read "
                                   "its documents: add a secret RAG_AUTH=user:password in the Space's settings "
@@ -293,6 +309,20 @@ class Settings:
         if not self.auth or self.auth.lower() == "none":
             return []
         return [(u.strip(), p) for u, p in (pair.split(":", 1) for pair in self.auth.split(","))]
+
+    @property
+    def admin_names(self) -> list[str]:
+        """Logins that may manage everything: RAG_ADMINS, else the first login of RAG_AUTH (the users file's first
+        entry is added by the access gate, which reads that file)."""
+        if self.admins:
+            return [a.strip() for a in self.admins.split(",") if a.strip()]
+        return [self.logins[0][0]] if self.logins else []
+
+    @property
+    def needs_login(self) -> bool:
+        """Whether the app asks who you are (a login, a users file or Hugging Face) rather than trusting the one
+        local user."""
+        return bool(self.logins or self.users_file or self.hf_login)
 
     @property
     def embed_host(self) -> str:

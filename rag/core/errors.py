@@ -90,3 +90,12 @@ class DocumentNotFound(RagError):
 
 class ChatNotFound(RagError):
     """No saved conversation of this user matches the given id."""
+
+
+# --- access -----------------------------------------------------------------------------------------------------
+class AccessDenied(RagError):
+    """The user may see this document or collection but not change it (or has reached a quota)."""
+
+
+class CollectionNotFound(RagError):
+    """No collection this user can see matches the given name or id."""

@@ -1,0 +1,72 @@
+"""An upload's path into a user's library: the index deduplicates by content, this gives each indexed file to the
+user who sent it, under the name they gave it, and keeps their library's own rules (a new version of one of their
+files replaces their old one; a guest stays within the quota). What the user hears never depends on anyone else's
+files: a PDF someone else already has is "indexed" for them, as if it were new."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, Sequence
+
+from rag.access.gate import Access
+from rag.core.errors import RagError
+from rag.core.events import FileFailed, FileIndexed, IngestEvent
+from rag.core.records import DocumentInfo
+from rag.ingestion.ingest import Ingestor, SourceFile, human_size
+
+
+def ingest(access: Access, ingestor: Ingestor, items: Sequence[object], user: str | None, replace: bool,
+           collection: str | None) -> Iterator[IngestEvent]:
+    """Index ``items`` (files) for ``user``, yielding the ingest's events with each file's outcome as ``user``
+    sees it."""
+    files = [SourceFile.of(i) for i in items]  # type: ignore[arg-type]
+    quota = access.quota_left(user)
+    accepted = files
+    if quota is not None:
+        accepted = []
+        room = quota[0]
+        for f in files:
+            size = f.path.stat().st_size if f.path.exists() else 0
+            if size > room:
+                yield FileFailed(f.name, f"{f.name} ({human_size(size)}) would go over your space as a guest "
+                                 f"({human_size(int(access.settings.guest_mb * 1024 * 1024))}). Remove a "
+                                 "document first.", "quota")
+                continue
+            room -= size
+            accepted.append(f)
+    for event in ingestor.ingest(accepted, replace=False):
+        if isinstance(event, FileIndexed) and event.doc_id:
+            yield _own(access, event, user, replace, collection)
+        else:
+            yield event
+
+
+def _own(access: Access, event: FileIndexed, user: str | None, replace: bool,
+         collection: str | None) -> IngestEvent:
+    """``event``'s file given to ``user``; the event as they should see it."""
+    name = access.who(user)
+    held = access.library.holdings(name)
+    had = event.doc_id in held
+    quota = access.quota_left(user)
+    if quota is not None and not had and quota[1] < event.pages:
+        if not access.library.referenced(event.doc_id):
+            access.store.delete(event.doc_id)
+        return FileFailed(event.file_name, f"{event.file_name} has {event.pages} pages, more than the "
+                          f"{max(quota[1], 0)} left of your {access.settings.guest_pages} as a guest. Remove a "
+                          "document first.", "quota")
+    info = access.store.get(event.doc_id) or DocumentInfo(event.doc_id, event.file_name, "", event.pages,
+                                                          event.chunks, "ready", 0.0)
+    access.give(user, info, collection, file_name=event.file_name)
+    if had:
+        return event
+    replaced = None
+    if replace:
+        older = [d for d, (n, _) in held.items() if n == event.file_name and d != event.doc_id]
+        for doc_id in older:
+            try:
+                access.remove(doc_id, user)
+            except RagError:
+                continue  # listed through a shared collection only: not theirs to replace
+            replaced = doc_id
+    status = "replaced" if replaced else "indexed"
+    return dataclasses.replace(event, status=status, replaced_doc_id=replaced)
