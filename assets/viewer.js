@@ -6,7 +6,19 @@
 import { drawOcrBoxes, ocrPageInfo } from "./ocr_overlay.js";
 
 const cfg = window.PAGEWISE || {};
-const base = (p) => `${location.pathname.replace(/\/$/, "")}/gradio_api/file=${p}`;
+const root = () => location.pathname.replace(/\/$/, "");
+const base = (p) => `${root()}/gradio_api/file=${p}`;
+// The stored PDFs come from the app's own route, under a key made for the signed-in user (ui/files.py).
+let fileKey = null;
+async function stored(name) {
+  if (!fileKey) {
+    const reply = await fetch(`${root()}${cfg.fileKey}`, { credentials: "same-origin", cache: "no-store" });
+    if (!reply.ok) throw new Error("this document can't be opened");
+    fileKey = (await reply.json()).key;
+  }
+  return storedUrl(name);
+}
+const storedUrl = (name) => `${root()}${cfg.files}/${fileKey}/${name}`;
 let pdfjs = null;
 // zoom: null = fit the width of the viewer; else a PDF.js scale (1 = 72 dpi). seq: the latest render wins.
 // focus: the sentence of the passage the answer cites (stressed within the highlight).
@@ -71,7 +83,7 @@ async function show({ doc, page, file, quote, focus, removed, ocr }) {
   try {
     const lib_ = await lib();
     if (state.doc !== doc) {
-      state.pdf = await lib_.getDocument({ url: base(`${cfg.files}/${doc}.pdf`) }).promise;
+      state.pdf = await lib_.getDocument({ url: await stored(`${doc}.pdf`) }).promise;
       state.doc = doc;
     }
     state.file = file;
@@ -137,7 +149,7 @@ async function render(pageNumber) {
   if (seq !== state.seq) return;
   box.replaceChildren(wrap);
   const hits = state.ocr
-    ? drawOcrBoxes(wrap, await ocrPageInfo(base(`${cfg.files}/${state.doc}.ocr.json`), pageNumber), state.quote)
+    ? drawOcrBoxes(wrap, await ocrPageInfo(await stored(`${state.doc}.ocr.json`), pageNumber), state.quote)
     : highlight(layer, state.quote);
   if (seq !== state.seq) return;
   const stressed = stress(hits, state.focus);
@@ -153,7 +165,7 @@ async function render(pageNumber) {
   el("pw-zoom-level").textContent = `${viewer.dataset.zoom}%`;
   el("pw-zoom-level").title = `${viewer.dataset.zoom}% of the printed size`;
   el("pw-fit").setAttribute("aria-pressed", String(!state.zoom));
-  el("pw-open-tab").href = `${base(`${cfg.files}/${state.doc}.pdf`)}#page=${pageNumber}`;
+  el("pw-open-tab").href = `${storedUrl(`${state.doc}.pdf`)}#page=${pageNumber}`;
   if (hits.length) {
     // Bring the cited sentence (or the passage) into view inside the viewer only (the page around it stays put).
     const scroller = el("pw-viewer-scroll");

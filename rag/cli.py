@@ -1,4 +1,5 @@
-"""Command line: ``python -m rag ingest|ask|docs|rm|chats|settings``. Renders engine events; does no engine work."""
+"""Command line: ``python -m rag ingest|ask|docs|rm|chats|users|settings``. Renders engine events; does no engine
+work. It acts as the machine's owner (an admin, who sees every document) unless ``--user NAME`` says whom."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     if args.command == "settings":
         return _settings()
+    if args.command == "users":
+        return _users(args)
     try:
         from rag.engine import Engine
 
@@ -63,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="PDF files or folders")
     p.add_argument("--keep-old", action="store_true",
                    help="keep the old version when a file with the same name but new content is indexed")
+    p.add_argument("--collection", help="also list the files in this collection of yours (name or id)")
+    _as_user(p)
     p.set_defaults(run=_ingest)
     p = sub.add_parser("ask", help="ask a question about the indexed documents")
     p.add_argument("question")
@@ -70,19 +75,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-rerank", action="store_true", help="skip the reranker")
     p.add_argument("--no-think", action="store_true", help="answer without thinking first")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+    _as_user(p)
     p.set_defaults(run=_ask)
     p = sub.add_parser("docs", help="list indexed documents")
+    _as_user(p)
     p.set_defaults(run=_docs)
     p = sub.add_parser("rm", help="remove a document (by file name or id) from the index")
     p.add_argument("doc", nargs="+")
+    _as_user(p)
     p.set_defaults(run=_rm)
     p = sub.add_parser("chats", help="list saved conversations, or print one as Markdown")
     p.add_argument("chat", nargs="?", help="a conversation's id (or its first characters): print it")
     p.add_argument("--user", help="only this login's conversations ('' = those saved without a login)")
     p.add_argument("--json", action="store_true", help="print JSON instead")
     p.set_defaults(run=_chats)
+    p = sub.add_parser("users", help="manage the logins of the users file (RAG_USERS_FILE)")
+    users = p.add_subparsers(dest="action", required=True)
+    q = users.add_parser("add", help="add a login (or change its password); asks for the password")
+    q.add_argument("name")
+    q.add_argument("--file", help="the users file (default: RAG_USERS_FILE)")
+    q = users.add_parser("list", help="list the logins of the users file")
+    q.add_argument("--file", help="the users file (default: RAG_USERS_FILE)")
     sub.add_parser("settings", help="list the environment variables that configure the app")
     return parser
+
+
+def _as_user(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--user", help="act as this login (default: the machine's owner, who sees everything)")
 
 
 def _ingest(engine: Any, args: argparse.Namespace) -> int:
@@ -99,7 +118,7 @@ def _ingest(engine: Any, args: argparse.Namespace) -> int:
     started = time.perf_counter()
     pages = 0
     aborted = False
-    for event in engine.ingest(files, replace=not args.keep_old):
+    for event in engine.ingest(files, replace=not args.keep_old, user=args.user, collection=args.collection):
         if isinstance(event, FileStarted):
             prefix = f"[{event.index}/{event.total}] {event.file_name}"
         elif isinstance(event, PageRead):
@@ -147,7 +166,7 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
 
     from rag.answering.answer import AskOptions
 
-    doc_ids = [engine.find(ref).doc_id for ref in args.doc] if args.doc else None
+    doc_ids = [engine.find(ref, args.user).doc_id for ref in args.doc] if args.doc else None
     options = AskOptions(think=False if args.no_think else None, rerank=False if args.no_rerank else None)
     if engine.settings.rerank and not args.no_rerank:
         engine.warm_up(background=False)  # the reranker loads (in-process) and is timed, so the budget fits its speed
@@ -156,7 +175,7 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
     sources: Sources | None = None
     failure: str | None = None
     in_thinking = False
-    for event in engine.ask(args.question, doc_ids=doc_ids, options=options):
+    for event in engine.ask(args.question, doc_ids=doc_ids, options=options, user=args.user):
         if isinstance(event, ThinkingDelta):
             thinking.append(event.text)
             if not args.json:
@@ -206,7 +225,7 @@ def _write(text: str, dim: bool = False) -> None:
 
 
 def _docs(engine: Any, args: argparse.Namespace) -> int:
-    docs = engine.documents()
+    docs = engine.documents(args.user)
     if not docs:
         _out("No documents indexed yet. Add some with: python -m rag ingest FILE_OR_FOLDER")
         return 0
@@ -222,7 +241,7 @@ def _docs(engine: Any, args: argparse.Namespace) -> int:
 
 def _rm(engine: Any, args: argparse.Namespace) -> int:
     for ref in args.doc:
-        doc = engine.delete(ref)
+        doc = engine.delete(ref, args.user)
         _out(f"Removed {doc.file_name} ({doc.chunks} chunks).")
     return 0
 
@@ -237,7 +256,7 @@ def _chats(engine: Any, args: argparse.Namespace) -> int:
     if args.chat:
         chat = store.find(args.chat, args.user)
         messages = store.messages(chat.id, chat.owner)
-        removed = engine.removed_documents(messages)
+        removed = engine.removed_documents(messages, args.user)
         if args.json:
             _out(json.dumps({**conversation_record(chat), "owner": chat.owner,
                              "messages": [message_record(m, removed) for m in messages]}, ensure_ascii=False,
@@ -259,6 +278,38 @@ def _chats(engine: Any, args: argparse.Namespace) -> int:
         updated = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.updated_at))
         user = f"{c.owner or '-':{width}}  " if owners else ""
         _out(f"{c.id[:10]}  {updated:16}  {c.messages:>4}  {user}{c.title}")
+    return 0
+
+
+def _users(args: argparse.Namespace) -> int:
+    """``users add NAME``: ask for a password (twice, not echoed) and write its argon2 hash; ``users list``."""
+    import getpass
+    from pathlib import Path
+
+    from rag.access import users
+
+    try:
+        path = Path(args.file).expanduser() if args.file else Settings.from_env().users_file
+        if path is None:
+            _err("Say which users file: set RAG_USERS_FILE (the app reads it too) or pass --file.")
+            return 1
+        if args.action == "list":
+            for name in users.read(path):
+                _out(name)
+            return 0
+        users.check_name(args.name)
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if password != getpass.getpass("The same again: "):
+            _err("The two passwords differ; nothing was written.")
+            return 1
+        new = users.add(path, args.name, password)
+    except RagError as exc:
+        _err(str(exc))
+        return 1
+    except OSError as exc:
+        _err(f"Can't write the users file: {exc}")
+        return 1
+    _out(f"{'Added' if new else 'Changed the password of'} {args.name} in {path}.")
     return 0
 
 

@@ -32,8 +32,9 @@ from rag.core.events import (
 )
 from rag.engine import Engine
 from rag.ingestion.ingest import SourceFile
-from ui import conversations, render
+from ui import conversations, identity, render
 from ui.conversations import Turn
+from ui.files import PREFIX, FileRoutes
 
 log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -145,51 +146,57 @@ def build(engine: Engine) -> gr.Blocks:
         # --- wiring ---------------------------------------------------------------------------------------------
         library_outputs = [library, scope, to_delete, chatbot]
 
-        def refresh(selected: list[str] | None = None, add: list[str] | None = None) -> tuple[Any, ...]:
-            return _library_updates(engine, selected, add)
+        def refresh(selected: list[str] | None = None, add: list[str] | None = None,
+                    user: str = "") -> tuple[Any, ...]:
+            return _library_updates(engine, selected, add, user)
 
-        def on_upload(paths: list[str] | None, selected: list[str] | None) -> Iterator[tuple[Any, ...]]:
+        def on_upload(paths: list[str] | None, selected: list[str] | None,
+                      request: gr.Request) -> Iterator[tuple[Any, ...]]:
+            who = conversations.owner(request)
             states: dict[str, tuple[str, str, float]] = {}
             starts: dict[str, float] = {}
             added: list[str] = []
             unchanged = (gr.update(),) * len(library_outputs)
-            for event in engine.ingest([SourceFile(Path(p), Path(p).name) for p in paths or []]):
+            for event in engine.ingest([SourceFile(Path(p), Path(p).name) for p in paths or []], user=who):
                 _track(states, event, starts)
                 if isinstance(event, FileIndexed):  # the library changes only when a file is indexed
                     added.append(event.doc_id)
-                    yield render.upload_html(states), *_library_updates(engine, selected, added), gr.update()
+                    yield render.upload_html(states), *_library_updates(engine, selected, added, who), gr.update()
                 else:
                     yield render.upload_html(states), *unchanged, gr.update()
-            yield render.upload_html(states), *_library_updates(engine, selected, added), None
+            yield render.upload_html(states), *_library_updates(engine, selected, added, who), None
 
         upload.upload(on_upload, [upload, scope], [upload_log, *library_outputs, upload], api_visibility="private",
                       concurrency_limit=INGEST_CONCURRENCY, concurrency_id="ingest", show_progress="hidden")
 
-        def api_upload(paths: list[str] | None) -> Iterator[list[dict[str, Any]]]:
-            yield from _ingest_results(engine, paths or [])
+        def api_upload(paths: list[str] | None, request: gr.Request) -> Iterator[list[dict[str, Any]]]:
+            yield from _ingest_results(engine, paths or [], conversations.owner(request))
 
         api_trigger.click(api_upload, api_files, api_result, api_name="upload", concurrency_limit=INGEST_CONCURRENCY,
                           concurrency_id="ingest")
 
-        all_btn.click(lambda: gr.update(value=[d.doc_id for d in engine.documents()]), None, scope,
-                      api_visibility="private")
+        def select_all(request: gr.Request) -> Any:
+            return gr.update(value=[d.doc_id for d in engine.documents(conversations.owner(request))])
+
+        all_btn.click(select_all, None, scope, api_visibility="private")
         none_btn.click(lambda: gr.update(value=[]), None, scope, api_visibility="private")
 
-        def ask_delete(ref: str | None) -> tuple[Any, Any]:
-            doc = next((d for d in engine.documents() if d.doc_id == ref), None)
+        def ask_delete(ref: str | None, request: gr.Request) -> tuple[Any, Any]:
+            doc = next((d for d in engine.documents(conversations.owner(request)) if d.doc_id == ref), None)
             return _confirm(doc and f"Remove **{render.doc_label(doc)}** and its {doc.chunks} passages from the index?")
 
         delete_btn.click(ask_delete, to_delete, [confirm_box, confirm_text], api_visibility="private")
         cancel_btn.click(lambda: gr.update(visible=False), None, confirm_box, api_visibility="private")
 
-        def do_delete(ref: str | None, selected: list[str] | None) -> tuple[Any, ...]:
+        def do_delete(ref: str | None, selected: list[str] | None, request: gr.Request) -> tuple[Any, ...]:
+            who = conversations.owner(request)
             if ref:
                 try:
-                    doc = engine.delete(ref)
+                    doc = engine.delete(ref, who)
                     gr.Info(f"Removed {doc.file_name}.")
                 except RagError as exc:
                     gr.Warning(str(exc))
-            return gr.update(visible=False), *refresh(selected)
+            return gr.update(visible=False), *refresh(selected, user=who)
 
         confirm_btn.click(do_delete, [to_delete, scope], [confirm_box, *library_outputs], api_visibility="private")
 
@@ -208,7 +215,7 @@ def build(engine: Engine) -> gr.Blocks:
                 head = (chat.id, chat.id, gr.update(value=chat.title), conversations.chat_list(engine, who, chat.id),
                         gr.update(interactive=True), gr.update(interactive=True))
             try:
-                for history_out, panel in _answer(engine, message, history, selected, options, turn):
+                for history_out, panel in _answer(engine, message, history, selected, options, turn, who):
                     yield history_out, panel, "", *head
                     head = (gr.skip(),) * 6
             finally:  # also when stopped: the answer so far is kept, marked as stopped
@@ -294,23 +301,27 @@ def build(engine: Engine) -> gr.Blocks:
 
         recheck.click(check, chat_model, status, api_visibility="private")
         gr.Timer(30).tick(check, chat_model, status, api_visibility="private", show_progress="hidden")
-        demo.load(lambda m: (check(m), *refresh(None)), chat_model, [status, *library_outputs],
-                  api_visibility="private")
+        def on_load(model: str, request: gr.Request) -> tuple[Any, ...]:
+            return (check(model), *refresh(None, user=conversations.owner(request)))
+
+        demo.load(on_load, chat_model, [status, *library_outputs], api_visibility="private")
 
         # --- public API (gradio_client) ---------------------------------------------------------------------------
-        def documents() -> list[dict[str, Any]]:
-            """The indexed documents: id, file name, pages, chunks, added (unix time), pages read by OCR."""
+        def documents(request: gr.Request) -> list[dict[str, Any]]:
+            """Your documents: id, file name, pages, chunks, added (unix time), pages read by OCR."""
             return [{"doc_id": d.doc_id, "file_name": d.file_name, "pages": d.pages, "chunks": d.chunks,
-                     "added_at": d.added_at, "ocr_pages": d.ocr_pages} for d in engine.documents()]
+                     "added_at": d.added_at, "ocr_pages": d.ocr_pages}
+                    for d in engine.documents(conversations.owner(request))]
 
-        def ask(question: str, doc_ids: list[str] | None = None, think: bool = False) -> Iterator[dict[str, Any]]:
-            """Answer a question from the documents (all, or the given ids): answer, thinking, cited, other, error.
+        def ask(question: str, doc_ids: list[str] | None = None, think: bool = False,
+                request: gr.Request = None) -> Iterator[dict[str, Any]]:
+            """Answer a question from your documents (all, or the given ids): answer, thinking, cited, other, error.
             Streams (``client.submit``): each update has the answer so far; the last has ``done`` true."""
-            yield from _ask_stream(engine, question, doc_ids, AskOptions(think=think))
+            yield from _ask_stream(engine, question, doc_ids, AskOptions(think=think), conversations.owner(request))
 
-        def delete(doc: str) -> dict[str, Any]:
-            """Remove a document by id or file name."""
-            removed = engine.delete(doc)
+        def delete(doc: str, request: gr.Request) -> dict[str, Any]:
+            """Remove one of your documents by id or file name."""
+            removed = engine.delete(doc, conversations.owner(request))
             return {"removed": removed.doc_id, "file_name": removed.file_name}
 
         gr.api(documents, api_name="documents")
@@ -322,7 +333,7 @@ def build(engine: Engine) -> gr.Blocks:
 
 # --- answering ----------------------------------------------------------------------------------------------------
 def _answer(engine: Engine, message: str, history: list[dict[str, Any]], selected: list[str] | None,
-            options: AskOptions, turn: Turn) -> Iterator[tuple[list[dict[str, Any]], str]]:
+            options: AskOptions, turn: Turn, user: str = "") -> Iterator[tuple[list[dict[str, Any]], str]]:
     """Stream one question's answer into the chat: thinking in a folding block, then the answer with chips.
     ``turn`` collects what is to be saved; it is ``finished`` once the answer has ended (failed answers too)."""
     message = (message or "").strip()
@@ -339,7 +350,7 @@ def _answer(engine: Engine, message: str, history: list[dict[str, Any]], selecte
     thought, started = None, time.monotonic()
     panel = gr.update()
     try:
-        for event in engine.ask(message, conversation, selected, options):
+        for event in engine.ask(message, conversation, selected, options, user=user):
             if isinstance(event, Progress) and not turn.text:
                 answer["content"] = f"<span class='pw-working'>{_stage_text(event)}</span>"
             elif isinstance(event, ThinkingDelta):
@@ -397,7 +408,7 @@ def _conversation(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _ask_stream(engine: Engine, question: str, doc_ids: list[str] | None,
-                options: AskOptions) -> Iterator[dict[str, Any]]:
+                options: AskOptions, user: str = "") -> Iterator[dict[str, Any]]:
     """The /ask API's updates: the answer and thinking so far after each piece, then the whole result (``done``)
     with the cited and other passages and the error, if any (an interrupted answer keeps its text)."""
     answer: list[str] = []
@@ -409,7 +420,7 @@ def _ask_stream(engine: Engine, question: str, doc_ids: list[str] | None,
         return {"answer": "".join(answer), "thinking": "".join(thinking), **sources_record(sources), "error": error,
                 "done": done}
 
-    for event in engine.ask(question, (), doc_ids, options):
+    for event in engine.ask(question, (), doc_ids, options, user=user):
         if isinstance(event, AnswerDelta):
             answer.append(event.text)
             yield result(False)
@@ -464,11 +475,11 @@ def _track(states: dict[str, tuple[str, str, float]], event: Any, starts: dict[s
         states["⚠"] = ("failed", event.message, 1.0)
 
 
-def _ingest_results(engine: Engine, paths: list[str]) -> Iterator[list[dict[str, Any]]]:
+def _ingest_results(engine: Engine, paths: list[str], user: str = "") -> Iterator[list[dict[str, Any]]]:
     """The /upload API's updates: each file's result as it is known, with, while a file's pages are read by OCR, a
     "working" entry saying which (``client.submit`` streams them; the last update holds the results only)."""
     results: list[dict[str, Any]] = []
-    for event in engine.ingest([SourceFile(Path(p), Path(p).name) for p in paths]):
+    for event in engine.ingest([SourceFile(Path(p), Path(p).name) for p in paths], user=user):
         if isinstance(event, PageRead):
             yield results + [{"file_name": event.file_name, "status": "working",
                               "progress": f"reading page {event.done}/{event.total} (OCR)",
@@ -484,12 +495,13 @@ def _ingest_results(engine: Engine, paths: list[str]) -> Iterator[list[dict[str,
     yield results
 
 
-def _library_updates(engine: Engine, selected: list[str] | None, add: list[str] | None = None) -> tuple[Any, ...]:
+def _library_updates(engine: Engine, selected: list[str] | None, add: list[str] | None = None,
+                     user: str = "") -> tuple[Any, ...]:
     """Table, scope choices (kept selection; new documents added; all when nothing was chosen yet), delete list,
     and the chat's example questions. If the index can't be read (a Chroma server away), they stay as they are and
     a warning says why; the status badge says it too."""
     try:
-        docs = engine.documents()
+        docs = engine.documents(user)
     except RagError as exc:
         gr.Warning(str(exc))
         return (gr.update(),) * 4
@@ -544,9 +556,10 @@ def _viewer() -> str:
 
 def head(engine: Engine) -> str:
     """Script tags for the PDF viewer (PDF.js, served from assets/) and where the PDFs are."""
-    files = str(engine.store.files_dir.resolve())
     pdfjs = str(ASSETS / "pdfjs")
-    config = {"pdfjs": f"{pdfjs}/pdf.min.mjs", "worker": f"{pdfjs}/pdf.worker.min.mjs", "files": files}
+    # The stored PDFs come from our own route, which checks who asks (ui/files.py), never from a static path.
+    config = {"pdfjs": f"{pdfjs}/pdf.min.mjs", "worker": f"{pdfjs}/pdf.worker.min.mjs",
+              "fileKey": f"{PREFIX}/key", "files": f"{PREFIX}/files"}
     import json
 
     return (f"<script>window.PAGEWISE = {json.dumps(config)};</script>"
@@ -559,8 +572,17 @@ def head(engine: Engine) -> str:
 def launch_options(settings: Settings, engine: Engine) -> dict[str, Any]:
     """Arguments for ``Blocks.launch``: address, login, limits, theme, CSS and the viewer's scripts."""
     gr.set_static_paths([str(ASSETS)])
-    return {"server_name": settings.host, "server_port": settings.port, "auth": settings.logins or None,
-            "max_file_size": upload_ceiling(settings), "allowed_paths": [str(engine.store.files_dir.resolve())],
+    from starlette.middleware import Middleware
+
+    # Who is asking (ui/identity.py): Gradio's login form for RAG_AUTH and the users file; a dependency for guests
+    # and Hugging Face accounts. The stored PDFs are served by a route that checks it (ui/files.py).
+    auth: Any = (identity.check_login(settings) if settings.users_file else settings.logins) or None
+    app_kwargs: dict[str, Any] = {"routes": FileRoutes(engine).routes()}
+    if settings.guests or settings.hf_login:
+        app_kwargs["middleware"] = [Middleware(identity.GuestCookie, max_age=int(settings.guest_days * 86400))]
+    return {"server_name": settings.host, "server_port": settings.port, "auth": auth,
+            "auth_dependency": None if auth else identity.dependency(settings), "app_kwargs": app_kwargs,
+            "max_file_size": upload_ceiling(settings),
             "theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
             "css_paths": [str(ASSETS / "style.css")], "head": head(engine), "favicon_path": str(ASSETS / "logo.svg"),
             "footer_links": ["api"]}

@@ -66,7 +66,7 @@ def export(engine: Engine, chat: Conversation, folder: Path) -> Path:
     """Write ``chat`` as Markdown under ``folder`` for the download button (in a new subfolder each time, so a
     browser never gets a stale copy; the older ones are removed)."""
     messages = engine.chat_store.messages(chat.id, chat.owner)
-    text = conversation_markdown(chat, messages, engine.removed_documents(messages))
+    text = conversation_markdown(chat, messages, engine.removed_documents(messages, chat.owner))
     for old in folder.glob(f"{chat.id}-*"):
         shutil.rmtree(old, ignore_errors=True)
     target = folder / f"{chat.id}-{time.time_ns()}" / file_name(chat)
@@ -93,7 +93,7 @@ def show(engine: Engine, who: str, chat_id: str | None) -> tuple[Any, ...]:
         return ([], render.sources_html(None), None, "", gr.update(value=""), gr.update(interactive=False),
                 gr.update(interactive=False), chat_list(engine, who, None))
     messages = engine.chat_store.messages(chat.id, who)
-    removed = engine.removed_documents(messages)
+    removed = engine.removed_documents(messages, who)
     answers = [m for m in messages if m.role == "assistant"]
     panel = render.sources_html(answers[-1].sources, answers[-1].content, removed) if answers else \
         render.sources_html(None)
@@ -150,13 +150,14 @@ def api(engine: Engine, exports: Path) -> None:
         passages as /ask gives them, each saying whether its document has been removed since)."""
         who = owner(request)
         found, messages = _chat_or_error(engine, who, chat_id)
-        removed = engine.removed_documents(messages)
+        removed = engine.removed_documents(messages, who)
         return {**conversation_record(found), "messages": [message_record(m, removed) for m in messages]}
 
     def chat_markdown(chat_id: str, request: gr.Request) -> str:
         """One of your saved conversations as Markdown: questions, answers, and every cited file and page."""
-        found, messages = _chat_or_error(engine, owner(request), chat_id)
-        removed = engine.removed_documents(messages)
+        who = owner(request)
+        found, messages = _chat_or_error(engine, who, chat_id)
+        removed = engine.removed_documents(messages, who)
         return conversation_markdown(found, messages, removed)
 
     def rename_chat(chat_id: str, title: str, request: gr.Request) -> dict[str, Any]:

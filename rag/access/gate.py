@@ -3,10 +3,12 @@ passages, files, delete, conversations, export).
 
 Identities are plain names: a login (``RAG_AUTH``, ``RAG_USERS_FILE``, Sign in with Hugging Face), a guest
 (``guest-…``, one per browser), or ``""``, the machine's own user when the app runs without logins. ``None``, what
-the CLI and scripts pass, is the machine's owner: the first admin of ``RAG_ADMINS`` (or ``""``), who may manage
-everything. An admin sees every document; anyone else sees the documents they hold ("My documents") and those of
-the collections they own or that are shared with them (by name, or with everyone signed in; guests are not
-"signed in"). Nothing here says who else holds a document: each user sees their own name for it.
+the CLI and scripts pass, is the machine's owner: the first admin of ``RAG_ADMINS`` (or ``""``). The machine's
+owner and the local user see and manage every document. Everyone else, admins included, sees the documents they
+hold ("My documents") and those of the collections they own or that are shared with them (by name, or with everyone
+signed in; guests are not "signed in"); an admin may also edit every collection they see and remove, for everyone,
+a document they can see but don't hold. Nothing here says who else holds a document: each user sees their own name
+for it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class View:
     holds, and the collections they see with what they may do with each ("owner", "edit", "read")."""
 
     user: str
-    admin: bool
+    everything: bool
     names: dict[str, str]
     own: frozenset[str]
     collections: tuple[tuple[Collection, str], ...] = ()
@@ -70,7 +72,7 @@ class ScopedStore:
     def ready_ids(self) -> list[str]:
         """The searchable documents this user may read."""
         ids = self._store.ready_ids()
-        return ids if self._view.admin else [d for d in ids if d in self._view.names]
+        return ids if self._view.everything else [d for d in ids if d in self._view.names]
 
     def _scope(self, doc_ids: Sequence[str] | None) -> list[str]:
         allowed = self.ready_ids()
@@ -100,7 +102,7 @@ class ScopedStore:
         """Stored chunks of this user's documents, under their names."""
         from rag.search.store import split_chunk_id
 
-        wanted = [cid for cid in ids if self._view.admin or self._view.can_read(split_chunk_id(cid)[0])]
+        wanted = [cid for cid in ids if self._view.everything or self._view.can_read(split_chunk_id(cid)[0])]
         return {cid: self._view.rename(p) for cid, p in self._store.get_passages(wanted).items()}
 
 
@@ -122,30 +124,35 @@ class Access:
         return self.owner if user is None else user
 
     def is_admin(self, user: str | None) -> bool:
-        """Whether ``user`` may manage everything: the machine (None), the local user without login, an admin."""
-        return user is None or user == "" or user in self.admins
+        """Whether ``user`` may manage what they see: the machine (None), the local user without login, an admin."""
+        return self.sees_everything(user) or user in self.admins
+
+    @staticmethod
+    def sees_everything(user: str | None) -> bool:
+        """Whether ``user`` sees every document: the machine's owner (None) and the local user without login."""
+        return user is None or user == ""
 
     # --- the decision -----------------------------------------------------------------------------------------
     def view(self, user: str | None) -> View:
         """What ``user`` may read, decided now (a revoked share is gone on the next call)."""
-        name, admin = self.who(user), self.is_admin(user)
+        name, admin, everything = self.who(user), self.is_admin(user), self.sees_everything(user)
         held = self.library.holdings(name)
         signed_in = not is_guest(name)
         names: dict[str, str] = {}
         shown: list[tuple[Collection, str]] = []
-        for c in self.library.collections(name, signed_in, everything=admin):
+        for c in self.library.collections(name, signed_in, everything=everything):
             mode = c.mode_for(name, signed_in) or ("edit" if admin else None)
             if mode is None:
                 continue
             shown.append((c, mode))
             for doc_id, doc_name in c.docs.items():
                 names.setdefault(doc_id, doc_name)
-        if admin:
+        if everything:
             names.update(self.library.names())
             for d in self.store.documents():
                 names.setdefault(d.doc_id, d.file_name)
         names.update({d: n for d, (n, _) in held.items()})  # the user's own name wins
-        return View(name, admin, names, frozenset(held), tuple(shown))
+        return View(name, everything, names, frozenset(held), tuple(shown))
 
     def scoped(self, user: str | None) -> ScopedStore:
         """The store as ``user`` may search it."""
