@@ -13,6 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # gradio_client looks up huggingface.co otherwise
 
 from rag.core.config import Settings  # noqa: E402
+from rag.core.records import DocumentInfo  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 
 
@@ -21,6 +22,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def register_stored(engine: Engine, doc_id: str, file_name: str = "stored.pdf", pages: int = 1,
+                    user: str | None = None) -> None:
+    """Make a PDF a test wrote straight into the files folder openable, as an indexed document of ``user`` (None:
+    the machine's owner) is: the file route serves only documents the registry says are ready and the caller may
+    read."""
+    info = DocumentInfo(doc_id, file_name, "", pages, 0, "ready", 0.0)
+    engine.store.commit(info)
+    engine.give(user, info)
 
 
 class LiveApp:

@@ -13,7 +13,7 @@ import pytest
 
 from rag.core.config import Settings
 from tests import pdf_factory as pf
-from tests.live_app import LiveApp
+from tests.live_app import LiveApp, register_stored
 from tests.test_ui import ask, drop_files, open_app, shot
 
 PAGE_ONE = "Acme Corporation annual report for fiscal 2022."
@@ -40,6 +40,7 @@ def test_an_ocr_passage_is_highlighted_over_its_lines(settings: Settings, browse
         lines = pf.scanned_lines(PAGE_TWO)
         (files / f"{doc_id}.ocr.json").write_text(json.dumps(
             {"pages": {"2": {"lines": [{"text": text, "box": list(box)} for text, box in lines]}}}))
+        register_stored(app.engine, doc_id, "scan.pdf", pages=2)
         open_app(browser_page, app.url)
         browser_page.evaluate("""([doc, quote]) => window.pagewise.show({doc, page: 2, file: 'scan.pdf', quote,
                                                                             ocr: true})""", [doc_id, CITED])

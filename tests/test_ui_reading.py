@@ -13,7 +13,7 @@ import pytest
 from rag.core.config import Settings
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama
-from tests.live_app import LiveApp
+from tests.live_app import LiveApp, register_stored
 from tests.test_ui import ACME, CHROMIUM, ZEPHYR, ask, open_app, shot
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
@@ -156,6 +156,7 @@ def test_the_ocr_highlight_holds_at_every_zoom_and_in_the_large_view(page: Any, 
     lines = pf.scanned_lines(PAGE_TWO)
     (files / f"{doc_id}.ocr.json").write_text(json.dumps(
         {"pages": {"2": {"lines": [{"text": text, "box": list(box)} for text, box in lines]}}}))
+    register_stored(app.engine, doc_id, "scan.pdf", pages=2)
     page.evaluate("([doc, quote]) => window.pagewise.show({doc, page: 2, file: 'scan.pdf', quote, ocr: true})",
                   [doc_id, CITED])
     page.wait_for_selector("#pw-viewer[data-state=ready][data-hits='2']", timeout=30_000)

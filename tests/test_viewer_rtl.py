@@ -16,7 +16,7 @@ import pytest
 from rag.core.config import Settings
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama
-from tests.live_app import LiveApp
+from tests.live_app import LiveApp, register_stored
 from tests.test_ui import CHROMIUM, ask, open_app, shot
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
@@ -104,6 +104,7 @@ def test_a_right_to_left_passage_is_marked_on_its_lines(browser_page: Any, app: 
     doc_id = hashlib.md5(repr((sentences[0], glyphs)).encode()).hexdigest()  # one stored PDF per case
     text = " ".join(sentences)
     pf.text_pdf(app.engine.store.files_dir / f"{doc_id}.pdf", [text], font=pf.arabic_font(), rtl=True, glyphs=glyphs)
+    register_stored(app.engine, doc_id, "rtl.pdf")
     quote, focus = " ".join(sentences[1:3]), sentences[2]
     open_app(page, app.url)
     page.evaluate("""([doc, quote, focus]) => window.pagewise.show({doc, page: 1, file: 'rtl.pdf', quote, focus})""",
