@@ -321,7 +321,10 @@ def build(engine: Engine) -> gr.Blocks:
 
         def delete(doc: str, request: gr.Request) -> dict[str, Any]:
             """Remove one of your documents by id or file name."""
-            removed = engine.delete(doc, conversations.owner(request))
+            try:
+                removed = engine.delete(doc, conversations.owner(request))
+            except RagError as exc:  # not found (or not theirs: the same words), or only shared with them to read
+                raise gr.Error(str(exc)) from exc
             return {"removed": removed.doc_id, "file_name": removed.file_name}
 
         gr.api(documents, api_name="documents")
