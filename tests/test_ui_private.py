@@ -139,3 +139,52 @@ def test_guests_in_two_browsers_have_their_own_libraries(browser: Any, ollama_se
         first.close()
         second.close()
         app.stop()
+
+
+def test_a_collection_shared_to_read_can_be_asked_not_changed_and_revoked_at_once(
+        browser: Any, ollama_server: FakeOllama, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    app = LiveApp(_settings(ollama_server, tmp_path / "data", auth="alice:wonderland,bob:builder")).start()
+    context = browser.new_context(viewport={"width": 1400, "height": 950})
+    try:
+        as_alice = Client(app.url, auth=("alice", "wonderland"), verbose=False)
+        as_bob = Client(app.url, auth=("bob", "builder"), verbose=False)
+        (memo,) = as_alice.predict([handle_file(str(pf.text_pdf(tmp_path / "nightjar.pdf", SECRET)))],
+                                   api_name="/upload")
+        deals = as_alice.predict("Deals", api_name="/create_collection")
+        as_alice.predict(deals["id"], "nightjar.pdf", api_name="/collection_add")
+        shared = as_alice.predict(deals["id"], "bob", "read", api_name="/share_collection")
+        assert shared["shared_with"] == {"bob": "read"}
+
+        ((seen),) = as_bob.predict(api_name="/collections")
+        assert seen["mode"] == "read" and seen["owner"] == "alice" and "shared_with" not in seen
+        result = as_bob.predict(PRICE, None, False, api_name="/ask")
+        assert "812 million" in result["answer"] and result["cited"][0]["doc_id"] == memo["doc_id"]
+        for call in ((memo["doc_id"], "/delete"), (deals["id"], memo["doc_id"], "/collection_remove"),
+                     (deals["id"], "carol", "edit", "/share_collection")):
+            with pytest.raises(Exception):  # noqa: B017 - gradio_client raises AppError
+                as_bob.predict(*call[:-1], api_name=call[-1])
+        assert [d["doc_id"] for d in as_alice.predict(api_name="/documents")] == [memo["doc_id"]]
+
+        # In Bob's browser, "Ask about a collection" checks the shared document.
+        page = _log_in(context, app.url, "bob", "builder")
+        page.click("#pw-group input")
+        page.get_by_role("option", name="Deals · alice's (read)").click()
+        page.wait_for_function("document.querySelectorAll('#pw-scope input[type=checkbox]:checked').length == 1")
+        assert "812 million" in _answer(page, PRICE)
+        page.click("#pw-chat .pw-cite")
+        page.wait_for_selector("#pw-viewer[data-state=ready]", timeout=30_000)
+        pdf_url = page.evaluate("document.querySelector('#pw-open-tab').href").split("#")[0]
+
+        as_alice.predict(deals["id"], "bob", "", api_name="/share_collection")  # revoked: gone on the next request
+        assert as_bob.predict(api_name="/documents") == [] and as_bob.predict(api_name="/collections") == []
+        result = as_bob.predict(PRICE, [memo["doc_id"]], False, api_name="/ask")
+        assert result["cited"] == [] and "812" not in result["answer"]
+        assert context.request.get(pdf_url).status == 404
+        (chat,) = as_bob.predict(api_name="/chats")
+        cited = as_bob.predict(chat["id"], api_name="/chat")["messages"][-1]["cited"]
+        assert cited and all(c["removed"] for c in cited)  # his old answer's citations no longer open
+    finally:
+        context.close()
+        app.stop()

@@ -32,7 +32,7 @@ from rag.core.events import (
 )
 from rag.engine import Engine
 from rag.ingestion.ingest import SourceFile
-from ui import conversations, identity, render
+from ui import collections, conversations, identity, render
 from ui.conversations import Turn
 from ui.files import PREFIX, FileRoutes
 
@@ -75,6 +75,7 @@ def build(engine: Engine) -> gr.Blocks:
         with gr.Row(equal_height=False, elem_id="pw-main"):
             # --- library ------------------------------------------------------------------------------------
             with gr.Column(scale=3, min_width=280, elem_id="pw-left"):
+                collections.sign_in(s)
                 chat_list = gr.Radio(label="Conversations", choices=[], elem_id="pw-chats",
                                      info="None yet: each question you ask is saved here.")
                 upload = gr.File(label=f"Drop PDFs here (up to {s.max_upload_mb:g} MB each)", file_count="multiple",
@@ -85,6 +86,7 @@ def build(engine: Engine) -> gr.Blocks:
                 with gr.Row():
                     all_btn = gr.Button("All", size="sm")
                     none_btn = gr.Button("None", size="sm")
+                collections.panel(engine, demo, scope)
                 library = gr.HTML(render.library_html([]), container=True, elem_id="pw-library")
                 with gr.Accordion("Remove a document", open=False):
                     to_delete = gr.Dropdown(label="Document", choices=[], elem_id="pw-delete-doc")
@@ -331,6 +333,7 @@ def build(engine: Engine) -> gr.Blocks:
         gr.api(ask, api_name="ask", concurrency_limit=CONCURRENCY, concurrency_id="ask")
         gr.api(delete, api_name="delete")
         conversations.api(engine, exports)
+        collections.api(engine)
     return demo
 
 

@@ -117,6 +117,7 @@ class Access:
         if not self.admins and settings.users_file:  # no RAG_ADMINS nor RAG_AUTH: the users file's first login
             self.admins = list(users.read(settings.users_file))[:1]
         self.owner = self.admins[0] if self.admins else ""
+        self._expired_at = 0.0  # when guests' expiry last ran
 
     # --- who ----------------------------------------------------------------------------------------------------
     def who(self, user: str | None) -> str:
@@ -317,6 +318,17 @@ class Access:
         s = self.settings
         return (int(s.guest_mb * 1024 * 1024) - sum(d.size_bytes for d in docs),
                 s.guest_pages - sum(d.pages for d in docs))
+
+    def visit(self, user: str | None, chats: Any = None, now: float | None = None) -> None:
+        """Note that ``user`` is here (a guest's days count from their last visit) and, at most once an hour,
+        remove the guests gone for longer than RAG_GUEST_DAYS."""
+        now = now or time.time()
+        name = self.who(user)
+        if is_guest(name):
+            self.library.seen(name, guest=True, now=now)
+        if self.settings.guests and now - self._expired_at > 3600:
+            self._expired_at = now
+            self.expire_guests(chats, now)
 
     def expire_guests(self, chats: Any = None, now: float | None = None) -> list[str]:
         """Remove the guests not seen for RAG_GUEST_DAYS: their documents (the index forgets those nobody else

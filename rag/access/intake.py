@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterator, Sequence
 
-from rag.access.gate import Access
+from rag.access.gate import Access, is_guest
 from rag.core.errors import RagError
 from rag.core.events import FileFailed, FileIndexed, IngestEvent
 from rag.core.records import DocumentInfo
@@ -20,6 +20,10 @@ def ingest(access: Access, ingestor: Ingestor, items: Sequence[object], user: st
     """Index ``items`` (files) for ``user``, yielding the ingest's events with each file's outcome as ``user``
     sees it."""
     files = [SourceFile.of(i) for i in items]  # type: ignore[arg-type]
+    if is_guest(access.who(user)) and not access.settings.guests:  # a visitor who has not signed in
+        for f in files:
+            yield FileFailed(f.name, f"{f.name} was not added: sign in to keep documents here.", "sign in")
+        return
     quota = access.quota_left(user)
     accepted = files
     if quota is not None:
