@@ -266,3 +266,13 @@ def test_the_cli_acts_as_a_user_when_told(fake_ollama: FakeOllama, tmp_path: Pat
     assert "nightjar.pdf" in capsys.readouterr().out
     assert cli.main(["docs", "--user", "bob"]) == 0
     assert "nightjar.pdf" in capsys.readouterr().out
+
+
+def test_a_visitor_who_has_not_signed_in_can_look_but_not_upload(fake_ollama: FakeOllama, tmp_path: Path) -> None:
+    engine = Engine(_settings(fake_ollama, tmp_path / "data", hf_login=True))
+    try:
+        refused = _ingest(engine, pf.text_pdf(tmp_path / "nightjar.pdf", SECRET), "guest-cafe")
+        assert isinstance(refused, FileFailed) and "sign in" in refused.reason
+        assert engine.store.documents() == [] and engine.documents("guest-cafe") == []
+    finally:
+        engine.close()
