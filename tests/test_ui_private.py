@@ -135,6 +135,16 @@ def test_guests_in_two_browsers_have_their_own_libraries(browser: Any, ollama_se
         doc_id = app.engine.documents()[0].doc_id
         key = second.request.get(f"{app.url}/pagewise/key").json()["key"]
         assert second.request.get(f"{app.url}/pagewise/files/{key}/{doc_id}.pdf").status == 404
+
+        # A script is a guest too, kept by its cookie from call to call, and alone with its documents.
+        from gradio_client import Client, handle_file
+
+        script, other = Client(app.url, verbose=False), Client(app.url, verbose=False)
+        (handbook,) = script.predict([handle_file(str(pf.text_pdf(tmp_path / "handbook.pdf", HANDBOOK)))],
+                                     api_name="/upload")
+        assert handbook["status"] == "indexed"
+        assert [d["file_name"] for d in script.predict(api_name="/documents")] == ["handbook.pdf"]
+        assert other.predict(api_name="/documents") == []
     finally:
         first.close()
         second.close()
@@ -173,6 +183,11 @@ def test_a_collection_shared_to_read_can_be_asked_not_changed_and_revoked_at_onc
         page.get_by_role("option", name="Deals · alice's (read)").click()
         page.wait_for_function("document.querySelectorAll('#pw-scope input[type=checkbox]:checked').length == 1")
         assert "812 million" in _answer(page, PRICE)
+        page.click("#pw-collections button")
+        page.click("#pw-collection input")
+        page.get_by_role("option", name="Deals · alice's (read)").click()
+        page.wait_for_function("document.querySelector('#pw-collection-info').innerText.includes('to read')")
+        shot(page, "private-shared-collection")
         page.click("#pw-chat .pw-cite")
         page.wait_for_selector("#pw-viewer[data-state=ready]", timeout=30_000)
         pdf_url = page.evaluate("document.querySelector('#pw-open-tab').href").split("#")[0]
