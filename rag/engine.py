@@ -72,6 +72,7 @@ class Engine:
                collection: str | None = None) -> Iterator[IngestEvent]:
         """Index files (see ``Ingestor.ingest``) into ``user``'s library (None: the machine's owner), yielding
         progress events; with ``collection``, each file is listed in that collection of theirs too."""
+        self.access.visit(user, self.chat_store)  # a guest's days count from their last upload or visit
         return owned_ingest(self.access, self.ingestor, items, user, replace, collection)
 
     @property

@@ -6,9 +6,8 @@ Identities are plain names: a login (``RAG_AUTH``, ``RAG_USERS_FILE``, Sign in w
 the CLI and scripts pass, is the machine's owner: the first admin of ``RAG_ADMINS`` (or ``""``). The machine's
 owner and the local user see and manage every document. Everyone else, admins included, sees the documents they
 hold ("My documents") and those of the collections they own or that are shared with them (by name, or with everyone
-signed in; guests are not "signed in"); an admin may also edit every collection they see and remove, for everyone,
-a document they can see but don't hold. Nothing here says who else holds a document: each user sees their own name
-for it.
+signed in; guests are not "signed in"); an admin may also edit and share every collection they see. Nothing here
+says who else holds a document: each user sees their own name for it.
 """
 
 from __future__ import annotations
@@ -199,13 +198,13 @@ class Access:
 
     def remove(self, ref: str, user: str | None) -> DocumentInfo:
         """``user`` lets go of a document: out of their library and their collections. The index forgets it when
-        nobody holds it and no collection lists it. An admin removes a document they don't hold for everyone.
-        Someone who may only read it (a shared collection) can't remove it."""
+        nobody holds it and no collection lists it. The machine's owner (and the local user) removes a document
+        they don't hold for everyone; anyone else who may only read it (a shared collection) can't remove it."""
         doc = self.find(ref, user)
         name = self.who(user)
         if doc.doc_id in self.library.holdings(name):
             self.library.release(name, doc.doc_id)
-        elif self.is_admin(user):
+        elif self.sees_everything(user):
             self.library.forget(doc.doc_id)
         else:
             raise AccessDenied(f"{doc.file_name} is in a collection shared with you; only its owner can remove it "
