@@ -146,6 +146,9 @@ def test_a_collection_shared_to_read_can_be_asked_but_not_changed_and_revoking_i
         access.remove_from_collection("carol", "Deals", "nightjar.pdf")
     with pytest.raises(AccessDenied):
         access.share("carol", "Deals", "dave", "read")
+    access.share("bob", "Deals", "alice", "read")  # an admin, who still can't delete what she only reads
+    with pytest.raises(AccessDenied):
+        team.delete("nightjar.pdf", "alice")
     assert team.store.get(memo.doc_id) is not None
 
     access.share("bob", "Deals", "carol", "")  # revoked: the very next request sees it gone

@@ -298,7 +298,9 @@ class Settings:
             if self.space_id:
                 raise ConfigError("On Hugging Face Spaces, anyone who can open the Space can use the app and read "
                                   "its documents: add a secret RAG_AUTH=user:password in the Space's settings "
-                                  "(or RAG_AUTH=none for a private Space).")
+                                  "(or RAG_AUTH=none for a private Space, RAG_GUESTS=true for a public demo where "
+                                  "each visitor gets a private library, RAG_HF_LOGIN=true for Sign in with Hugging "
+                                  "Face).")
             raise ConfigError(f"RAG_HOST={self.host} makes your documents reachable from the network: set "
                               "RAG_AUTH=user:password to require a login (or RAG_AUTH=none to go without one).")
 
