@@ -13,6 +13,7 @@ from rag.core.errors import RagError
 from rag.core.events import (
     AnswerDelta,
     ChunksMade,
+    Claims,
     Embedded,
     Failure,
     FileFailed,
@@ -23,6 +24,7 @@ from rag.core.events import (
     Progress,
     Sources,
     ThinkingDelta,
+    claims_record,
     sources_record,
 )
 
@@ -154,6 +156,7 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
     thinking: list[str] = []
     answer: list[str] = []
     sources: Sources | None = None
+    claims: Claims | None = None
     failure: str | None = None
     in_thinking = False
     for event in engine.ask(args.question, doc_ids=doc_ids, options=options):
@@ -171,6 +174,8 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
                 _write(event.text)
         elif isinstance(event, Sources):
             sources = event
+        elif isinstance(event, Claims):
+            claims = event
         elif isinstance(event, Failure):
             failure = event.message
         elif isinstance(event, Progress) and event.stage == "rewritten" and not args.json:
@@ -179,7 +184,7 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
             _err(f"({event.detail})")
     if args.json:
         payload = {"question": args.question, "answer": "".join(answer), "thinking": "".join(thinking),
-                   **sources_record(sources), "error": failure}
+                   **sources_record(sources), "claims": claims_record(claims), "error": failure}
         _out(json.dumps(payload, ensure_ascii=False, indent=2))
         return 1 if failure else 0
     _write("\n")
@@ -187,10 +192,28 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
         _out("\nSources:")
         for c in sources.cited:
             _out(f"  [{c.number}] {c.passage.file_name}, p. {c.passage.page_start}: {_snippet(c.passage.text)}")
+    if claims is not None:
+        _claims(claims)
     if failure:
         _err(f"\n{failure}")
         return 1
     return 0
+
+
+def _claims(claims: Claims) -> None:
+    """The claim check under the sources: one line of summary, then each statement not matched as cited."""
+    from rag.answering.claims import summary_line
+
+    line = summary_line(claims)
+    if not line:
+        return
+    _out(f"\n{line}")
+    for c in claims.claims:
+        if c.supported is not True:
+            mark = "\u21aa" if c.supported == "re-pointed" else "?"
+            _out(f"  {mark} {_snippet(c.text)}\n    {c.reason}")
+    for c in claims.added:
+        _out(f"  [{c.number}] {c.passage.file_name}, p. {c.passage.page_start}: {_snippet(c.passage.text)}")
 
 
 def _snippet(text: str, width: int = 90) -> str:

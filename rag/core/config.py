@@ -216,6 +216,11 @@ class Settings:
     ocr_threads: int = _setting(0, min=0, max=64, doc="onnxruntime threads of each parser process while it reads "
                                 "by OCR (0 = the cores shared out among the parser processes).")
 
+    # --- claim check: each statement of an answer matched against the passages it cites --------------------------
+    claim_check: bool = _setting(True, doc="After an answer, check each statement against its cited passages: "
+                                 "figures must be there; citations that point at the wrong passage are re-pointed, "
+                                 "statements no passage supports are marked.")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read settings from ``environ`` (default ``os.environ``); ``overrides`` win over the environment."""
