@@ -127,11 +127,12 @@ class Answerer:
             log.info("Dropped %d citation(s) to sources that don't exist", dropped)
         yield Sources(cited, other + passages[len(sent):], dropped, query)
         text = "".join(answer)
-        if s.claim_check and text.strip():
+        if s.claim_check and text.strip() and not failure:  # a cut-short answer's last statement is cut too
             started = time.perf_counter()
             claims = check_claims(text, sent, question=question)
+            claims = replace(claims, seconds=time.perf_counter() - started)
             log.info("Checked %d statements in %.1f ms: %d re-pointed, %d unsupported", len(claims.claims),
-                     (time.perf_counter() - started) * 1000, claims.repointed, claims.unsupported)
+                     claims.seconds * 1000, claims.repointed, claims.unsupported)
             yield claims
         if failure:
             yield Failure(failure)

@@ -27,6 +27,8 @@ SUPPORTED, REPOINTED, UNSUPPORTED = True, "re-pointed", False
 LEXICAL_SUPPORT = 0.34  # share of a statement's content words a passage must hold to support it
 LEXICAL_REPOINT = 0.5  # ... and another passage must hold to take the citation over, by LEXICAL_MARGIN more
 LEXICAL_MARGIN = 0.25
+PHRASE_REPOINT = 0.6  # a passage that says the statement this closely (words and phrasing) ...
+PHRASE_MARGIN = 0.3  # ... and this much more closely than the cited ones takes the citation, even from a match
 MIN_WORDS = 3  # statements with fewer content words (and no figure) are not judged by their words
 SupportScorer = Callable[[str, Sequence[str]], list[float]]  # (statement, passages) → support 0..1 each
 
@@ -51,8 +53,7 @@ _MONTH = re.compile(r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|ju
 @dataclass(frozen=True)
 class Figure:
     """A number as written: its value (sign dropped: "(370)" and "a fall of 370" say the same), the scale a word
-    gave it (1 when none), whether it is a percentage or a year, and the step of its last written digit (its
-    rounding)."""
+    gave it (1 when none), whether it is a percentage or a year, and the rounding its digits imply (``step``)."""
 
     text: str
     value: float
@@ -93,8 +94,19 @@ def figures(text: str) -> list[Figure]:
             continue  # the day of a date; its year is checked
         if not (m.group("cur") or percent or unit or decimals or "," in raw or year) and value < 10:
             continue  # "3 segments", "two-step": small counts are left to the words
-        found.append(Figure(m.group(0).strip(), abs(value), scale, percent, year, 10.0 ** -decimals))
+        found.append(Figure(m.group(0).strip(), abs(value), scale, percent, year, _step(digits, decimals, year)))
     return found
+
+
+def _step(digits: str, decimals: int, year: bool) -> float:
+    """The rounding a figure's last written digit implies: 0.01 for "3.25"; for a whole number, its trailing zeros
+    count as rounding ("1,600" may stand for 1,577) as long as two significant digits remain ("2,000" is exact to
+    the hundred)."""
+    if decimals or year:
+        return 10.0 ** -decimals
+    whole = digits.lstrip("0") or "0"
+    zeros = len(whole) - len(whole.rstrip("0"))
+    return 10.0 ** max(0, min(zeros, len(whole) - 2))
 
 
 def _line_start(text: str, at: int) -> int:
@@ -108,13 +120,14 @@ def declared_scales(text: str) -> set[float]:
 
 class PassageFigures:
     """The figures of one passage, ready to be matched: each value with the scales it may stand for (a table's
-    bare numbers in its declared unit or as written; with no unit declared, any of thousands, millions, billions)."""
+    bare numbers in its declared unit or as written; with no unit declared, in thousands or millions)."""
 
     def __init__(self, passage: Passage) -> None:
         text = passage.text
         head = f"{passage.title}\n{passage.file_name}\n{text}"
         self.years = {int(y) for y in re.findall(r"(?<!\d)((?:19|20)\d\d)(?!\d)", head)}
-        scales = {1.0} | (declared_scales(text) or {1e3, 1e6, 1e9})
+        # Filings' tables are in units, thousands or millions; a table in billions declares it.
+        scales = {1.0} | (declared_scales(text) or {1e3, 1e6})
         values: set[float] = set()
         plain: set[float] = set()
         for f in figures(text):
@@ -163,6 +176,19 @@ def _stem(word: str) -> str:
 def lexical_support(statement_words: set[str], passage_words: set[str]) -> float:
     """The share of the statement's content words the passage holds (0..1)."""
     return len(statement_words & passage_words) / len(statement_words) if statement_words else 0.0
+
+
+def word_pairs(text: str) -> set[tuple[str, str]]:
+    """Consecutive content words of ``text`` (stemmed), as pairs: the phrasing, not only the vocabulary."""
+    words = [_stem(w) for w in _WORD.findall(CITATION.sub(" ", text).lower()) if len(w) > 2 and w not in _STOP]
+    return set(zip(words, words[1:]))
+
+
+def phrase_support(words: set[str], pairs: set[tuple[str, str]], passage_words: set[str],
+                   passage_pairs: set[tuple[str, str]]) -> float:
+    """Word and phrase overlap together (0..1): how closely the passage says what the statement says."""
+    pair_share = len(pairs & passage_pairs) / len(pairs) if pairs else lexical_support(words, passage_words)
+    return (lexical_support(words, passage_words) + pair_share) / 2
 
 
 # --- statements ---------------------------------------------------------------------------------------------------
@@ -225,6 +251,7 @@ class _Source:
         self.passage = passage
         self.figures = PassageFigures(passage)
         self.words = content_words(f"{passage.title} {passage.text}")
+        self.pairs = word_pairs(passage.text)
 
 
 def _judge(text: str, start: int, end: int, cited: list[int], figs: list[Figure], words: set[str],
@@ -264,6 +291,16 @@ def _judge(text: str, start: int, end: int, cited: list[int], figs: list[Figure]
         return claim(cited, SUPPORTED)
     scores = _support(text, words, sources, scorer)
     best_cited = max(scores[n - 1] for n in cited)
+    if scorer is None:  # another passage that says the statement far more closely takes the citation
+        pairs = word_pairs(text)
+        phrase = [phrase_support(words, pairs, s.words, s.pairs) for s in sources]
+        cited_phrase = max(phrase[n - 1] for n in cited)
+        closest = max((i for i in range(1, len(sources) + 1) if i not in cited), key=lambda i: phrase[i - 1],
+                      default=None)
+        if closest is not None and phrase[closest - 1] >= PHRASE_REPOINT and \
+                phrase[closest - 1] - cited_phrase >= PHRASE_MARGIN:
+            return claim([closest], REPOINTED, f"The statement is what source [{closest}] says, more closely than "
+                         f"{_numbers(cited)}: citation re-pointed")
     if best_cited >= LEXICAL_SUPPORT and all(any(sources[n - 1].figures.holds(f) for n in cited) for f in years):
         return claim(cited, SUPPORTED)
     other = max((i for i in range(1, len(sources) + 1) if i not in cited), key=lambda i: scores[i - 1], default=None)

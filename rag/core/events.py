@@ -138,10 +138,11 @@ class Claim:
 @dataclass(frozen=True)
 class Claims:
     """The answer's statements checked against its sources (after ``Sources``); ``added`` are the passages that
-    re-pointed citations now name and the answer had not cited."""
+    re-pointed citations now name and the answer had not cited; ``seconds``, how long the check took."""
 
     claims: list[Claim]
     added: list[Citation] = field(default_factory=list)
+    seconds: float = 0.0  # how long the check took
 
     @property
     def unsupported(self) -> int:
