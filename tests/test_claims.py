@@ -16,7 +16,7 @@ from rag.answering.claims import check_claims, figures, split_claims, summary_li
 from rag.cli import main as cli_main
 from rag.conversations.chats import ChatMessage, ChatStore, claims_from_json, message_record, sources_to_json
 from rag.core.config import Settings
-from rag.core.events import AnswerDelta, Claims, Sources
+from rag.core.events import Claims, Sources
 from rag.core.records import Citation, Passage
 from rag.engine import Engine
 from tests import pdf_factory as pf

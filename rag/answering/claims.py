@@ -181,7 +181,7 @@ def lexical_support(statement_words: set[str], passage_words: set[str]) -> float
 def word_pairs(text: str) -> set[tuple[str, str]]:
     """Consecutive content words of ``text`` (stemmed), as pairs: the phrasing, not only the vocabulary."""
     words = [_stem(w) for w in _WORD.findall(CITATION.sub(" ", text).lower()) if len(w) > 2 and w not in _STOP]
-    return set(zip(words, words[1:]))
+    return set(zip(words, words[1:], strict=False))
 
 
 def phrase_support(words: set[str], pairs: set[tuple[str, str]], passage_words: set[str],
