@@ -57,6 +57,7 @@ def main() -> int:
     parser.add_argument("--alter", type=float, default=0.3, help="share of statements with a figure altered")
     parser.add_argument("--seeds", type=int, default=2, help="runs over the questions, each with its own seed")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions (0 = all)")
+    parser.add_argument("--show", action="store_true", help="print the source of each false alarm")
     args = parser.parse_args()
 
     base = Settings.from_env(embed_backend="sentence-transformers", embed_model=args.embedder, rerank=False)
@@ -94,10 +95,11 @@ def main() -> int:
                     continue
                 check_ms.append(claims.seconds * 1000)
                 at = 0
-                for s in citer.log:
-                    # the check's statements over the double's one (the answer joins them with a space)
+                for i, s in enumerate(citer.log):
+                    at += len(s.before) if i else 0
+                    # the check's statements over the double's one
                     over = [c for c in claims.claims if c.start < at + len(s.text) and c.end > at]
-                    at += len(s.text) + 1
+                    at += len(s.text)
                     c = next((c for c in over if c.supported is False), None) or \
                         next((c for c in over if c.supported == "re-pointed"), None) or (over[0] if over else None)
                     verdict = "unjudged" if c is None else "ok" if c.supported is True else \
@@ -113,6 +115,9 @@ def main() -> int:
                     if (kind == "correct") == (verdict != "ok") and len(misses) < 12:
                         misses.append(f"  [{kind} → {verdict}] {s.text[:110]} {s.detail} | "
                                       f"{c.reason[:110] if c else ''}")
+                        if kind == "correct" and args.show:
+                            source = citer.sources.get(s.source, "")
+                            misses.append("      source: " + " ".join(source.split())[:600])
         finally:
             engine.close()
 

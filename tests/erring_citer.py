@@ -23,7 +23,7 @@ import html
 import math
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from rag.answering.claims import content_words, declared_scales, figures
@@ -39,13 +39,14 @@ _SCALE_WORDS = {1e3: "thousand", 1e6: "million", 1e9: "billion"}
 class Statement:
     """What the double wrote and did: ``source`` holds the statement; ``cited`` is the number it wrote; ``error``
     is "" (a correct statement), "citation" (cited a neighbour instead) or "number" (a figure altered, how in
-    ``detail``)."""
+    ``detail``); ``before`` joins it to the statement before it (" ", or ", and " within one sentence)."""
 
     text: str
     source: int
     cited: int
     error: str = ""
     detail: str = ""
+    before: str = " "  # what joins it to the statement before it in the answer
 
 
 class ErringCiter(ChatModel):
@@ -60,6 +61,7 @@ class ErringCiter(ChatModel):
         self.rng = random.Random(seed)
         self.statements = statements
         self.log: list[Statement] = []  # the last answer's statements
+        self.sources: dict[int, str] = {}  # the last prompt's sources, by number
 
     @property
     def describe(self) -> str:
@@ -73,8 +75,9 @@ class ErringCiter(ChatModel):
         prompt = messages[-1]["content"]
         question = prompt.rsplit("Question:", 1)[-1].strip()
         sources = [(int(n), html.unescape(text)) for n, text in _SOURCE.findall(prompt)]
+        self.sources = dict(sources)
         self.log = self._answer(question, sources)
-        text = " ".join(s.text for s in self.log) or "The sources do not say."
+        text = "".join((s.before if i else "") + s.text for i, s in enumerate(self.log)) or "The sources do not say."
         for i in range(0, len(text), 40):
             yield AnswerDelta(text[i:i + 40])
 
@@ -91,6 +94,18 @@ class ErringCiter(ChatModel):
                 continue
             statement, figure_text, scale = written
             out.append(self._err(Statement(f"{statement} [{number}].", number, number), figure_text, scale, sources))
+        return self._join(out)
+
+    def _join(self, statements: list[Statement]) -> list[Statement]:
+        """Some pairs of statements written as one sentence of two clauses ("… [2], and … [4].")."""
+        out: list[Statement] = []
+        for s in statements:
+            if out and self.rng.random() < 0.25 and out[-1].text.endswith("].") and out[-1].before == " ":
+                first = out.pop()
+                out.append(replace(first, text=first.text[:-1]))
+                out.append(replace(s, text=s.text[:1].lower() + s.text[1:], before=", and "))
+            else:
+                out.append(s)
         return out
 
     def _statement(self, asked: set[str], text: str) -> tuple[str, str, float] | None:
@@ -202,7 +217,7 @@ def _round_wrongly(figure: str) -> str:
         return ""
     exponent = math.floor(math.log10(value)) - 1  # keep two significant digits
     step = 10.0 ** exponent
-    right = round(value / step) * step
+    right = math.floor(value / step + 0.5) * step  # half up, as people round
     wrong = math.floor(value / step) * step
     if abs(wrong - right) < step / 2:
         wrong = right + step

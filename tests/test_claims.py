@@ -78,6 +78,39 @@ def test_statements_keep_the_citations_written_after_the_full_stop() -> None:
                      "Inc. names stay whole, e.g. 3M Co. is one."]
 
 
+@pytest.mark.parametrize(("statement", "supported"), [
+    ("Capital expenditure was about $1,600 million [1].", True),     # trailing zeros: rounded to the hundred
+    ("Capital expenditure was about $1,500 million [1].", False),
+    ("The company sells in 70 countries [3].", True),
+    ("The company sells in 71 countries [3].", False),                 # small counts are checked too
+    ("Net sales grew 3.5% in 2018 [2].", True),
+    ("Net sales grew 3.5% in 2016 [2].", False),                       # a year said with a figure must be there
+])
+def test_rounding_counts_and_years(statement: str, supported: bool) -> None:
+    assert only(statement).supported is supported
+
+
+def test_number_words_in_a_passage_count() -> None:
+    words = passage(1, "The company reports three operating segments and employs twelve directors.")
+    assert check_claims("It reports 3 operating segments [1].", [words]).claims[0].supported is True
+
+
+def test_a_sentence_of_two_clauses_is_checked_clause_by_clause() -> None:
+    answer = "Net sales increased 3.5% [3], and purchases of PP&E were $1,577 million [2]."
+    claims = check_claims(answer, PASSAGES).claims
+    assert [answer[c.start:c.end] for c in claims] == ["Net sales increased 3.5% [3]",
+                                                       "and purchases of PP&E were $1,577 million [2]."]
+    assert [(c.supported, c.citations) for c in claims] == [("re-pointed", [2]), ("re-pointed", [1])]
+    # a clause after the sentence's last citation draws on it
+    tail = check_claims("Net sales rose to $32,765 million [2], up 3.5% from 2017.", PASSAGES).claims
+    assert [(c.supported, c.cited) for c in tail] == [(True, [2]), (True, [2])]
+
+
+def test_of_several_citations_one_that_holds_nothing_is_dropped() -> None:
+    claim = only("Net sales increased 3.5% to $32,765 million [1, 2].")
+    assert claim.supported == "re-pointed" and claim.citations == [2] and "[1] holds none" in claim.reason
+
+
 # --- re-pointing and marking ---------------------------------------------------------------------------------------
 def test_a_figure_in_another_passage_re_points_the_citation() -> None:
     claim = only("The company employs about 93,000 people [1].")

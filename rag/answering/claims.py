@@ -68,16 +68,18 @@ class Figure:
         return self.value * self.scale
 
 
-def figures(text: str) -> list[Figure]:
-    """The figures written in ``text`` (citation markers, list numbers and references like "Note 7" left out)."""
+def figures(text: str, everything: bool = False) -> list[Figure]:
+    """The figures written in ``text`` (citation markers, list numbers and references like "Note 7" left out,
+    unless ``everything``: a passage's figures are all kept, as an answer may quote any of them)."""
     text = CITATION.sub(" ", text)
     found = []
     for m in _FIGURE.finditer(text):
         raw = m.group("num")
         before = text[max(0, m.start() - 12):m.start()]
-        if text[_line_start(text, m.start()):m.start()].strip() == "" and re.match(r"[.)]\s", text[m.end():]):
+        if not everything and text[_line_start(text, m.start()):m.start()].strip() == "" and \
+                re.match(r"[.)]\s", text[m.end():]):
             continue  # "1. " at the start of a line: a list number
-        if _REFERENCE_WORD.search(before) and not m.group("cur"):
+        if not everything and _REFERENCE_WORD.search(before) and not m.group("cur"):
             continue
         glued = (m.group("glued") or "").lower()
         if glued in ("k", "m", "b") and not m.group("cur"):
@@ -92,8 +94,6 @@ def figures(text: str) -> list[Figure]:
                 and scale == 1.0)
         if _MONTH.search(before) and value <= 31 and not decimals:
             continue  # the day of a date; its year is checked
-        if not (m.group("cur") or percent or unit or decimals or "," in raw or year) and value < 10:
-            continue  # "3 segments", "two-step": small counts are left to the words
         found.append(Figure(m.group(0).strip(), abs(value), scale, percent, year, _step(digits, decimals, year)))
     return found
 
@@ -118,6 +118,13 @@ def declared_scales(text: str) -> set[float]:
     return {_SCALES[m.group(1).lower()] for m in _UNIT_DECLARED.finditer(text)}
 
 
+_NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())} | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
+                                                      "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100}
+_NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
+
+
 class PassageFigures:
     """The figures of one passage, ready to be matched: each value with the scales it may stand for (a table's
     bare numbers in its declared unit or as written; with no unit declared, in thousands or millions)."""
@@ -129,15 +136,25 @@ class PassageFigures:
         # Filings' tables are in units, thousands or millions; a table in billions declares it.
         scales = {1.0} | (declared_scales(text) or {1e3, 1e6})
         values: set[float] = set()
+        bare: set[float] = set()  # what a figure written without a scale word may stand for
         plain: set[float] = set()
-        for f in figures(text):
+        percents: set[float] = set()
+        for f in figures(text, everything=True):
             plain.add(f.value)
-            if f.scale != 1.0:  # "$1.2 billion": also as a bare 1,200 (millions) or 1,200,000 (thousands)
-                values.update(f.full / s for s in (1.0, 1e3, 1e6, 1e9))
+            if f.percent:
+                percents.add(f.value)
+            if f.scale != 1.0:  # "$1.2 billion"; as a bare number also 1,200 (millions) or 1,200,000 (thousands)
+                values.add(f.full)
+                bare.update(f.full / s for s in (1.0, 1e3, 1e6, 1e9))
             else:
                 values.update(f.value * s for s in scales)
-        self.values = sorted(values)
-        self.plain = sorted(plain)
+        words = {float(_NUMBER_WORDS[w.lower()]) for w in _NUMBER_WORD.findall(text)}  # "three segments"
+        self.values = sorted(values | words)
+        self.bare = sorted(values | bare | words)
+        # A percentage is looked for among the passage's percentages, and among its bare numbers only where a
+        # "%" stands alone (a table's column header: "% change").
+        loose = text.count("%") + len(re.findall(r"\bper ?cent", text, re.IGNORECASE)) > len(percents)
+        self.percents = sorted(plain | words) if loose else sorted(percents)
 
     def holds(self, f: Figure) -> bool:
         """Whether the passage says figure ``f``: the same value, or ``f`` a faithful rounding of one of its values
@@ -146,7 +163,7 @@ class PassageFigures:
             return int(f.value) in self.years
         wanted = f.value if f.percent else f.full
         tolerance = 0.5 * f.step * f.scale * (1 + 1e-9) + 1e-9 * abs(wanted)
-        pool = self.plain if f.percent else self.values
+        pool = self.percents if f.percent else self.values if f.scale != 1.0 else self.bare
         return any(abs(v - wanted) <= tolerance for v in pool)
 
 
@@ -192,7 +209,7 @@ def phrase_support(words: set[str], pairs: set[tuple[str, str]], passage_words: 
 
 
 # --- statements ---------------------------------------------------------------------------------------------------
-_BOUNDARY = re.compile(r"(?<=[.!?])(?:\s*" + CITATION.pattern + r")*\s+(?=[\"'(\[]?[A-Z0-9$*-])|\n+")
+_BOUNDARY = re.compile(r"(?<=[.!?])(?:\s*" + CITATION.pattern + r")*\s+(?=[^\sa-z])|\n+")
 
 
 def split_claims(answer: str) -> list[tuple[int, int]]:
@@ -219,6 +236,24 @@ def split_claims(answer: str) -> list[tuple[int, int]]:
     return out
 
 
+_CLAUSE_END = re.compile(r"(?:\s*" + CITATION.pattern + r")+(?=[,;:]?\s+\S+\s+\S)")
+
+
+def split_clauses(answer: str, start: int, end: int) -> list[tuple[int, int]]:
+    """A statement cut after each citation that more words follow ("Revenue was $5 million [1], and net income $1
+    million [2]." → two clauses), unless the citation comes in its first few words ("According to [1], …")."""
+    spans, at = [], start
+    for m in _CLAUSE_END.finditer(answer, start, end):
+        if len(answer[at:m.start()].split()) < 4:
+            continue
+        spans.append((at, m.end()))
+        at = m.end()
+        while at < end and answer[at] in ",;: ":
+            at += 1
+    spans.append((at, end))
+    return [(a, b) for a, b in spans if answer[a:b].strip()]
+
+
 def _is_abbreviation(text: str) -> bool:
     """Whether a sentence "ends" on an abbreviation or initial rather than a full stop ("Inc.", "U.S.", "e.g.")."""
     return bool(re.search(r"(?:\b(?:inc|corp|co|ltd|no|vs|approx|e\.g|i\.e|etc|mr|ms|dr|u\.s|u\.k)|\b[A-Z])\.$",
@@ -234,14 +269,17 @@ def check_claims(answer: str, passages: Sequence[Passage], scorer: SupportScorer
     found = [_Source(p) for p in passages]
     asked_years = {int(f.value) for f in figures(question) if f.year}
     claims: list[Claim] = []
-    for start, end in split_claims(answer):
-        text = answer[start:end]
-        cited = [n for n in cited_numbers(text) if 1 <= n <= len(found)]
-        figs = [f for f in figures(text) if not (f.year and int(f.value) in asked_years)]
-        words = content_words(text)
-        if not cited and not any(not f.year for f in figs):
-            continue  # an uncited sentence without an amount: framing, not a claim about the sources
-        claims.append(_judge(text, start, end, cited, figs, words, found, scorer))
+    for sentence in split_claims(answer):
+        inherited: list[int] = []
+        for start, end in split_clauses(answer, *sentence):
+            text = answer[start:end]
+            written = [n for n in cited_numbers(text) if 1 <= n <= len(found)]
+            cited = written or inherited  # a clause after the last citation of its sentence draws on it too
+            inherited = cited
+            figs = [f for f in figures(text) if not (f.year and int(f.value) in asked_years)]
+            if not cited and not any(not f.year for f in figs):
+                continue  # an uncited sentence without an amount: framing, not a claim about the sources
+            claims.append(_judge(text, start, end, cited, figs, content_words(text), found, scorer))
     added = {n for c in claims for n in c.citations} - {n for c in claims for n in c.cited}
     return Claims(claims, [Citation(n, passages[n - 1]) for n in sorted(added)])
 
@@ -259,11 +297,18 @@ def _judge(text: str, start: int, end: int, cited: list[int], figs: list[Figure]
     def claim(citations: list[int], supported: bool | str, reason: str = "") -> Claim:
         return Claim(text, start, end, citations, cited, supported, reason)
 
-    # Amounts decide: each must be in a cited passage, or the citation goes where they all are.
+    # Amounts decide (and the years said with them): each must be in a cited passage, or the citation goes where
+    # they all are; of several citations, one whose passage holds none of them is dropped.
     amounts = [f for f in figs if not f.year]
     if amounts:
+        amounts = figs
         missing = [f for f in amounts if not any(sources[n - 1].figures.holds(f) for n in cited)]
         if not missing:
+            idle = [n for n in cited if not any(sources[n - 1].figures.holds(f) for f in amounts if not f.year)]
+            if idle and len(idle) < len(cited):
+                return claim([n for n in cited if n not in idle], REPOINTED,
+                             f"{_numbers(idle)} hold{'s' if len(idle) == 1 else ''} none of its figures: citation "
+                             "dropped")
             return claim(cited, SUPPORTED)
         holders = [i for i, s in enumerate(sources, 1) if i not in cited and all(s.figures.holds(f) for f in missing)]
         if holders:  # the best-worded of the passages that hold what the cited ones lack
