@@ -93,11 +93,11 @@ GAP = " … "
 def query_terms(query: str) -> set[str]:
     """The query's search terms (as BM25 reads them, cut to their first letters: "expenditures" meets
     "expenditure" in any language), without the empty ones of stop words."""
-    return _terms(query)
+    return {t for t in _terms(query, detect=True) if len(t) > 1}  # its language's stop words and stray letters out
 
 
-def _terms(text: str) -> set[str]:
-    return {t[:_PREFIX] for t in analyze(text, detect_language=False) if t}
+def _terms(text: str, detect: bool = False) -> set[str]:
+    return {t[:_PREFIX] for t in analyze(text, detect_language=detect) if t}
 
 
 _PREFIX = 6
@@ -129,7 +129,13 @@ def focus(text: str, terms: set[str], length: int) -> str:
             left += 1
         if total > best_score and spans[right][1] - spans[left][0] <= room:
             best, best_score = (left, right), total
-    a, b = spans[best[0]][0], spans[best[1]][1]
+    left, right = best
+    # what follows a match (a table's figures after its row label, the rest of a sentence) fills the room first
+    while right + 1 < len(spans) and spans[right + 1][1] - spans[left][0] <= room:
+        right += 1
+    while left > 1 and spans[right][1] - spans[left - 1][0] <= room:
+        left -= 1
+    a, b = spans[left][0], spans[right][1]
     if best_score <= 0 or b - a <= 0:
         return _cut_chars(text, length)
     if a <= lead_end + len(GAP):  # the run starts right after the lead: no gap to mark
