@@ -243,5 +243,7 @@ def test_the_page_re_points_the_chip_and_underlines_what_no_source_holds() -> No
     assert '<span class="pw-unsupported" title="“9.9%” is neither in the cited source [2]' in html
     assert "1 statement could not be matched to the sources; 1 citation re-pointed" in html
     assert "re-pointed" not in render.plain_text(render.answer_message(answer, sources, claims=claims))
+    panel = render.sources_html(sources, answer, claims=claims)
+    assert panel.count('class="pw-num"') == 3 and "Other retrieved passages" not in panel  # [3] joined the cited
     # without a check (an old saved chat) the answer renders as before
     assert "pw-unsupported" not in render.answer_html(answer, sources)

@@ -364,6 +364,7 @@ def _answer(engine: Engine, message: str, history: list[dict[str, Any]], selecte
             elif isinstance(event, Claims):  # statements checked: re-pointed citations, unsupported ones marked
                 turn.claims = event
                 answer["content"] = render.answer_message(turn.text, turn.sources, claims=event)
+                panel = render.sources_html(turn.sources, turn.text, claims=event)
             elif isinstance(event, Failure):  # after a partial answer: it stays, marked as interrupted
                 turn.error = event.message
                 answer["content"] = render.answer_message(turn.text, turn.sources, event.message, claims=turn.claims)

@@ -96,8 +96,8 @@ def show(engine: Engine, who: str, chat_id: str | None) -> tuple[Any, ...]:
     messages = engine.chat_store.messages(chat.id, who)
     removed = engine.removed_documents(messages)
     answers = [m for m in messages if m.role == "assistant"]
-    panel = render.sources_html(answers[-1].sources, answers[-1].content, removed) if answers else \
-        render.sources_html(None)
+    panel = render.sources_html(answers[-1].sources, answers[-1].content, removed, answers[-1].claims) \
+        if answers else render.sources_html(None)
     return (render.chat_messages(messages, removed), panel, chat.id, chat.id, gr.update(value=chat.title),
             gr.update(interactive=True), gr.update(interactive=True), chat_list(engine, who, chat.id))
 

@@ -187,11 +187,18 @@ def _card(p: Passage, number: int | None, span: tuple[int, int] | None, removed:
             f'<div class="pw-passage">{_passage_body(p, span)}</div></div>')
 
 
-def sources_html(sources: Sources | None, answer: str = "", removed: Collection[str] = ()) -> str:
+def sources_html(sources: Sources | None, answer: str = "", removed: Collection[str] = (),
+                 claims: Claims | None = None) -> str:
     """The sources panel: cited passages in citation order (cited sentence marked), then the others, folded.
-    ``removed``: ids of documents no longer in the library (their cards say so)."""
+    ``removed``: ids of documents no longer in the library (their cards say so). Passages that the claim check
+    re-pointed a citation to (``claims.added``) join the cited ones."""
     if sources is None or (not sources.cited and not sources.other):
         return '<div class="pw-empty">Sources of the answer appear here. Click one to open its page.</div>'
+    added = list(claims.added) if claims else []
+    if added:
+        moved = {c.passage.chunk_id for c in added}
+        sources = Sources(sources.cited + added, [p for p in sources.other if p.chunk_id not in moved],
+                          sources.dropped_citations, sources.query)
     parts = []
     if sources.cited:
         parts.append('<div class="pw-section">Cited</div>')
