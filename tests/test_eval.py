@@ -177,3 +177,19 @@ def test_reference_figures_match_however_written() -> None:
     refusal = Result("q", "?", None, [], False, "", answer="The documents do not contain this.", cited=[])
     assert refusal.refused
     assert token_f1("30 days of paid leave", "Employees receive 30 days of paid leave [2].") > 0.7
+
+
+def test_the_readme_example_runs(engine: Engine, cli_env: None, tmp_path: Path) -> None:
+    """examples/questions.jsonl over the report examples/make_example_pdf.py writes: everything found."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("make_example_pdf", root / "examples" / "make_example_pdf.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    list(engine.ingest([module.build(tmp_path / "northwind-annual-report.pdf")]))
+    assert cli_main(["eval", str(root / "examples" / "questions.jsonl"), "--out", str(tmp_path / "run"),
+                     "--no-think"]) == 0
+    summary = summarize(EvalRun(tmp_path / "run").results())
+    assert summary["questions"] == 6 and summary["errors"] == 0 and summary["recall@1"] == 1.0
+    assert summary["refusal_rate"] == 1.0 and summary["citation_precision"] == 1.0

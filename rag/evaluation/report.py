@@ -156,7 +156,8 @@ def _bars(title: str, groups: Sequence[str], values: Sequence[Sequence[float | N
     top = scale or (max(present) * 1.1 if present and max(present) > 0 else 1.0)
     runs = len(values)
     bar, gap, height, base = 18, 22, 160, 180
-    width = max(420, len(groups) * (runs * bar + gap) + 60)
+    slots = [max(runs * bar + gap, int(len(label) * 6.2) + 12) for label in groups]  # room for each label
+    width = max(420, sum(slots) + 60)
     parts = [f'<h2>{escape(title)}</h2><svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{base + 40}" '
              f'role="img" aria-label="{escape(title)}">',
              f'<line x1="40" y1="{base}" x2="{width}" y2="{base}" stroke="#999"/>']
@@ -165,7 +166,7 @@ def _bars(title: str, groups: Sequence[str], values: Sequence[Sequence[float | N
         parts.append(f'<text x="4" y="{y + 4:.0f}">{tick * top:.2g}</text>'
                      f'<line x1="40" y1="{y:.0f}" x2="{width}" y2="{y:.0f}" stroke="#eee"/>')
     for g, label in enumerate(groups):
-        x0 = 50 + g * (runs * bar + gap)
+        x0 = 50 + sum(slots[:g])
         for i, run in enumerate(values):
             v = run[g] if g < len(run) else None
             if v is None or math.isnan(v):
