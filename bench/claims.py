@@ -20,7 +20,6 @@ Reported, in one run:
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from collections import Counter
@@ -36,6 +35,7 @@ from retrieval_eval import (  # noqa: E402
     load_embedder,
     sources_hash,
 )
+from timing import percentile  # noqa: E402
 
 from rag.answering.answer import AskOptions  # noqa: E402
 from rag.core.config import Settings  # noqa: E402
@@ -115,8 +115,8 @@ def main() -> int:
                     if (kind == "correct") == (verdict != "ok") and len(misses) < 12:
                         misses.append(f"  [{kind} → {verdict}] {s.text[:110]} {s.detail} | "
                                       f"{c.reason[:110] if c else ''}")
-                        if kind == "correct" and args.show:
-                            source = citer.sources.get(s.source, "")
+                        if args.show:
+                            source = citer.sources.get(s.cited, "")
                             misses.append("      source: " + " ".join(source.split())[:600])
         finally:
             engine.close()
@@ -137,10 +137,10 @@ def main() -> int:
     unjudged = sum(v for k, v in tally.items() if k.endswith(":unjudged"))
     print(f"statements the check did not judge (no figure, no citation found): {unjudged}")
     print("altered figures by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
-    print(f"\ntime per answer: whole ask p50 {statistics.median(ask_ms):.1f} ms (retrieval with MiniLM, prompt, the "
-          f"double's instant answer); claim check p50 {statistics.median(check_ms):.2f} ms, "
-          f"p95 {sorted(check_ms)[int(0.95 * (len(check_ms) - 1))]:.2f} ms = "
-          f"{statistics.median(check_ms) / statistics.median(ask_ms):.1%} of the answer without generation")
+    ask50, check50 = percentile(ask_ms, 50), percentile(check_ms, 50)
+    print(f"\ntime per answer: whole ask p50 {ask50:.1f} ms (retrieval with MiniLM, prompt, the double's instant "
+          f"answer); claim check p50 {check50:.2f} ms, p95 {percentile(check_ms, 95):.2f} ms = {check50 / ask50:.1%} "
+          "of the answer without generation")
     if misses:
         print("\nexamples the check got wrong:")
         print("\n".join(misses))
