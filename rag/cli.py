@@ -14,6 +14,7 @@ from rag.core.errors import RagError
 from rag.core.events import (
     AnswerDelta,
     ChunksMade,
+    Claims,
     Embedded,
     Failure,
     FileFailed,
@@ -24,6 +25,7 @@ from rag.core.events import (
     Progress,
     Sources,
     ThinkingDelta,
+    claims_record,
     sources_record,
 )
 
@@ -39,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _settings()
     if args.command == "users":
         return _users(args)
+    if args.command == "eval" and args.compare:
+        return _compare(args)  # reads two finished runs: no model needed
     try:
         from rag.engine import Engine
 
@@ -97,11 +101,35 @@ def _parser() -> argparse.ArgumentParser:
     q = users.add_parser("list", help="list the logins of the users file")
     q.add_argument("--file", help="the users file (default: RAG_USERS_FILE)")
     sub.add_parser("settings", help="list the environment variables that configure the app")
+    _eval_parser(sub)
     return parser
 
 
 def _as_user(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", help="act as this login (default: the machine's owner, who sees everything)")
+
+
+def _eval_parser(sub: Any) -> None:
+    from pathlib import Path
+
+    p = sub.add_parser("eval", help="measure retrieval, citations and refusals on your own questions (JSONL)",
+                       description="Ask every question of a JSONL file (question, optional file, pages, answer, "
+                       "answerable) and report page recall@1/5/10 and MRR, citation precision, the claim check, "
+                       "refusals, the match with the reference answers and the time per stage, as summary.md and "
+                       "report.html in the run's folder. An interrupted run resumes when run again.")
+    p.add_argument("questions", nargs="?", type=Path, help="the question file (JSON Lines)")
+    p.add_argument("--out", type=Path, help="the run's folder (default: QUESTIONS-eval beside the file)")
+    p.add_argument("--label", help="the run's name in reports (default: the folder's name)")
+    p.add_argument("--no-rerank", action="store_true", help="skip the reranker")
+    p.add_argument("--no-think", action="store_true", help="answer without thinking first")
+    p.add_argument("--top-k", type=int, help="passages given to the chat model")
+    p.add_argument("--chat-model", help="another chat model than the settings' one")
+    p.add_argument("--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"),
+                   help="set two finished runs (their folders) side by side; writes into --out (default: RUN_B)")
+    p.add_argument("--generate", type=int, metavar="N",
+                   help="draft N questions (with their source pages) from the library into QUESTIONS, to review")
+    p.add_argument("--doc", action="append", help="with --generate: only this document; repeatable")
+    p.set_defaults(run=_eval)
 
 
 def _ingest(engine: Any, args: argparse.Namespace) -> int:
@@ -173,6 +201,7 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
     thinking: list[str] = []
     answer: list[str] = []
     sources: Sources | None = None
+    claims: Claims | None = None
     failure: str | None = None
     in_thinking = False
     for event in engine.ask(args.question, doc_ids=doc_ids, options=options, user=args.user):
@@ -190,6 +219,8 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
                 _write(event.text)
         elif isinstance(event, Sources):
             sources = event
+        elif isinstance(event, Claims):
+            claims = event
         elif isinstance(event, Failure):
             failure = event.message
         elif isinstance(event, Progress) and event.stage == "rewritten" and not args.json:
@@ -198,7 +229,7 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
             _err(f"({event.detail})")
     if args.json:
         payload = {"question": args.question, "answer": "".join(answer), "thinking": "".join(thinking),
-                   **sources_record(sources), "error": failure}
+                   **sources_record(sources), "claims": claims_record(claims), "error": failure}
         _out(json.dumps(payload, ensure_ascii=False, indent=2))
         return 1 if failure else 0
     _write("\n")
@@ -206,9 +237,116 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
         _out("\nSources:")
         for c in sources.cited:
             _out(f"  [{c.number}] {c.passage.file_name}, p. {c.passage.page_start}: {_snippet(c.passage.text)}")
+    if claims is not None:
+        _claims(claims)
     if failure:
         _err(f"\n{failure}")
         return 1
+    return 0
+
+
+def _claims(claims: Claims) -> None:
+    """The claim check under the sources: one line of summary, then each statement not matched as cited."""
+    from rag.answering.claims import summary_line
+
+    line = summary_line(claims)
+    if not line:
+        return
+    _out(f"\n{line}")
+    for c in claims.claims:
+        if c.supported is not True:
+            mark = "\u21aa" if c.supported == "re-pointed" else "?"
+            _out(f"  {mark} {_snippet(c.text)}\n    {c.reason}")
+    for c in claims.added:
+        _out(f"  [{c.number}] {c.passage.file_name}, p. {c.passage.page_start}: {_snippet(c.passage.text)}")
+
+
+def _eval(engine: Any, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rag.answering.answer import AskOptions
+    from rag.evaluation.metrics import summarize
+    from rag.evaluation.questions import load_questions
+    from rag.evaluation.report import RunView, html, markdown
+    from rag.evaluation.runner import EvalRun, run
+
+    if args.questions is None:
+        _err("Give the question file: python -m rag eval QUESTIONS.jsonl (or --compare RUN_A RUN_B).")
+        return 2
+    if args.generate:
+        return _generate(engine, args)
+    questions = load_questions(args.questions)
+    folder = args.out or args.questions.with_name(f"{args.questions.stem}-eval")
+    options = AskOptions(think=False if args.no_think else None, rerank=False if args.no_rerank else None,
+                         top_k=args.top_k, chat_model=args.chat_model)
+    current = EvalRun(folder)
+    todo = current.pending(questions)
+    if todo and engine.settings.rerank and not args.no_rerank:
+        engine.warm_up(background=False)
+    current.start(engine, args.questions, options, args.label or "")
+    bar = tqdm(total=len(questions), initial=len(questions) - len(todo), desc="questions", unit="q",
+               file=sys.stderr)
+    try:
+        for _ in run(engine, folder, questions, options):
+            bar.update(1)
+    except KeyboardInterrupt:
+        bar.close()
+        _err(f"Interrupted. The answers so far are kept in {current.results_path}; run the same command again to "
+             "go on from there.")
+        return 130
+    bar.close()
+    wanted = {q.id for q in questions}
+    results = [r for r in current.results() if r.id in wanted]
+    view = RunView(current.info().get("label") or folder.name, current.info(), summarize(results), results)
+    return _write_reports(folder, [view], markdown, html)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from rag.evaluation.metrics import summarize
+    from rag.evaluation.report import RunView, html, markdown
+    from rag.evaluation.runner import EvalRun
+
+    views = []
+    for folder in args.compare:
+        current = EvalRun(folder)
+        results = current.results()
+        if not results:
+            _err(f"{folder} holds no results: give the folders of two runs of `python -m rag eval`.")
+            return 1
+        views.append(RunView(current.info().get("label") or folder.name, current.info(), summarize(results),
+                             results))
+    if views[0].label == views[1].label:
+        views[1] = RunView(f"{views[1].label} (2)", views[1].info, views[1].summary, views[1].results)
+    out = args.out or args.compare[1].with_name(f"{args.compare[0].name}-vs-{args.compare[1].name}")
+    out.mkdir(parents=True, exist_ok=True)
+    return _write_reports(out, views, markdown, html)
+
+
+def _write_reports(folder: Any, views: list[Any], markdown: Any, html: Any) -> int:
+    text = markdown(views)
+    (folder / "summary.md").write_text(text, encoding="utf-8")
+    (folder / "report.html").write_text(html(views), encoding="utf-8")
+    _out(text)
+    _out(f"Written: {folder / 'summary.md'} and {folder / 'report.html'}")
+    return 0
+
+
+def _generate(engine: Any, args: argparse.Namespace) -> int:
+    import json
+
+    from rag.evaluation.drafting import draft_questions
+
+    if args.questions.exists():
+        _err(f"{args.questions} exists: --generate writes a new file. Give another name, or move that one away.")
+        return 1
+    doc_ids = [engine.find(ref).doc_id for ref in args.doc] if args.doc else None
+    drafts = draft_questions(engine, args.generate, doc_ids, model=args.chat_model)
+    if not drafts:
+        _err("No question could be drafted: is any document indexed, and does the chat model answer?")
+        return 1
+    args.questions.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in drafts), encoding="utf-8")
+    _out(f"Drafted {len(drafts)} questions into {args.questions}. Read each one: fix the question, its pages and "
+         "its answer, delete the bad ones, then run: python -m rag eval " + str(args.questions))
     return 0
 
 

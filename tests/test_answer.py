@@ -18,7 +18,7 @@ from rag.answering.citations import cited_numbers, resolve
 from rag.answering.prompts import REWRITE_SYSTEM, SYSTEM, format_sources
 from rag.cli import main as cli_main
 from rag.core.config import Settings
-from rag.core.events import AnswerDelta, Failure, Progress, Sources, ThinkingDelta
+from rag.core.events import AnswerDelta, Claims, Failure, Progress, Sources, ThinkingDelta
 from rag.core.records import Passage
 from rag.engine import Engine
 from rag.search.store import Store
@@ -76,7 +76,9 @@ def test_the_right_page_of_the_right_pdf_is_cited(engine: Engine, library: dict[
     stages = [e.stage for e in events if isinstance(e, Progress)]
     assert stages == ["retrieving", "generating"]
     kinds = [type(e) for e in events]
-    assert kinds.index(ThinkingDelta) < kinds.index(AnswerDelta) and kinds[-1] is Sources
+    assert kinds.index(ThinkingDelta) < kinds.index(AnswerDelta) and kinds[-2:] == [Sources, Claims]
+    # ... and the claim check finds the quoted statement where it was cited
+    assert [c.supported for c in events[-1].claims] == [True]
 
 
 def test_the_rules_are_in_the_system_message_and_the_sources_in_the_user_turn(

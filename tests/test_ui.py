@@ -240,6 +240,8 @@ def test_api_upload_list_ask_delete(app: App, tmp_path: Path) -> None:
     assert "35786" in result["answer"] and result["cited"][0]["page"] == 2
     assert result["cited"][0]["file_name"] == "orbit notes.pdf" and result["error"] is None
     assert result["query"] == "How high is a geostationary orbit?" and result["dropped_citations"] == 0
+    claim = result["claims"][0]  # the claim check: the quoted statement found where it was cited
+    assert claim["supported"] is True and claim["citations"] == [1] and "35786" in claim["text"]
 
     removed = client.predict(orbit["doc_id"], api_name="/delete")
     assert removed["file_name"] == "orbit notes.pdf"

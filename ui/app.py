@@ -18,6 +18,7 @@ from rag.core.config import Settings
 from rag.core.errors import ChatNotFound, RagError
 from rag.core.events import (
     AnswerDelta,
+    Claims,
     Embedded,
     Failure,
     FileFailed,
@@ -28,6 +29,7 @@ from rag.core.events import (
     Progress,
     Sources,
     ThinkingDelta,
+    claims_record,
     sources_record,
 )
 from rag.engine import Engine
@@ -376,9 +378,13 @@ def _answer(engine: Engine, message: str, history: list[dict[str, Any]], selecte
                 turn.sources = event
                 answer["content"] = render.answer_message(turn.text, event)
                 panel = render.sources_html(event, turn.text)
+            elif isinstance(event, Claims):  # statements checked: re-pointed citations, unsupported ones marked
+                turn.claims = event
+                answer["content"] = render.answer_message(turn.text, turn.sources, claims=event)
+                panel = render.sources_html(turn.sources, turn.text, claims=event)
             elif isinstance(event, Failure):  # after a partial answer: it stays, marked as interrupted
                 turn.error = event.message
-                answer["content"] = render.answer_message(turn.text, turn.sources, event.message)
+                answer["content"] = render.answer_message(turn.text, turn.sources, event.message, claims=turn.claims)
             yield history, panel
     except RagError as exc:
         turn.error = str(exc)
@@ -420,11 +426,12 @@ def _ask_stream(engine: Engine, question: str, doc_ids: list[str] | None,
     answer: list[str] = []
     thinking: list[str] = []
     sources: Sources | None = None
+    claims: Claims | None = None
     error: str | None = None
 
     def result(done: bool) -> dict[str, Any]:
-        return {"answer": "".join(answer), "thinking": "".join(thinking), **sources_record(sources), "error": error,
-                "done": done}
+        return {"answer": "".join(answer), "thinking": "".join(thinking), **sources_record(sources),
+                "claims": claims_record(claims), "error": error, "done": done}
 
     for event in engine.ask(question, (), doc_ids, options, user=user):
         if isinstance(event, AnswerDelta):
@@ -435,6 +442,8 @@ def _ask_stream(engine: Engine, question: str, doc_ids: list[str] | None,
             yield result(False)
         elif isinstance(event, Sources):
             sources = event
+        elif isinstance(event, Claims):
+            claims = event
         elif isinstance(event, Failure):
             error = event.message
     yield result(True)

@@ -21,7 +21,7 @@ import gradio as gr
 from rag.conversations.chats import ChatMessage, Conversation, conversation_record, message_record
 from rag.conversations.markdown import conversation_markdown, file_name
 from rag.core.errors import ChatNotFound, RagError
-from rag.core.events import Sources
+from rag.core.events import Claims, Sources
 from rag.engine import Engine
 from ui import render
 
@@ -46,12 +46,13 @@ class Turn:
     sources: Sources | None = None
     error: str | None = None
     finished: bool = False
+    claims: Claims | None = None
 
     def message(self) -> ChatMessage:
         """The answer as saved; one that never finished says it was stopped."""
         error = self.error or (None if self.finished else STOPPED)
         return ChatMessage("assistant", self.text, thinking=self.thinking, thinking_seconds=self.thinking_seconds,
-                           sources=self.sources, error=error)
+                           sources=self.sources, error=error, claims=self.claims)
 
 
 def chat_list(engine: Engine, who: str, current: str | None) -> Any:
@@ -95,8 +96,8 @@ def show(engine: Engine, who: str, chat_id: str | None) -> tuple[Any, ...]:
     messages = engine.chat_store.messages(chat.id, who)
     removed = engine.removed_documents(messages, who)
     answers = [m for m in messages if m.role == "assistant"]
-    panel = render.sources_html(answers[-1].sources, answers[-1].content, removed) if answers else \
-        render.sources_html(None)
+    panel = render.sources_html(answers[-1].sources, answers[-1].content, removed, answers[-1].claims) \
+        if answers else render.sources_html(None)
     return (render.chat_messages(messages, removed), panel, chat.id, chat.id, gr.update(value=chat.title),
             gr.update(interactive=True), gr.update(interactive=True), chat_list(engine, who, chat.id))
 

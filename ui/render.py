@@ -12,15 +12,17 @@ from html import escape, unescape
 from typing import Collection, Sequence
 
 from rag.answering.citations import cited_numbers, cited_sentence
+from rag.answering.claims import summary_line
 from rag.answering.prompts import CITATION
 from rag.conversations.chats import ChatMessage
 from rag.conversations.markdown import answer_markdown
-from rag.core.events import Sources
+from rag.core.events import Claim, Claims, Sources
 from rag.core.records import Citation, DocumentInfo, Health, Passage
 
 FILTER_AFTER = 10  # documents in the library before it gets a filter box
 QUOTE_LIMIT = 1500  # characters of a passage carried by a chip, for highlighting it in the viewer
-_CHIP = re.compile(r'<span class="pw-cite[^"]*"[^>]*>.*?</span>', re.DOTALL)
+_CHIP = re.compile(r'<span class="pw-(?:cite|repointed|claims-note|note pw-claims-note)[^"]*"[^>]*>.*?</span>',
+                   re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
 REMOVED = "removed from the library"  # said of a source whose document has been removed since
@@ -61,35 +63,74 @@ def streaming_html(text: str) -> str:
     return escape(text, quote=False)
 
 
-def answer_html(text: str, sources: Sources | None, removed: Collection[str] = ()) -> str:
+def answer_html(text: str, sources: Sources | None, removed: Collection[str] = (),
+                claims: Claims | None = None) -> str:
     """The final answer: escaped text with each valid [n] turned into a chip and invented ones removed.
-    ``removed``: ids of documents no longer in the library."""
-    by_number = {c.number: c for c in (sources.cited if sources else [])}
-
-    def replace(match: re.Match[str]) -> str:
-        numbers = cited_numbers(match.group(0))
-        return "".join(chip(by_number[n], by_number[n].passage.doc_id in removed, text) for n in numbers
-                       if n in by_number)
-
+    ``removed``: ids of documents no longer in the library. With ``claims`` (the claim check), a statement whose
+    citation was re-pointed shows the chip of the passage that supports it, with a mark saying so; a statement no
+    passage supports is underlined, the reason on hover; a line at the end counts them."""
+    by_number = {c.number: c for c in (claims.added if claims else [])}
+    by_number.update({c.number: c for c in (sources.cited if sources else [])})
+    marked = sorted((c for c in (claims.claims if claims else []) if c.supported is not True), key=lambda c: c.start)
     parts, last = [], 0
-    for match in CITATION.finditer(text):
-        parts.append(escape(text[last:match.start()], quote=False))
-        parts.append(replace(match))
-        last = match.end()
-    parts.append(escape(text[last:], quote=False))
+    for claim in marked:
+        if claim.start < last or claim.end > len(text) or text[claim.start:claim.end] != claim.text:
+            continue  # the answer changed since the check (it should not): leave the rest plain
+        parts.append(_with_chips(text[last:claim.start], by_number, removed, text))
+        parts.append(_claim_html(claim, text, by_number, removed))
+        last = claim.end
+    parts.append(_with_chips(text[last:], by_number, removed, text))
     html = "".join(parts)
     if sources and sources.dropped_citations:
         n = sources.dropped_citations
         html += (f'\n\n<span class="pw-note">{n} citation{"s" if n > 1 else ""} to a source that doesn\'t exist '
                  f'{"were" if n > 1 else "was"} removed.</span>')
+    if claims and summary_line(claims):
+        html += f'\n\n<span class="pw-note pw-claims-note">{escape(summary_line(claims), quote=False)}</span>'
     return html
 
 
+def _with_chips(text: str, by_number: dict[int, Citation], removed: Collection[str], answer: str,
+                numbers_for: dict[int, list[int]] | None = None) -> str:
+    """Escaped text with its [n] markers as chips (``numbers_for`` re-points numbers: n → the numbers shown)."""
+    parts, last, shown = [], 0, set()
+    for match in CITATION.finditer(text):
+        parts.append(escape(text[last:match.start()], quote=False))
+        numbers = cited_numbers(match.group(0))
+        if numbers_for is not None:
+            numbers = [m for n in numbers for m in numbers_for.get(n, [n]) if m not in shown]
+            shown.update(numbers)
+        parts.append("".join(chip(by_number[n], by_number[n].passage.doc_id in removed, answer) for n in numbers
+                             if n in by_number))
+        last = match.end()
+    parts.append(escape(text[last:], quote=False))
+    return "".join(parts)
+
+
+def _claim_html(claim: Claim, answer: str, by_number: dict[int, Citation], removed: Collection[str]) -> str:
+    """A checked statement that was not matched as cited: re-pointed (the supporting passage's chip, and a mark
+    whose hover says what moved) or unsupported (underlined, the reason on hover)."""
+    if claim.supported == "re-pointed":
+        new = [n for n in claim.citations if n not in claim.cited]
+        moved = {n: ([n] if n in claim.citations else []) for n in claim.cited}
+        if moved:
+            first = next(iter(moved))
+            moved[first] = moved[first] + new
+        body = _with_chips(claim.text, by_number, removed, answer, moved)
+        if not CITATION.search(claim.text):  # cited nothing: the supporting passage's chip goes at the end
+            body += "".join(chip(by_number[n], by_number[n].passage.doc_id in removed, answer) for n in new
+                            if n in by_number)
+        mark = f'<span class="pw-repointed" title="{escape(claim.reason)}">re-pointed</span>'
+        return f"{body}{mark}"
+    body = _with_chips(claim.text, by_number, removed, answer)
+    return f'<span class="pw-unsupported" title="{escape(claim.reason)}">{body}</span>'
+
+
 def answer_message(text: str, sources: Sources | None, error: str | None = None,
-                   removed: Collection[str] = ()) -> str:
+                   removed: Collection[str] = (), claims: Claims | None = None) -> str:
     """A finished answer as the chat shows it: text with chips, why it was cut short (if it was), and a "Copy as
     Markdown" action whose Markdown (answer and sources: file, page, quoted passage) rides in a hidden title."""
-    html = answer_html(text, sources, removed)
+    html = answer_html(text, sources, removed, claims)
     if error:
         note = f"<span class='pw-error'>⚠ {streaming_html(error)}</span>"
         html = f"{html}\n\n{note}" if text else note
@@ -114,7 +155,8 @@ def chat_messages(messages: Sequence[ChatMessage], removed: Collection[str] = ()
         if m.thinking:
             out.append({"role": "assistant", "content": streaming_html(m.thinking),
                         "metadata": {"title": f"Thought for {m.thinking_seconds:.0f} s", "status": "done"}})
-        out.append({"role": "assistant", "content": answer_message(m.content, m.sources, m.error, removed)})
+        out.append({"role": "assistant", "content": answer_message(m.content, m.sources, m.error, removed,
+                                                                   m.claims)})
     return out
 
 
@@ -145,11 +187,18 @@ def _card(p: Passage, number: int | None, span: tuple[int, int] | None, removed:
             f'<div class="pw-passage">{_passage_body(p, span)}</div></div>')
 
 
-def sources_html(sources: Sources | None, answer: str = "", removed: Collection[str] = ()) -> str:
+def sources_html(sources: Sources | None, answer: str = "", removed: Collection[str] = (),
+                 claims: Claims | None = None) -> str:
     """The sources panel: cited passages in citation order (cited sentence marked), then the others, folded.
-    ``removed``: ids of documents no longer in the library (their cards say so)."""
+    ``removed``: ids of documents no longer in the library (their cards say so). Passages that the claim check
+    re-pointed a citation to (``claims.added``) join the cited ones."""
     if sources is None or (not sources.cited and not sources.other):
         return '<div class="pw-empty">Sources of the answer appear here. Click one to open its page.</div>'
+    added = list(claims.added) if claims else []
+    if added:
+        moved = {c.passage.chunk_id for c in added}
+        sources = Sources(sources.cited + added, [p for p in sources.other if p.chunk_id not in moved],
+                          sources.dropped_citations, sources.query)
     parts = []
     if sources.cited:
         parts.append('<div class="pw-section">Cited</div>')

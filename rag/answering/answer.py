@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Iterator, Sequence
 
 from rag.answering.citations import resolve
+from rag.answering.claims import check_claims
 from rag.answering.prompts import build_messages, needs_rewrite, rewrite_messages, strip_citations
 from rag.core.config import Settings
 from rag.core.errors import GenerationError, ModelError
@@ -124,6 +126,14 @@ class Answerer:
         if dropped:
             log.info("Dropped %d citation(s) to sources that don't exist", dropped)
         yield Sources(cited, other + passages[len(sent):], dropped, query)
+        text = "".join(answer)
+        if s.claim_check and text.strip() and not failure:  # a cut-short answer's last statement is cut too
+            started = time.perf_counter()
+            claims = check_claims(text, sent, question=question)
+            claims = replace(claims, seconds=time.perf_counter() - started)
+            log.info("Checked %d statements in %.1f ms: %d re-pointed, %d unsupported", len(claims.claims),
+                     claims.seconds * 1000, claims.repointed, claims.unsupported)
+            yield claims
         if failure:
             yield Failure(failure)
 

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from rag.core.datadir import storage_problem
 from rag.core.errors import ChatNotFound, StoreError
-from rag.core.events import Sources, sources_record
+from rag.core.events import Claim, Claims, Sources, claims_record, sources_record
 from rag.core.records import Citation, Passage
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class ChatMessage:
     thinking_seconds: float = 0.0
     sources: Sources | None = None
     error: str | None = None
+    claims: Claims | None = None  # its statements checked against the sources (None: saved before the check)
 
 
 def title_from(question: str) -> str:
@@ -131,7 +132,8 @@ class ChatStore:
         with self._read() as con:
             rows = con.execute("SELECT role, content, created_at, thinking, thinking_seconds, sources, error "
                                "FROM messages WHERE conversation_id = ? ORDER BY seq", (chat_id,)).fetchall()
-        return [ChatMessage(role, content, created_at, thinking, seconds, sources_from_json(sources), error)
+        return [ChatMessage(role, content, created_at, thinking, seconds, sources_from_json(sources), error,
+                            claims_from_json(sources))
                 for role, content, created_at, thinking, seconds, sources, error in rows]
 
     # --- writing --------------------------------------------------------------------------------------------------
@@ -209,7 +211,7 @@ def _insert(con: sqlite3.Connection, chat_id: str, m: ChatMessage, now: float) -
                       (chat_id,)).fetchone()[0]
     con.execute("INSERT INTO messages (conversation_id, seq, role, content, thinking, thinking_seconds, sources, "
                 "error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (chat_id, seq, m.role, m.content, m.thinking, m.thinking_seconds, sources_to_json(m.sources),
+                (chat_id, seq, m.role, m.content, m.thinking, m.thinking_seconds, sources_to_json(m.sources, m.claims),
                  m.error, m.created_at or now))
 
 
@@ -228,18 +230,37 @@ def message_record(m: ChatMessage, removed: set[str] | frozenset[str] = frozense
         sources = sources_record(m.sources)
         for p in sources["cited"] + sources["other"]:
             p["removed"] = p["doc_id"] in removed
-        record.update(thinking=m.thinking, error=m.error, **sources)
+        record.update(thinking=m.thinking, error=m.error, **sources, claims=claims_record(m.claims))
     return record
 
 
 # --- sources as JSON --------------------------------------------------------------------------------------------
-def sources_to_json(sources: Sources | None) -> str | None:
-    """An answer's sources as stored: every field of every passage, cited and other."""
+def sources_to_json(sources: Sources | None, claims: Claims | None = None) -> str | None:
+    """An answer's sources as stored: every field of every passage, cited and other, and its checked statements
+    (``claims``, with the passages re-pointed citations added)."""
     if sources is None:
         return None
-    return json.dumps({"query": sources.query, "dropped_citations": sources.dropped_citations,
-                       "cited": [{"number": c.number, "passage": asdict(c.passage)} for c in sources.cited],
-                       "other": [asdict(p) for p in sources.other]}, ensure_ascii=False)
+    data: dict[str, Any] = {"query": sources.query, "dropped_citations": sources.dropped_citations,
+                            "cited": [{"number": c.number, "passage": asdict(c.passage)} for c in sources.cited],
+                            "other": [asdict(p) for p in sources.other]}
+    if claims is not None:
+        data["claims"] = {"claims": [asdict(c) for c in claims.claims],
+                          "added": [{"number": c.number, "passage": asdict(c.passage)} for c in claims.added]}
+    return json.dumps(data, ensure_ascii=False)
+
+
+_CLAIM_FIELDS = {f.name for f in fields(Claim)}
+
+
+def claims_from_json(text: str | None) -> Claims | None:
+    """The checked statements stored with an answer's sources (None for answers saved before the check)."""
+    if not text:
+        return None
+    data = json.loads(text).get("claims")
+    if not isinstance(data, dict):
+        return None
+    return Claims([Claim(**{k: v for k, v in c.items() if k in _CLAIM_FIELDS}) for c in data.get("claims", [])],
+                  [Citation(int(c["number"]), _passage(c["passage"])) for c in data.get("added", [])])
 
 
 def sources_from_json(text: str | None) -> Sources | None:

@@ -231,6 +231,12 @@ class Settings:
                               "README); each account gets its own library.")
     hf_allowed: str | None = _setting(None, doc="With RAG_HF_LOGIN: only these Hugging Face users or organisations "
                                       "may sign in, separated by commas (empty = anyone with an account).")
+    # --- claim check: each statement of an answer matched against the passages it cites --------------------------
+    claim_check: bool = _setting(True, doc="After an answer, check each statement against its cited passages: "
+                                 "figures must be there; citations that point at the wrong passage are re-pointed, "
+                                 "statements no passage supports are marked.")
+    rerank_focused_cuts: bool = _setting(True, doc="When the reranking time budget cuts a passage, keep its lead and "
+                                         "the sentences that best match the question (off = keep its head).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -118,6 +118,51 @@ class Sources:
     query: str = ""
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A statement of the answer (``text`` = ``answer[start:end]``) and how its sources bear it out.
+
+    ``cited``: the source numbers the answer wrote; ``citations``: those that hold it once checked (re-pointed ones
+    included). ``supported`` is True, False or "re-pointed"; ``reason`` says why when it isn't True.
+    """
+
+    text: str
+    start: int
+    end: int
+    citations: list[int]
+    cited: list[int]
+    supported: bool | str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Claims:
+    """The answer's statements checked against its sources (after ``Sources``); ``added`` are the passages that
+    re-pointed citations now name and the answer had not cited; ``seconds``, how long the check took."""
+
+    claims: list[Claim]
+    added: list[Citation] = field(default_factory=list)
+    seconds: float = 0.0  # how long the check took
+
+    @property
+    def unsupported(self) -> int:
+        """Statements no passage the answer was given supports."""
+        return sum(1 for c in self.claims if c.supported is False)
+
+    @property
+    def repointed(self) -> int:
+        """Statements whose citation was moved to the passage that supports them."""
+        return sum(1 for c in self.claims if c.supported == "re-pointed")
+
+
+def claims_record(claims: Claims | None) -> list[dict[str, Any]]:
+    """The checked statements as the CLI's ``--json`` and the ``/ask`` API give them (empty before they come)."""
+    if claims is None:
+        return []
+    return [{"text": c.text, "citations": c.citations, "cited": c.cited, "supported": c.supported,
+             "reason": c.reason, "start": c.start, "end": c.end} for c in claims.claims]
+
+
 def passage_record(p: Passage) -> dict[str, Any]:
     """A passage as the CLI's ``--json`` and the ``/ask`` API give it (a chunk never crosses a page: one page;
     ``ocr``: the page was read by OCR)."""
@@ -135,4 +180,4 @@ def sources_record(sources: Sources | None) -> dict[str, Any]:
 
 
 IngestEvent = FileStarted | PageRead | PagesParsed | ChunksMade | Embedded | FileIndexed | FileFailed | Failure
-AnswerEvent = Progress | ThinkingDelta | AnswerDelta | Sources | Failure
+AnswerEvent = Progress | ThinkingDelta | AnswerDelta | Sources | Claims | Failure

@@ -104,12 +104,15 @@ class RerankBudget:
         self.estimate = estimate
         self.clock = clock
         self.throughput = Throughput()
+        self.focused = True  # a cut passage keeps what matches the query, not its head (RAG_RERANK_FOCUSED_CUTS)
 
     @classmethod
     def from_settings(cls, s: Settings) -> RerankBudget:
         """The budget the settings describe (RAG_RERANK_SECONDS and its neighbours)."""
-        return cls(s.rerank_seconds, s.rerank_min_passages, s.rerank_min_tokens, s.rerank_max_tokens,
-                   s.rerank_instruction)
+        budget = cls(s.rerank_seconds, s.rerank_min_passages, s.rerank_min_tokens, s.rerank_max_tokens,
+                     s.rerank_instruction)
+        budget.focused = s.rerank_focused_cuts
+        return budget
 
     def plan(self, reranker: Any, query: str, passages: Sequence[str], breadth: int) -> RerankPlan:
         """Choose how many of ``passages`` (best first) to send and how far to cut them."""
@@ -127,7 +130,8 @@ class RerankBudget:
         return RerankPlan(total=len(passages), count=n, token_cap=cap, cut=sum(t > cap for t in chosen),
                           tokens=tokens, budget_seconds=self.seconds,
                           expected_seconds=None if rate is None else tokens / rate,
-                          passages=cut_passages(list(passages[:n]), chosen, cap, count_many),
+                          passages=cut_passages(list(passages[:n]), chosen, cap, count_many,
+                                                query if self.focused else ""),
                           prefix_tokens=prefix, passage_tokens=[min(t, cap) + pair for t in chosen])
 
     def calibrate(self, reranker: Any) -> None:

@@ -244,7 +244,7 @@ class OllamaReranker:
         """Relevance of each passage to ``query`` in 0..1, in input order."""
         if not passages:
             return []
-        prompts = [format_prompt(self.instruction, query, p) for p in clip(passages, self.max_passage_tokens)]
+        prompts = [format_prompt(self.instruction, query, p) for p in clip(passages, self.max_passage_tokens, query)]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts))) as pool:
             return list(pool.map(self._one, prompts))
 

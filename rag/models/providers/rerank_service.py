@@ -59,7 +59,7 @@ class HttpReranker:
         """Relevance of each passage to ``query`` in 0..1, in input order."""
         if not passages:
             return []
-        texts = clip(passages, self.max_passage_tokens)
+        texts = clip(passages, self.max_passage_tokens, query)
         if self.qwen3_prompt:
             query, texts = query_part(self.instruction, query), [document_part(t) for t in texts]
         batches = [list(range(i, min(i + self.batch_size, len(texts)))) for i in range(0, len(texts), self.batch_size)]

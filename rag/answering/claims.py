@@ -1,0 +1,399 @@
+"""Claim check: an answer split into statements, each matched against the passages it cites.
+
+A statement is a sentence (or a line of a list) with the ``[n]`` markers inside or right after it. Its figures
+(amounts, percentages, years, plain numbers) must appear in a cited passage after normalising how filings write
+them ("1,234.5", "$1.2 billion", "1.2bn", "(370)" for -370, "(in millions)" tables); faithful rounding is accepted
+("$1.2 billion" for 1,234 million), a changed digit or scale is not. A statement without figures is matched by its
+words (a lexical support score), or by a support scorer (the reranker asked "does the passage support the
+statement") when one is given.
+
+A statement unsupported by what it cites but supported by another passage the model was given has its citation
+re-pointed there; one that no passage supports is marked, with the reason. The check reads only text already in
+memory: it costs milliseconds, not model calls.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from rag.answering.citations import cited_numbers
+from rag.answering.prompts import CITATION
+from rag.core.events import Claim, Claims
+from rag.core.records import Citation, Passage
+
+SUPPORTED, REPOINTED, UNSUPPORTED = True, "re-pointed", False
+LEXICAL_SUPPORT = 0.34  # share of a statement's content words a passage must hold to support it
+LEXICAL_REPOINT = 0.5  # ... and another passage must hold to take the citation over, by LEXICAL_MARGIN more
+LEXICAL_MARGIN = 0.25
+PHRASE_REPOINT = 0.6  # a passage that says the statement this closely (words and phrasing) ...
+PHRASE_MARGIN = 0.3  # ... and this much more closely than the cited ones takes the citation, even from a match
+MIN_WORDS = 3  # statements with fewer content words (and no figure) are not judged by their words
+SupportScorer = Callable[[str, Sequence[str]], list[float]]  # (statement, passages) → support 0..1 each
+
+# --- figures ------------------------------------------------------------------------------------------------------
+_SCALES = {"thousand": 1e3, "k": 1e3, "million": 1e6, "millions": 1e6, "mn": 1e6, "mm": 1e6, "m": 1e6,
+           "mln": 1e6, "billion": 1e9, "billions": 1e9, "bn": 1e9, "b": 1e9, "trillion": 1e12, "tn": 1e12,
+           "thousands": 1e3}
+_FIGURE = re.compile(
+    r"(?<![\w.])(?P<open>\()?(?P<sign>[-−–])?\s?(?P<cur>(?:US)?[$€£¥])?\s?"
+    r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+    r"(?:(?P<glued>bn|mn|mm|mln|[kmb])\b|\s?(?P<pct>%|percent\b|per cent\b)|"
+    r"\s(?P<word>thousands?|millions?|billions?|trillion|bn|mn)\b)?(?P<close>\))?"
+    r"(?![\w-]*[A-Za-z])", re.IGNORECASE)
+_UNIT_DECLARED = re.compile(r"\b(?:in|\$\s?in|amounts? in|dollars in|\(|)\s*(thousands|millions|billions)\b",
+                            re.IGNORECASE)
+_REFERENCE_WORD = re.compile(r"(?:note|item|page|p\.|pp\.|section|part|exhibit|rule|asc|asu|topic|level|tier|"
+                             r"step|phase|form|schedule|article|chapter|q|fy)\s*$", re.IGNORECASE)
+_MONTH = re.compile(r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+                    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A number as written: its value (sign dropped: "(370)" and "a fall of 370" say the same), the scale a word
+    gave it (1 when none), whether it is a percentage or a year, and the rounding its digits imply (``step``)."""
+
+    text: str
+    value: float
+    scale: float
+    percent: bool
+    year: bool
+    step: float
+
+    @property
+    def full(self) -> float:
+        """The value with its scale word applied."""
+        return self.value * self.scale
+
+
+def figures(text: str, everything: bool = False) -> list[Figure]:
+    """The figures written in ``text`` (citation markers, list numbers and references like "Note 7" left out,
+    unless ``everything``: a passage's figures are all kept, as an answer may quote any of them)."""
+    text = CITATION.sub(" ", text)
+    found = []
+    for m in _FIGURE.finditer(text):
+        raw = m.group("num")
+        before = text[max(0, m.start() - 12):m.start()]
+        if not everything and text[_line_start(text, m.start()):m.start()].strip() == "" and \
+                re.match(r"[.)]\s", text[m.end():]):
+            continue  # "1. " at the start of a line: a list number
+        if not everything and _REFERENCE_WORD.search(before) and not m.group("cur"):
+            continue
+        glued = (m.group("glued") or "").lower()
+        if glued in ("k", "m", "b") and not m.group("cur"):
+            continue  # "3M", "10b": a name, not "$3 million"
+        digits = raw.replace(",", "")
+        value = float(digits)
+        decimals = len(digits.split(".")[1]) if "." in digits else 0
+        unit = (glued or m.group("word") or "").lower()
+        scale = _SCALES.get(unit, 1.0)
+        percent = bool(m.group("pct"))
+        year = (not decimals and "," not in raw and 1900 <= value <= 2100 and not m.group("cur") and not percent
+                and scale == 1.0)
+        if _MONTH.search(before) and value <= 31 and not decimals:
+            continue  # the day of a date; its year is checked
+        found.append(Figure(m.group(0).strip(), abs(value), scale, percent, year, _step(digits, decimals, year)))
+    return found
+
+
+def _step(digits: str, decimals: int, year: bool) -> float:
+    """The rounding a figure's last written digit implies: 0.01 for "3.25"; for a whole number, its trailing zeros
+    count as rounding ("1,600" may stand for 1,577) as long as two significant digits remain ("2,000" is exact to
+    the hundred)."""
+    if decimals or year:
+        return 10.0 ** -decimals
+    whole = digits.lstrip("0") or "0"
+    zeros = len(whole) - len(whole.rstrip("0"))
+    return 10.0 ** max(0, min(zeros, len(whole) - 2))
+
+
+def _line_start(text: str, at: int) -> int:
+    return text.rfind("\n", 0, at) + 1
+
+
+def declared_scales(text: str) -> set[float]:
+    """The units a passage declares for its tables ("(in millions)", "(Millions)", "$ in thousands")."""
+    return {_SCALES[m.group(1).lower()] for m in _UNIT_DECLARED.finditer(text)}
+
+
+_NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())} | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
+                                                      "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100}
+_NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
+
+
+class PassageFigures:
+    """The figures of one passage, ready to be matched: each value with the scales it may stand for (a table's
+    bare numbers in its declared unit or as written; with no unit declared, in thousands or millions)."""
+
+    def __init__(self, passage: Passage) -> None:
+        text = passage.text
+        head = f"{passage.title}\n{passage.file_name}\n{text}"
+        self.years = {int(y) for y in re.findall(r"(?<!\d)((?:19|20)\d\d)(?!\d)", head)}
+        # Filings' tables are in units, thousands or millions; a table in billions declares it.
+        scales = {1.0} | (declared_scales(text) or {1e3, 1e6})
+        values: set[float] = set()
+        bare: set[float] = set()  # what a figure written without a scale word may stand for
+        plain: set[float] = set()
+        percents: set[float] = set()
+        for f in figures(text, everything=True):
+            plain.add(f.value)
+            if f.percent:
+                percents.add(f.value)
+            if f.scale != 1.0:  # "$1.2 billion"; as a bare number also 1,200 (millions) or 1,200,000 (thousands)
+                values.add(f.full)
+                bare.update(f.full / s for s in (1.0, 1e3, 1e6, 1e9))
+            else:
+                values.update(f.value * s for s in scales)
+        words = {float(_NUMBER_WORDS[w.lower()]) for w in _NUMBER_WORD.findall(text)}  # "three segments"
+        self.values = sorted(values | words)
+        self.bare = sorted(values | bare | words)
+        # A percentage is looked for among the passage's percentages, and among its bare numbers only where a
+        # "%" stands alone (a table's column header: "% change").
+        loose = text.count("%") + len(re.findall(r"\bper ?cent", text, re.IGNORECASE)) > len(percents)
+        self.percents = sorted(plain | words) if loose else sorted(percents)
+
+    def holds(self, f: Figure) -> bool:
+        """Whether the passage says figure ``f``: the same value, or ``f`` a faithful rounding of one of its values
+        ("$1.2 billion" for 1,234 million; "12%" for 11.8%)."""
+        if f.year:
+            return int(f.value) in self.years
+        wanted = f.value if f.percent else f.full
+        tolerance = 0.5 * f.step * f.scale * (1 + 1e-9) + 1e-9 * abs(wanted)
+        pool = self.percents if f.percent else self.values if f.scale != 1.0 else self.bare
+        return any(abs(v - wanted) <= tolerance for v in pool)
+
+
+# --- words --------------------------------------------------------------------------------------------------------
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+_STOP = frozenset("""a about above after again against all also am an and any are as at be because been before being
+below between both but by can could did do does doing down during each few for from further had has have having he
+her here hers him his how i if in into is it its itself just me more most my no nor not of off on once only or other
+our ours out over own same she should so some such than that the their theirs them then there these they this those
+through to too under until up very was we were what when where which while who whom why will with would you your
+yours according based source sources passage passages document documents shows states stated reported report
+reports company company's total""".split())
+
+
+def content_words(text: str) -> set[str]:
+    """The words that carry meaning, lower-cased and lightly stemmed ("revenues" → "revenu")."""
+    return {_stem(w) for w in _WORD.findall(CITATION.sub(" ", text).lower()) if len(w) > 2 and w not in _STOP}
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ies", "es", "ed", "s", "e", "y"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def lexical_support(statement_words: set[str], passage_words: set[str]) -> float:
+    """The share of the statement's content words the passage holds (0..1)."""
+    return len(statement_words & passage_words) / len(statement_words) if statement_words else 0.0
+
+
+def word_pairs(text: str) -> set[tuple[str, str]]:
+    """Consecutive content words of ``text`` (stemmed), as pairs: the phrasing, not only the vocabulary."""
+    words = [_stem(w) for w in _WORD.findall(CITATION.sub(" ", text).lower()) if len(w) > 2 and w not in _STOP]
+    return set(zip(words, words[1:], strict=False))
+
+
+def phrase_support(words: set[str], pairs: set[tuple[str, str]], passage_words: set[str],
+                   passage_pairs: set[tuple[str, str]]) -> float:
+    """Word and phrase overlap together (0..1): how closely the passage says what the statement says."""
+    pair_share = len(pairs & passage_pairs) / len(pairs) if pairs else lexical_support(words, passage_words)
+    return (lexical_support(words, passage_words) + pair_share) / 2
+
+
+# --- statements ---------------------------------------------------------------------------------------------------
+_BOUNDARY = re.compile(r"(?<=[.!?])(?:\s*" + CITATION.pattern + r")*\s+(?=[^\sa-z])|\n+")
+
+
+def split_claims(answer: str) -> list[tuple[int, int]]:
+    """The spans of an answer's statements: sentences and lines, each with the citation markers that follow it."""
+    spans, start = [], 0
+    for m in _BOUNDARY.finditer(answer):
+        cut = m.start()
+        # citations written after the full stop ("... rose. [2] Next") belong to the sentence before
+        tail = re.match(r"(?:\s*" + CITATION.pattern + r")+", answer[cut:])
+        end = cut + (tail.end() if tail else 0)
+        if _is_abbreviation(answer[start:cut]):
+            continue
+        spans.append((start, end))
+        start = m.end()
+    spans.append((start, len(answer)))
+    out = []
+    for a, b in spans:
+        while a < b and answer[a].isspace():
+            a += 1
+        while b > a and answer[b - 1].isspace():
+            b -= 1
+        if b > a:
+            out.append((a, b))
+    return out
+
+
+_CLAUSE_END = re.compile(r"(?:\s*" + CITATION.pattern + r")+(?=[,;:]?\s+\S+\s+\S)")
+
+
+def split_clauses(answer: str, start: int, end: int) -> list[tuple[int, int]]:
+    """A statement cut after each citation that more words follow ("Revenue was $5 million [1], and net income $1
+    million [2]." → two clauses), unless the citation comes in its first few words ("According to [1], …")."""
+    spans, at = [], start
+    for m in _CLAUSE_END.finditer(answer, start, end):
+        if len(answer[at:m.start()].split()) < 4:
+            continue
+        spans.append((at, m.end()))
+        at = m.end()
+        while at < end and answer[at] in ",;: ":
+            at += 1
+    spans.append((at, end))
+    return [(a, b) for a, b in spans if answer[a:b].strip()]
+
+
+def _is_abbreviation(text: str) -> bool:
+    """Whether a sentence "ends" on an abbreviation or initial rather than a full stop ("Inc.", "U.S.", "e.g.")."""
+    return bool(re.search(r"(?:\b(?:inc|corp|co|ltd|no|vs|approx|e\.g|i\.e|etc|mr|ms|dr|u\.s|u\.k)|\b[A-Z])\.$",
+                          text.strip(), re.IGNORECASE))
+
+
+# --- the check ----------------------------------------------------------------------------------------------------
+def check_claims(answer: str, passages: Sequence[Passage], scorer: SupportScorer | None = None,
+                 question: str = "") -> Claims:
+    """Check each statement of ``answer`` against ``passages`` (the numbered sources the model was given, [1]
+    first). Statements that cite nothing and hold no figure are not judged; years the question names count as
+    given. ``scorer`` (optional) judges statements without amounts instead of the word overlap."""
+    found = [_Source(p) for p in passages]
+    asked_years = {int(f.value) for f in figures(question) if f.year}
+    claims: list[Claim] = []
+    for sentence in split_claims(answer):
+        inherited: list[int] = []
+        for start, end in split_clauses(answer, *sentence):
+            text = answer[start:end]
+            written = [n for n in cited_numbers(text) if 1 <= n <= len(found)]
+            cited = written or inherited  # a clause after the last citation of its sentence draws on it too
+            inherited = cited
+            figs = [f for f in figures(text) if not (f.year and int(f.value) in asked_years)]
+            if not cited and not any(not f.year for f in figs):
+                continue  # an uncited sentence without an amount: framing, not a claim about the sources
+            claims.append(_judge(text, start, end, cited, figs, content_words(text), found, scorer))
+    added = {n for c in claims for n in c.citations} - {n for c in claims for n in c.cited}
+    return Claims(claims, [Citation(n, passages[n - 1]) for n in sorted(added)])
+
+
+class _Source:
+    def __init__(self, passage: Passage) -> None:
+        self.passage = passage
+        self.figures = PassageFigures(passage)
+        self.words = content_words(f"{passage.title} {passage.text}")
+        self.pairs = word_pairs(passage.text)
+
+
+def _judge(text: str, start: int, end: int, cited: list[int], figs: list[Figure], words: set[str],
+           sources: list[_Source], scorer: SupportScorer | None) -> Claim:
+    def claim(citations: list[int], supported: bool | str, reason: str = "") -> Claim:
+        return Claim(text, start, end, citations, cited, supported, reason)
+
+    # Amounts decide (and the years said with them): each must be in a cited passage, or the citation goes where
+    # they all are; of several citations, one whose passage holds none of them is dropped.
+    amounts = [f for f in figs if not f.year]
+    if amounts:
+        amounts = figs
+        missing = [f for f in amounts if not any(sources[n - 1].figures.holds(f) for n in cited)]
+        if not missing:
+            idle = [n for n in cited if not any(sources[n - 1].figures.holds(f) for f in amounts if not f.year)]
+            if idle and len(idle) < len(cited):
+                return claim([n for n in cited if n not in idle], REPOINTED,
+                             f"{_numbers(idle)} hold{'s' if len(idle) == 1 else ''} none of its figures: citation "
+                             "dropped")
+            return claim(cited, SUPPORTED)
+        holders = [i for i, s in enumerate(sources, 1) if i not in cited and all(s.figures.holds(f) for f in missing)]
+        if holders:  # the best-worded of the passages that hold what the cited ones lack
+            best = max(holders, key=lambda i: lexical_support(words, sources[i - 1].words))
+            keep = [n for n in cited if any(sources[n - 1].figures.holds(f) for f in amounts)]
+            if cited:
+                reason = f"{_quote(missing)} in source [{best}], not in {_numbers(cited)}: citation re-pointed"
+            else:
+                reason = f"{_quote(missing)} in source [{best}]: citation added"
+            return claim(keep + [best], REPOINTED, reason)
+        if cited:
+            reason = (f"{_quote(missing)} neither in the cited source{'s' if len(cited) > 1 else ''} "
+                      f"{_numbers(cited)} nor in any other passage the answer was given")
+        else:
+            reason = f"{_quote(missing)} in none of the passages the answer was given"
+        return claim(cited, UNSUPPORTED, reason)
+    if not cited:
+        return claim(cited, SUPPORTED)
+    # Years must be somewhere among the passages; then the words decide, the cited passages first.
+    years = [f for f in figs if f.year]
+    absent = [f for f in years if not any(s.figures.holds(f) for s in sources)]
+    if absent:
+        return claim(cited, UNSUPPORTED, f"{_quote(absent)} in none of the passages the answer was given")
+    if len(words) < MIN_WORDS:
+        return claim(cited, SUPPORTED)
+    scores = _support(text, words, sources, scorer)
+    best_cited = max(scores[n - 1] for n in cited)
+    if scorer is None:  # another passage that says the statement far more closely takes the citation
+        pairs = word_pairs(text)
+        phrase = [phrase_support(words, pairs, s.words, s.pairs) for s in sources]
+        cited_phrase = max(phrase[n - 1] for n in cited)
+        closest = max((i for i in range(1, len(sources) + 1) if i not in cited), key=lambda i: phrase[i - 1],
+                      default=None)
+        if closest is not None and phrase[closest - 1] >= PHRASE_REPOINT and \
+                phrase[closest - 1] - cited_phrase >= PHRASE_MARGIN:
+            return claim([closest], REPOINTED, f"The statement is what source [{closest}] says, more closely than "
+                         f"{_numbers(cited)}: citation re-pointed")
+    if best_cited >= LEXICAL_SUPPORT and all(any(sources[n - 1].figures.holds(f) for n in cited) for f in years):
+        return claim(cited, SUPPORTED)
+    other = max((i for i in range(1, len(sources) + 1) if i not in cited), key=lambda i: scores[i - 1], default=None)
+    if other is not None and scores[other - 1] >= LEXICAL_REPOINT and scores[other - 1] - best_cited >= LEXICAL_MARGIN \
+            and all(sources[other - 1].figures.holds(f) for f in years):
+        return claim([other], REPOINTED, f"The statement matches source [{other}] rather than {_numbers(cited)}: "
+                     "citation re-pointed")
+    if best_cited >= LEXICAL_SUPPORT:
+        return claim(cited, SUPPORTED)  # a year the cited passage leaves out, but its words are there
+    return claim(cited, UNSUPPORTED, f"Few of the statement's words are in {_numbers(cited)} "
+                 f"({best_cited:.0%} of them), nor in another passage")
+
+
+def _words_ok(words: set[str], cited: list[_Source], text: str, scorer: SupportScorer | None) -> bool:
+    if len(words) < MIN_WORDS:
+        return True
+    if scorer is not None:
+        return max(scorer(text, [s.passage.text for s in cited])) >= 0.5
+    return max(lexical_support(words, s.words) for s in cited) >= LEXICAL_SUPPORT
+
+
+def _support(text: str, words: set[str], sources: list[_Source], scorer: SupportScorer | None) -> list[float]:
+    if scorer is not None:
+        # the scorer's 0.5 is the line between support and not; lined up with the lexical thresholds
+        return [s * 2 * LEXICAL_SUPPORT for s in scorer(text, [s.passage.text for s in sources])]
+    return [lexical_support(words, s.words) for s in sources]
+
+
+def _numbers(numbers: Sequence[int]) -> str:
+    return ", ".join(f"[{n}]" for n in numbers)
+
+
+def _quote(missing: Sequence[Figure]) -> str:
+    """The figures named, with their verb: "“12%” is", "“12%” and “$3 million” are"."""
+    shown = [f"“{f.text}”" for f in missing[:3]]
+    names = " and ".join(shown) if len(shown) <= 2 else ", ".join(shown[:-1]) + " and " + shown[-1]
+    return names + (" are" if len(shown) > 1 else " is")
+
+
+def summary_line(claims: Claims) -> str:
+    """One line saying how many statements could not be matched and how many citations were re-pointed ("" when
+    every statement was matched where it pointed)."""
+    parts = []
+    if claims.unsupported:
+        n = claims.unsupported
+        parts.append(f"{n} statement{'s' if n > 1 else ''} could not be matched to the sources")
+    if claims.repointed:
+        n = claims.repointed
+        parts.append(f"{n} citation{'s' if n > 1 else ''} re-pointed to the passage that supports "
+                     f"{'them' if n > 1 else 'it'}")
+    return ("; ".join(parts) + ".")[:1].upper() + ("; ".join(parts) + ".")[1:] if parts else ""
