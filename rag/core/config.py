@@ -216,6 +216,11 @@ class Settings:
     ocr_threads: int = _setting(0, min=0, max=64, doc="onnxruntime threads of each parser process while it reads "
                                 "by OCR (0 = the cores shared out among the parser processes).")
 
+    # --- figures, tables and page references ----------------------------------------------------------------------
+    reference_weight: float = _setting(1.0, min=0, max=10, doc="How strongly a page or caption a question names "
+                                       "(\"page 14\", \"slide 3\", \"Figure 3\", \"Table 2\") lifts that page in the "
+                                       "fusion (1 = two standard deviations under zscore; 0 = ignore).")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read settings from ``environ`` (default ``os.environ``); ``overrides`` win over the environment."""

@@ -118,8 +118,13 @@ def chunk_document(doc: ParsedDocument, chunk_tokens: int, overlap_tokens: int,
             chunks.append(Chunk(index=len(chunks), text=piece, page_start=page.number, page_end=page.number,
                                 char_start=page_offset + start, char_end=page_offset + start + len(piece),
                                 context=_context(doc.title, page.number, lead if start >= lead_end else ""),
-                                ocr=page.ocr))
+                                ocr=page.ocr, page_label=label_of(page)))
     return chunks
+
+
+def label_of(page: Page) -> str:
+    """The page's printed label where it differs from its 1-based number, else ""."""
+    return page.label if page.label and page.label != str(page.number) else ""
 
 
 def page_lead(text: str, running: frozenset[str] = frozenset(),

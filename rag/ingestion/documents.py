@@ -134,6 +134,7 @@ def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: i
         raise TooLargeError(f"{file_name} has {page_count} pages; the limit is {max_pages} "
                             "(setting RAG_MAX_PAGES). Split the PDF or raise the limit.")
 
+    labels = page_labels(reader, page_count)
     pages: list[Page] = []
     failed_pages = 0
     unmapped = 0
@@ -153,7 +154,7 @@ def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: i
             log.info("%s: page %d has text that can't be read (fonts without a character mapping)", file_name, number)
             unmapped += 1
             text = ""
-        pages.append(Page(number, text))
+        pages.append(Page(number, text, label=labels[number - 1]))
 
     without_text = [p.number for p in pages if not p.text]
     if len(without_text) == page_count:
@@ -181,6 +182,25 @@ def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: i
                               f"`ocrmypdf in.pdf out.pdf`) and upload the result.{hint}")
     return ParsedDocument(file_name=file_name, title=_title(reader, file_name), pages=pages,
                           page_count=page_count, pages_without_text=without_text)
+
+
+def page_labels(reader, page_count: int) -> list[str]:  # noqa: ANN001 - pypdf.PdfReader
+    """Each page's printed label from the PDF's page labels ("iv", "14", "A-3"), or its 1-based number where the
+    PDF has none or they can't be read. Labels that repeat (two pages both labelled "1") are kept as they are."""
+    numbers = [str(n) for n in range(1, page_count + 1)]
+    try:
+        root = reader.trailer["/Root"]
+        if "/PageLabels" not in root:
+            return numbers
+        labels = [str(label).strip() for label in reader.page_labels]
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken number tree costs the labels, never the document
+        log.info("Page labels can't be read (%s); pages are named by their position", _short(exc))
+        return numbers
+    if len(labels) != page_count:
+        return numbers
+    return [label[:40] or number for label, number in zip(labels, numbers, strict=True)]
 
 
 def pages_to_ocr(doc: ParsedDocument, mode: str | None) -> list[int]:
@@ -299,4 +319,4 @@ def _short(exc: BaseException) -> str:
     return text if len(text) < 160 else text[:157] + "..."
 
 
-__all__ = ["DocumentError", "clean_text", "load_pdf", "pages_to_ocr", "sniff", "title_from_file_name", "with_ocr"]
+__all__ = ["DocumentError", "clean_text", "load_pdf", "page_labels", "pages_to_ocr", "sniff", "title_from_file_name", "with_ocr"]

@@ -33,6 +33,15 @@ standard deviation. It favours the passages of the document a question names ("3
 text alone rarely does in a library of look-alike documents; it only reorders candidates the retrievers found, is
 too small to outweigh what a retriever found on its own, and with one document selected it changes nothing.
 
+The reference term (every method): a question that names a page ("the chart on page 14", "p. 14", "slide 3", in
+the languages of ``rag.text.references``) or a figure or table ("Figure 3", "Table 2") lifts the chunks of that page
+and those holding that caption (``references``). The page is looked up by its printed label first (the PDF's page
+labels, "14" on the PDF's 16th page), then by its position (counted half where the page's label differs); a caption
+counts fully where a line opens with it and half where the text only mentions it. Those chunks join the candidates
+(scored by both retrievers like any other) and get ``reference`` times the method's ``REFERENCE_WEIGHTS`` on top:
+under ``zscore`` two standard deviations, enough to put the named page first unless the retrievers find it clearly
+unrelated, and never a filter: the other pages stay in the ranking.
+
 The methods were compared on FinanceBench (both scopes), SciFact, Cranfield and XQuAD in six languages
 (docs/BENCHMARKS.md): ``zscore`` is above the better of the two retrievers or at most 0.03 below it (recall@1,
 recall@5, MRR@10) on every one, where ``scores`` falls up to 0.85 below it in recall@1 (0.79 in MRR@10) in languages
@@ -49,10 +58,15 @@ from rag.core.config import Settings
 from rag.core.records import Passage
 from rag.models.embedder import Embedder
 from rag.search.store import Store, split_chunk_id
+from rag.text.references import References, caption_kind, caption_strings, find_references
 
 RRF_K = 60
 # Each method's weights (dense, BM25, title) where the settings leave them empty.
 DEFAULT_WEIGHTS = {"zscore": (1.0, 1.0, 0.5), "scores": (0.8, 0.2, 0.1), "rrf": (1.0, 1.0, 0.0)}
+# What a full reference match adds under each method (times ``Fusion.reference``): standard deviations under zscore,
+# a share of the 0-1 scale under scores, and under rrf the weight of the references' own ranking.
+REFERENCE_WEIGHTS = {"zscore": 2.0, "scores": 0.4, "rrf": 1.0}
+NAMED_BY_POSITION = 0.5  # a page named by its position whose printed label differs (label first, then position)
 
 
 @dataclass(frozen=True)
@@ -63,17 +77,20 @@ class Fusion:
     dense: float = DEFAULT_WEIGHTS["zscore"][0]
     lexical: float = DEFAULT_WEIGHTS["zscore"][1]
     title: float = DEFAULT_WEIGHTS["zscore"][2]
+    reference: float = 1.0  # times REFERENCE_WEIGHTS[method]; 0 ignores pages and captions a question names
 
     @classmethod
     def of(cls, method: str, dense: float | None = None, lexical: float | None = None,
-           title: float | None = None) -> Fusion:
+           title: float | None = None, reference: float = 1.0) -> Fusion:
         """``method`` with the weights given, and its own defaults for those left None."""
         defaults = DEFAULT_WEIGHTS[method]
-        return cls(method, *(d if w is None else w for w, d in zip((dense, lexical, title), defaults, strict=True)))
+        return cls(method, *(d if w is None else w for w, d in zip((dense, lexical, title), defaults, strict=True)),
+                   reference=reference)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Fusion:
-        return cls.of(settings.fusion, settings.dense_weight, settings.lexical_weight, settings.title_weight)
+        return cls.of(settings.fusion, settings.dense_weight, settings.lexical_weight, settings.title_weight,
+                      settings.reference_weight)
 
 
 def fuse(rankings: Sequence[tuple[float, Sequence[str]]], k: int = RRF_K) -> list[tuple[str, float]]:
@@ -127,11 +144,12 @@ class Signals:
     dense_found: int = 0
     lexical_found: int = 0
     titles: dict[str, float] = field(default_factory=dict)
+    references: dict[str, float] = field(default_factory=dict)  # chunk id → how surely it is what the question names
 
     @property
     def candidates(self) -> list[str]:
-        """Every candidate once: dense search's finds, then BM25's."""
-        return list(dict.fromkeys([*self.dense, *self.lexical]))
+        """Every candidate once: dense search's finds, then BM25's, then the chunks the question names."""
+        return list(dict.fromkeys([*self.dense, *self.lexical, *self.references]))
 
 
 def gather(store: Store, embedder: Embedder, query: str, doc_ids: Sequence[str], pool: int,
@@ -144,9 +162,41 @@ def gather(store: Store, embedder: Embedder, query: str, doc_ids: Sequence[str],
     if dense and lexical:
         dense.update(store.dense_scores(vector, [cid for cid in lexical if cid not in dense]))
         lexical.update({cid: s for cid, s in store.lexical_scores(query, list(dense)).items() if s > 0})
+    named = references(store, find_references(query), doc_ids, pool) if fusion.reference > 0 else {}
+    unseen = [cid for cid in named if cid not in dense and cid not in lexical]
+    if unseen:  # the named page's chunks are scored by both retrievers like any other candidate
+        if vector is not None:
+            dense.update(store.dense_scores(vector, unseen))
+        if fusion.lexical > 0:
+            lexical.update({cid: s for cid, s in store.lexical_scores(query, unseen).items() if s > 0})
     wants_titles = fusion.method != "rrf" and fusion.title > 0 and len(set(doc_ids)) > 1
     titles = store.title_scores(query, doc_ids) if wants_titles else {}
-    return Signals(dense, lexical, *found, titles)
+    return Signals(dense, lexical, *found, titles, named)
+
+
+def references(store: Store, named: References, doc_ids: Sequence[str], limit: int) -> dict[str, float]:
+    """The chunks of ``doc_ids`` a question's ``named`` pages and captions point at, each scored 0-1: 1 for a page
+    whose printed label is the one named (a page without a label of its own is labelled by its position), 0.5
+    (``NAMED_BY_POSITION``) for the page at that position whose label differs; 1 for a chunk where a line opens
+    with the caption named, 0.5 where it only mentions it."""
+    if not named or not doc_ids:
+        return {}
+    scores: dict[str, float] = {}
+
+    def keep(cid: str, value: float) -> None:
+        if value > scores.get(cid, 0.0):
+            scores[cid] = value
+
+    for label in named.pages:
+        for cid in store.find_chunks(doc_ids, {"page_label": label}, limit=limit):
+            keep(cid, 1.0)
+        if label.isdigit():
+            for cid, p in store.find_chunks(doc_ids, {"page_start": int(label)}, limit=limit).items():
+                keep(cid, NAMED_BY_POSITION if p.page_label else 1.0)
+    for kind, number in named.captions:
+        for cid, p in store.find_chunks(doc_ids, None, caption_strings(kind, number), limit).items():
+            keep(cid, caption_kind(p.text, kind, number))
+    return {cid: value for cid, value in scores.items() if value > 0}
 
 
 def lexical_confidence(signals: Signals) -> float:
@@ -169,12 +219,19 @@ def rank(signals: Signals, fusion: Fusion = Fusion(),
     retriever's scores on the method's scale (``above_mean`` for zscore, ``min_max`` for scores) unless ``scale``
     is given; zscore weighs BM25 by its ``lexical_confidence`` too."""
     dense, lexical = signals.dense, signals.lexical
+    named = fusion.reference * REFERENCE_WEIGHTS.get(fusion.method, 0.0)
     if fusion.method == "rrf":
-        return fuse([(fusion.dense, _ranked(dense)), (fusion.lexical, _ranked(lexical))])
+        rankings = [(fusion.dense, _ranked(dense)), (fusion.lexical, _ranked(lexical))]
+        if named > 0 and signals.references:
+            rankings.append((named, _ranked(signals.references)))
+        return fuse(rankings)
     candidates = signals.candidates
     boost: dict[str, float] = {}
     if fusion.title > 0 and signals.titles:
         boost = {cid: fusion.title * signals.titles.get(split_chunk_id(cid)[0], 0.0) for cid in candidates}
+    if named > 0:
+        for cid, value in signals.references.items():
+            boost[cid] = boost.get(cid, 0.0) + named * value
     matched = {cid: lexical.get(cid, 0.0) for cid in candidates} if lexical else {}  # no shared term: 0
     lexical_weight = fusion.lexical
     if fusion.method == "zscore":
