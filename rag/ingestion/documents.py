@@ -319,4 +319,5 @@ def _short(exc: BaseException) -> str:
     return text if len(text) < 160 else text[:157] + "..."
 
 
-__all__ = ["DocumentError", "clean_text", "load_pdf", "page_labels", "pages_to_ocr", "sniff", "title_from_file_name", "with_ocr"]
+__all__ = ["DocumentError", "clean_text", "load_pdf", "page_labels", "pages_to_ocr", "sniff", "title_from_file_name",
+           "with_ocr"]

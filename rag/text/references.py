@@ -26,15 +26,17 @@ _FIGURE_WORDS = (
     r"grafik|schaubild|figura|gr[áa]fico|graphique|figuur|grafiek|рисун(?:ок|ке|ка)|рис\.|диаграмм[аеы]|"
     r"графи(?:к|ке)|rysun(?:ek|ku)|wykres|şekil|grafik|شكل|الشكل|رسم|चित्र|ग्राफ|ภาพที่|แผนภูมิ|그림|도표|차트"
 )
-_TABLE_WORDS = r"tables?|tab\.|tabelle[n]?|tableau[x]?|tabla|cuadro|tabela|tabella|tabel|таблиц[аеы]|табл\.|tablo|جدول|الجدول|तालिका|ตาราง(?:ที่)?|표"
+_TABLE_WORDS = (r"tables?|tab\.|tabelle[n]?|tableau[x]?|tabla|cuadro|tabela|tabella|tabel|таблиц[аеы]|табл\.|tablo|"
+                r"جدول|الجدول|तालिका|ตาราง(?:ที่)?|표")
 _NUMBER = r"(\d{1,4}(?:[.\-–]\d{1,3})?[a-z]?)"  # 14, 3.2, 2-1, 4a
 _ROMAN = r"([ivxlc]{1,7})"  # front matter: "page iv"
 _PAGE = re.compile(rf"(?<![\w.])(?:{_PAGE_WORDS})\s*(?:no\.?|nr\.?|№|#)?\s*(?:{_NUMBER}|{_ROMAN})(?![\w])",
                    re.IGNORECASE)
 # Chinese and Japanese put the number between or before the words: 第14页, 第 14 頁, 14ページ, 14페이지, 14쪽.
-_PAGE_CJK = re.compile(r"第\s*(\d{1,4})\s*[页頁张張]|(\d{1,4})\s*(?:ページ|頁|페이지|쪽|页)|(?:幻灯片|スライド)\s*(\d{1,4})")
-_CAPTION = re.compile(rf"(?<![\w])(?:({_FIGURE_WORDS})|({_TABLE_WORDS}))\s*(?:no\.?|nr\.?|№|#)?\s*{_NUMBER}(?![\w])",
-                      re.IGNORECASE)
+_PAGE_CJK = re.compile(r"第\s*(\d{1,4})\s*[页頁张張]|(\d{1,4})\s*(?:ページ|頁|페이지|쪽|页)|"
+                       r"(?:幻灯片|スライド)\s*(\d{1,4})")
+_CAPTION = re.compile(rf"(?<![\w])(?:({_FIGURE_WORDS})|({_TABLE_WORDS}))\s*(?:no\.?|nr\.?|№|#)?\s*{_NUMBER}"
+                      r"(?![\w])", re.IGNORECASE)
 _CAPTION_CJK = re.compile(r"(?:(图|圖|図)|(表))\s*(\d{1,3}(?:[.\-]\d{1,3})?)")
 FIGURE, TABLE = "figure", "table"
 
