@@ -115,3 +115,12 @@ def test_passages_stored_before_labels_name_their_position() -> None:
     old = Passage(chunk_id="d:0", doc_id="d", file_name="f.pdf", text="t", page_start=7, page_end=7, char_start=0,
                   char_end=1)
     assert old.page_name == "7"
+
+
+def test_the_printed_number_wins_over_the_position(engine: Engine, tmp_path: Path) -> None:
+    # Front matter i, ii, then 1-4: "page 2" is the fourth page of the PDF, not its second (printed "ii").
+    list(engine.ingest([labelled_pdf(tmp_path / "book.pdf", TOPICS, roman=2)]))
+    (doc,) = engine.documents()
+    found = hybrid_search(engine.store, engine.embedder, "What is on page 2?", [doc.doc_id], 20,
+                          Fusion.from_settings(engine.settings))
+    assert [(p.page_start, p.page_name) for p in found[:2]] == [(4, "2"), (2, "ii")]

@@ -36,7 +36,7 @@ too small to outweigh what a retriever found on its own, and with one document s
 The reference term (every method): a question that names a page ("the chart on page 14", "p. 14", "slide 3", in
 the languages of ``rag.text.references``) or a figure or table ("Figure 3", "Table 2") lifts the chunks of that page
 and those holding that caption (``references``). The page is looked up by its printed label first (the PDF's page
-labels, "14" on the PDF's 16th page), then by its position (counted half where the page's label differs); a caption
+labels, "14" on the PDF's 16th page), then by its position (counted half where another page is printed so); a caption
 counts fully where a line opens with it and half where the text only mentions it. Those chunks join the candidates
 (scored by both retrievers like any other) and get ``reference`` times the method's ``REFERENCE_WEIGHTS`` on top:
 under ``zscore`` two standard deviations, enough to put the named page first unless the retrievers find it clearly
@@ -177,8 +177,9 @@ def gather(store: Store, embedder: Embedder, query: str, doc_ids: Sequence[str],
 def references(store: Store, named: References, doc_ids: Sequence[str], limit: int) -> dict[str, float]:
     """The chunks of ``doc_ids`` a question's ``named`` pages and captions point at, each scored 0-1: 1 for a page
     whose printed label is the one named (a page without a label of its own is labelled by its position), 0.5
-    (``NAMED_BY_POSITION``) for the page at that position whose label differs; 1 for a chunk where a line opens
-    with the caption named, 0.5 where it only mentions it."""
+    (``NAMED_BY_POSITION``) for the page at that position whose label differs when another page of its document is
+    printed with that label (1 when none is); 1 for a chunk where a line opens with the caption named, 0.5 where
+    it only mentions it."""
     if not named or not doc_ids:
         return {}
     scores: dict[str, float] = {}
@@ -188,11 +189,13 @@ def references(store: Store, named: References, doc_ids: Sequence[str], limit: i
             scores[cid] = value
 
     for label in named.pages:
-        for cid in store.find_chunks(doc_ids, {"page_label": label}, limit=limit):
+        labelled = store.find_chunks(doc_ids, {"page_label": label}, limit=limit)
+        for cid in labelled:
             keep(cid, 1.0)
-        if label.isdigit():
+        if label.isdigit():  # the page at that position: as sure where no page of its document is printed so
+            printed = {p.doc_id for p in labelled.values()}
             for cid, p in store.find_chunks(doc_ids, {"page_start": int(label)}, limit=limit).items():
-                keep(cid, NAMED_BY_POSITION if p.page_label else 1.0)
+                keep(cid, NAMED_BY_POSITION if p.page_label and p.doc_id in printed else 1.0)
     for kind, number in named.captions:
         for cid, p in store.find_chunks(doc_ids, None, caption_strings(kind, number), limit).items():
             keep(cid, caption_kind(p.text, kind, number))
