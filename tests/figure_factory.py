@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 from typing import Sequence
 
+import reportlab
 from pypdf import PdfReader, PdfWriter
 
 from tests import pdf_factory as pf
@@ -24,4 +25,31 @@ def labelled_pdf(path: Path | str, pages: Sequence[str], *, roman: int = 0, firs
     writer.set_page_label(roman, len(pages) - 1, style="/D", start=first)
     buffer = io.BytesIO()
     writer.write(buffer)
+    return pf._write(path, buffer.getvalue())
+
+
+def figure_pdf(path: Path | str, text: str, picture: Sequence[str]) -> Path:
+    """A one-page PDF with ``text`` in its text layer above a figure whose words (``picture``, one line each) are
+    not in the text layer: a raster image of them in a frame, as a chart or a screenshot exported as a picture."""
+    from PIL import Image, ImageDraw, ImageFont
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen.canvas import Canvas
+
+    font = ImageFont.truetype(str(Path(reportlab.__file__).parent / "fonts" / "Vera.ttf"), 40)
+    buffer = io.BytesIO()
+    canvas = Canvas(buffer, pagesize=(pf.PAGE_WIDTH, pf.PAGE_HEIGHT), invariant=1)
+    canvas.setFont("Helvetica", 11)
+    y = pf.PAGE_HEIGHT - 72
+    for line in pf.wrap_text(text, pf.PAGE_WIDTH - 144, "Helvetica", 11):
+        canvas.drawString(72, y, line)
+        y -= 15
+    x, bottom, width, height = 72, 120, round(pf.PAGE_WIDTH - 144), 330  # points: the lower half of the page
+    image = Image.new("L", (width * 2, height * 2), 255)  # two pixels a point: about 144 dpi
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(picture):
+        draw.text((40, 40 + 68 * i), line, fill=0, font=font)
+    draw.rectangle((6, 6, width * 2 - 6, height * 2 - 6), outline=0, width=4)
+    canvas.drawImage(ImageReader(image), x, bottom, width, height)
+    canvas.showPage()
+    canvas.save()
     return pf._write(path, buffer.getvalue())

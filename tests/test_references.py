@@ -124,3 +124,20 @@ def test_the_printed_number_wins_over_the_position(engine: Engine, tmp_path: Pat
     found = hybrid_search(engine.store, engine.embedder, "What is on page 2?", [doc.doc_id], 20,
                           Fusion.from_settings(engine.settings))
     assert [(p.page_start, p.page_name) for p in found[:2]] == [(4, "2"), (2, "ii")]
+
+
+def test_the_sources_panel_and_chips_show_the_printed_number() -> None:
+    from rag.core.events import Sources
+    from rag.core.records import Citation
+    from ui.render import chip, sources_html
+
+    p = Passage(chunk_id="d:0", doc_id="d", file_name="article.pdf", text="Harbour ships unload grain.", page_start=2,
+                page_end=2, char_start=0, char_end=10, page_label="102")
+    figure = Passage(chunk_id="d:5", doc_id="d", file_name="article.pdf", text="Zorbex shipments 48", page_start=3,
+                     page_end=3, char_start=20, char_end=39, figure=True)
+    html = sources_html(Sources([Citation(1, p), Citation(2, figure)], []))
+    assert '<span class="pw-page" title="page 2 of the PDF">p. 102</span>' in html
+    assert "in a figure" in html and '<span class="pw-page">p. 3</span>' in html
+    assert "article.pdf, p. 102" in chip(Citation(1, p))  # the chip's tooltip, which the viewer reads the file from
+    assert "pw-p-2" in chip(Citation(1, p))  # the viewer still opens the PDF's second page
+    assert "pw-ocr" in chip(Citation(2, figure))  # highlighted over the figure's boxes, as an OCR'd page

@@ -220,6 +220,11 @@ class Settings:
     reference_weight: float = _setting(1.0, min=0, max=10, doc="How strongly a page or caption a question names "
                                        "(\"page 14\", \"slide 3\", \"Figure 3\", \"Table 2\") lifts that page in the "
                                        "fusion (1 = two standard deviations under zscore; 0 = ignore).")
+    figure_ocr: str = _setting("on", choices=("on", "off"), doc="Read by OCR the words inside the figures (images, "
+                               "drawings) of pages that have a text layer, and index those the text layer lacks "
+                               "(off with RAG_OCR=off too).")
+    figure_ocr_pages: int = _setting(40, min=0, max=100000, doc="Most pages of one document whose figures are read "
+                                     "(those with the largest figures first; 0 = none).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

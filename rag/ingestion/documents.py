@@ -20,7 +20,7 @@ from rag.core.errors import (
     PasswordRequiredError,
     TooLargeError,
 )
-from rag.core.records import Page, ParsedDocument
+from rag.core.records import OcrLine, Page, ParsedDocument
 from rag.text.languages import RADICALS
 
 log = logging.getLogger(__name__)
@@ -233,6 +233,21 @@ def with_ocr(doc: ParsedDocument, read: dict[int, Page], failed: dict[int, str])
     return replace(doc, pages=pages, pages_without_text=without_text)
 
 
+def with_figures(doc: ParsedDocument, read: dict[int, tuple[str, tuple[OcrLine, ...]]]) -> ParsedDocument:
+    """``doc`` with the words read inside its pages' figures (``read``: page number → text not yet cleaned, and its
+    lines) added after each page's text layer, from ``Page.figure_start`` on; a page where they hold no word (not
+    one run of three letters or two digits) is left as it was."""
+    pages = []
+    for page in doc.pages:
+        got = read.get(page.number)
+        text = clean_text(got[0]) if got is not None else ""
+        if not page.text or not _WORDISH.search(text):
+            pages.append(page)
+            continue
+        pages.append(replace(page, text=f"{page.text}\n\n{text}", figure_start=len(page.text) + 2, lines=got[1]))
+    return replace(doc, pages=pages)
+
+
 def unreadable(text: str) -> bool:
     """True for a page's extracted text that is glyph codes rather than words: a font without a character mapping
     gives pypdf's glyph names ("/g437/g258") or private-use code points, or five or more symbols and single
@@ -320,4 +335,4 @@ def _short(exc: BaseException) -> str:
 
 
 __all__ = ["DocumentError", "clean_text", "load_pdf", "page_labels", "pages_to_ocr", "sniff", "title_from_file_name",
-           "with_ocr"]
+           "with_figures", "with_ocr"]

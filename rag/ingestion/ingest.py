@@ -33,7 +33,7 @@ from rag.core.events import (
     PagesParsed,
 )
 from rag.core.records import DocumentInfo
-from rag.ingestion.ocr import OcrOptions, to_json
+from rag.ingestion.ocr import FigureOptions, OcrOptions, to_json
 from rag.ingestion.pool import PageProgress, ParserPool
 from rag.ingestion.workers import ParseJob, ParseResult
 from rag.models.embedder import Embedder
@@ -198,7 +198,8 @@ class Ingestor:
         s = self.settings
         return ParseJob(path=str(f.path), file_name=f.name, max_bytes=s.max_upload_bytes, max_pages=s.max_pages,
                         chunk_tokens=s.chunk_tokens, chunk_overlap=s.chunk_overlap, tokenizer=s.tokenizer,
-                        ocr=s.ocr, ocr_options=OcrOptions.from_settings(s), ocr_cache=str(self._ocr_cache(doc_id)))
+                        ocr=s.ocr, ocr_options=OcrOptions.from_settings(s), ocr_cache=str(self._ocr_cache(doc_id)),
+                        figures=FigureOptions.from_settings(s))
 
     def _ocr_cache(self, doc_id: str) -> Path:
         return self.settings.data_dir / OCR_CACHE / f"{doc_id}.json"
@@ -232,7 +233,8 @@ class Ingestor:
             yield FileFailed(f.name, result.error or "unreadable", result.error_kind or "error")
             return None
         doc, chunks = result.document, result.chunks
-        self.timings.update(parse=result.seconds, chunk=result.chunk_seconds, ocr=result.ocr_seconds)
+        self.timings.update(parse=result.seconds - result.figure_seconds, chunk=result.chunk_seconds,
+                            ocr=result.ocr_seconds, figures=result.figure_seconds)
         yield PagesParsed(f.name, doc.page_count, doc.pages_without_text, doc.ocr_pages)
         yield ChunksMade(f.name, len(chunks))
 
@@ -261,7 +263,7 @@ class Ingestor:
             self.store.begin(info)
             self.store.add_chunks(doc_id, f.name, doc.title, chunks, vectors)
             self.store.save_file(doc_id, f.path)
-            if doc.ocr_pages:  # the recognised lines, for the viewer to highlight a cited passage on the image
+            if doc.ocr_pages or doc.figure_pages:  # the recognised lines, for the viewer to highlight a passage
                 self.store.save_ocr(doc_id, to_json(doc.pages, OcrOptions.from_settings(self.settings)))
             self.store.commit(info)
         except write_errors() as exc:
