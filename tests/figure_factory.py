@@ -53,3 +53,15 @@ def figure_pdf(path: Path | str, text: str, picture: Sequence[str]) -> Path:
     canvas.showPage()
     canvas.save()
     return pf._write(path, buffer.getvalue())
+
+
+def relabelled(path: Path | str, first: int) -> Path:
+    """``path`` rewritten with its pages labelled from ``first`` on (as pages of a journal issue are printed)."""
+    reader = PdfReader(str(path))
+    writer = PdfWriter()
+    for page in reader.pages:
+        writer.add_page(page)
+    writer.set_page_label(0, len(reader.pages) - 1, style="/D", start=first)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return pf._write(path, buffer.getvalue())
