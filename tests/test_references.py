@@ -141,3 +141,20 @@ def test_the_sources_panel_and_chips_show_the_printed_number() -> None:
     assert "article.pdf, p. 102" in chip(Citation(1, p))  # the chip's tooltip, which the viewer reads the file from
     assert "pw-p-2" in chip(Citation(1, p))  # the viewer still opens the PDF's second page
     assert "pw-ocr" in chip(Citation(2, figure))  # highlighted over the figure's boxes, as an OCR'd page
+
+
+def test_printed_page_numbers_are_read_from_the_pages_when_the_pdf_has_no_labels(tmp_path: Path) -> None:
+    body = [f"{topic}\n{n}" for n, topic in enumerate(TOPICS[:4], 1)]  # each page closes with its printed number
+    doc = load_pdf(pf.text_pdf(tmp_path / "report.pdf", ["Annual report 2024", "Contents"] + body))
+    assert [p.label for p in doc.pages] == ["1", "2", "1", "2", "3", "4"]
+    stray = load_pdf(pf.text_pdf(tmp_path / "stray.pdf", ["Sales 12", "Costs 40", "Profit 7", "Tax 2", "Cash 99"]))
+    assert [p.label for p in stray.pages] == ["1", "2", "3", "4", "5"]  # figures that don't run with the pages
+
+
+def test_a_number_printed_on_a_page_wins_over_a_page_showing_none(engine: Engine, tmp_path: Path) -> None:
+    body = [f"{topic}\n{n}" for n, topic in enumerate(TOPICS[:4], 1)]
+    list(engine.ingest([pf.text_pdf(tmp_path / "report.pdf", ["Annual report of the harbour", "Contents"] + body)]))
+    (doc,) = engine.documents()
+    found = hybrid_search(engine.store, engine.embedder, "What is on page 2?", [doc.doc_id], 20,
+                          Fusion.from_settings(engine.settings))
+    assert found[0].page_start == 4 and found[0].page_name == "2"

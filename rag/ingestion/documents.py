@@ -155,6 +155,8 @@ def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: i
             unmapped += 1
             text = ""
         pages.append(Page(number, text, label=labels[number - 1]))
+    if labels == [str(n) for n in range(1, page_count + 1)]:  # no page labels: the numbers printed on the pages
+        pages = printed_numbers(pages)
 
     without_text = [p.number for p in pages if not p.text]
     if len(without_text) == page_count:
@@ -201,6 +203,40 @@ def page_labels(reader, page_count: int) -> list[str]:  # noqa: ANN001 - pypdf.P
     if len(labels) != page_count:
         return numbers
     return [label[:40] or number for label, number in zip(labels, numbers, strict=True)]
+
+
+def printed_numbers(pages: list[Page]) -> list[Page]:
+    """``pages`` labelled with the page numbers printed on them, for a PDF without page labels whose printed
+    numbers run at a fixed distance from the positions (a cover and contents before page 1: the 3rd page printed
+    "1"). A printed number is a line of digits alone opening or closing a page's text, or the figure closing its
+    last line (``clean_text`` joins a page number to the line above); the distance is the one most pages agree on,
+    and counts only when at least three pages and a third of those that show a number agree. Pages that show no
+    number at that distance keep their position as their label."""
+    seen: dict[int, set[int]] = {}
+    for page in pages:
+        lines = [line.strip() for line in page.text.split("\n") if line.strip()]
+        if not lines:
+            continue
+        found = {int(m) for m in (lines[0], lines[-1]) if _PAGE_NUMBER.fullmatch(m)}
+        last = _TRAILING_NUMBER.search(lines[-1])
+        if last:
+            found.add(int(last.group(1)))
+        seen[page.number] = {n for n in found if 0 < n < page.number}
+    shifts: dict[int, int] = {}
+    for number, found in seen.items():
+        for printed in found:
+            shifts[number - printed] = shifts.get(number - printed, 0) + 1
+    if not shifts:
+        return pages
+    shift, agree = max(shifts.items(), key=lambda item: (item[1], -item[0]))
+    if agree < max(3, len([f for f in seen.values() if f]) / 3):
+        return pages
+    return [replace(p, label=str(p.number - shift)) if p.number - shift in seen.get(p.number, ()) else p
+            for p in pages]
+
+
+_PAGE_NUMBER = re.compile(r"\d{1,4}")
+_TRAILING_NUMBER = re.compile(r"\s(\d{1,4})$")
 
 
 def pages_to_ocr(doc: ParsedDocument, mode: str | None) -> list[int]:

@@ -177,9 +177,9 @@ def gather(store: Store, embedder: Embedder, query: str, doc_ids: Sequence[str],
 def references(store: Store, named: References, doc_ids: Sequence[str], limit: int) -> dict[str, float]:
     """The chunks of ``doc_ids`` a question's ``named`` pages and captions point at, each scored 0-1: 1 for a page
     whose printed label is the one named (a page without a label of its own is labelled by its position), 0.5
-    (``NAMED_BY_POSITION``) for the page at that position whose label differs when another page of its document is
-    printed with that label (1 when none is); 1 for a chunk where a line opens with the caption named, 0.5 where
-    it only mentions it."""
+    (``NAMED_BY_POSITION``) for the page at that position when another page of its document is printed with that
+    label (1 when none is); 1 for a chunk where a line opens with the caption named, 0.5 where it only mentions
+    it."""
     if not named or not doc_ids:
         return {}
     scores: dict[str, float] = {}
@@ -195,7 +195,7 @@ def references(store: Store, named: References, doc_ids: Sequence[str], limit: i
         if label.isdigit():  # the page at that position: as sure where no page of its document is printed so
             printed = {p.doc_id for p in labelled.values()}
             for cid, p in store.find_chunks(doc_ids, {"page_start": int(label)}, limit=limit).items():
-                keep(cid, NAMED_BY_POSITION if p.page_label and p.doc_id in printed else 1.0)
+                keep(cid, NAMED_BY_POSITION if p.doc_id in printed else 1.0)
     for kind, number in named.captions:
         for cid, p in store.find_chunks(doc_ids, None, caption_strings(kind, number), limit).items():
             keep(cid, caption_kind(p.text, kind, number))
