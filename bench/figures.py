@@ -96,6 +96,7 @@ def search_ranks(items: Sequence[Item], label: str, embedder_path: str, cache: P
     first's index is shared by rows whose changes only touch ranking) and return row → question id → rank of the
     first hit (None: none in the top 10)."""
     import retrieval_eval as re_eval
+
     from rag.search.retrieval import Fusion, hybrid_search
 
     out: dict[str, dict[str, int | None]] = {}
@@ -255,7 +256,8 @@ def main() -> int:
               + ", ".join(f"{qid} {b or '-'}→{a or '-'}" for qid, b, a in moved))
 
     print("\nParser cost (text layer, figures, chunking; no embedding), pages per second, best of runs:\n")
-    print("| PDFs | pages | before | after, figures off | after, figures on | of which figures |\n|---|---|---|---|---|---|")
+    print("| PDFs | pages | before | after, figures off | after, figures on | of which figures |")
+    print("|---|---|---|---|---|---|")
     figure_files = sorted({EVALDATA / q.file for q in items})
     for name, paths, repeat in (("figure PDFs", figure_files, 1),
                                 ("text-only PDFs", [EVALDATA / f for f in TEXT_ONLY], 2)):

@@ -65,3 +65,20 @@ def relabelled(path: Path | str, first: int) -> Path:
     buffer = io.BytesIO()
     writer.write(buffer)
     return pf._write(path, buffer.getvalue())
+
+
+def shaded_pdf(path: Path | str, pages: Sequence[str], dark: Sequence[int]) -> Path:
+    """Text pages, the 1-based pages in ``dark`` with a large black rectangle (a figure without words) under their
+    text: only a picture of the page tells them apart."""
+    from reportlab.pdfgen.canvas import Canvas
+
+    buffer = io.BytesIO()
+    canvas = Canvas(buffer, pagesize=(pf.PAGE_WIDTH, pf.PAGE_HEIGHT), invariant=1)
+    for number, text in enumerate(pages, 1):
+        if number in dark:
+            canvas.rect(72, 100, pf.PAGE_WIDTH - 144, pf.PAGE_HEIGHT - 300, fill=1)
+        canvas.setFont("Helvetica", 11)
+        canvas.drawString(72, pf.PAGE_HEIGHT - 72, text)
+        canvas.showPage()
+    canvas.save()
+    return pf._write(path, buffer.getvalue())

@@ -44,6 +44,8 @@ class AskOptions:
 class Answerer:
     """Answers questions from the store with the chat model, reranking when a reranker is available."""
 
+    visual: Any = None  # a page-image embedder (rag.models.visual.PageEmbedder) searching page images too
+
     def __init__(self, settings: Settings, embedder: Embedder, store: Store, chat: Any,
                  reranker: Any | None = None, budget: RerankBudget | None = None) -> None:
         self.settings = settings
@@ -84,7 +86,7 @@ class Answerer:
             yield Progress("retrieving", query)
             # Without the reranker only the first top_k are used: read a few more, as chunks of a page merge.
             candidates = hybrid_search(self.store, self.embedder, query, scope, pool, Fusion.from_settings(s),
-                                       keep=None if use_rerank else 2 * top_k)
+                                       keep=None if use_rerank else 2 * top_k, visual=self.visual)
             # As many of the best candidates as the reranker's time budget allows (twice what the answer uses,
             # when they fit), said before it starts, as it may take seconds.
             plan = self._plan(query, candidates, top_k) if use_rerank and candidates else None

@@ -184,6 +184,8 @@ class Store:
         self._title_terms.pop(doc_id, None)
         self.file_path(doc_id).unlink(missing_ok=True)
         self.ocr_path(doc_id).unlink(missing_ok=True)
+        for path in self.vectors_dir.glob(f"{doc_id}.pages-*.npz"):  # page-image vectors, any model
+            path.unlink(missing_ok=True)
 
     def recover(self) -> list[str]:
         """Remove documents whose ingest died half-way; return their file names."""
@@ -403,6 +405,40 @@ class Store:
         got = self.chunks.get(where=clause, where_document=text, include=["documents", "metadatas"], limit=limit)
         return {cid: passage(cid, doc, meta, 0.0)
                 for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
+
+    def save_page_vectors(self, doc_id: str, model: str, pages: Sequence[int],
+                          vectors: Sequence[Sequence[float]]) -> None:
+        """Keep a document's page-image vectors (of the visual embedder named ``model``) beside its chunk vectors."""
+        import numpy as np
+
+        matrix = np.asarray(vectors, dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True) if matrix.size else matrix
+        matrix = matrix / np.where(norms > 0, norms, 1.0) if matrix.size else matrix
+
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as fh:  # np.savez would add ".npz" to a path
+                np.savez(fh, pages=np.asarray(list(pages), dtype=np.int32), vectors=matrix)
+
+        atomic_write(self.vectors_dir / f"{doc_id}.pages-{model}.npz", write)
+
+    def page_scores(self, vector: Sequence[float], model: str, doc_ids: Sequence[str],
+                    k: int) -> list[tuple[str, int, float]]:
+        """The ``k`` pages of ``doc_ids`` whose page-image vectors (of ``model``) are nearest ``vector``: (doc_id,
+        page, cosine), best first. Documents indexed without page images have none."""
+        import numpy as np
+
+        query = _unit(vector)
+        found: list[tuple[str, int, float]] = []
+        for doc_id in doc_ids:
+            path = self.vectors_dir / f"{doc_id}.pages-{model}.npz"
+            if not path.exists():
+                continue
+            with np.load(path) as data:
+                pages, matrix = data["pages"], data["vectors"]
+            if len(pages) and matrix.shape[1] == len(query):
+                sims = matrix @ query
+                found.extend((doc_id, int(p), float(s)) for p, s in zip(pages, sims, strict=True))
+        return sorted(found, key=lambda item: -item[2])[:k]
 
     def count_chunks(self, doc_id: str | None = None) -> int:
         """Number of stored chunks (of one document, or all)."""
