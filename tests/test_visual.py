@@ -121,3 +121,18 @@ def test_page_images_join_the_search(settings: Settings, vision: FakeVisionEmbed
         assert not list(engine.store.vectors_dir.glob(f"{doc.doc_id}.pages-*.npz"))
     finally:
         engine.close()
+
+
+def test_the_in_process_embedder_runs_a_tiny_qwen3_vl(settings: Settings, tmp_path: Path) -> None:
+    from rag.models.providers.local_visual import LocalPageEmbedder
+    from tests.tiny_models import build_tiny_qwen3_vl
+
+    model = build_tiny_qwen3_vl(tmp_path / "tiny-vl")
+    embedder, _ = make_page_embedder(settings.with_(visual="on", visual_model=str(model), visual_max_pixels=65_536))
+    assert isinstance(embedder, LocalPageEmbedder)
+    pdf = shaded_pdf(tmp_path / "harbour.pdf", PAGES, dark=[2])
+    pages = embedder.embed_pages([render_page(pdf, n, 65_536) for n in (1, 2)])
+    question = embedder.embed_query("Which page has the dark picture?")
+    assert len(pages) == 2 and len(pages[0]) == len(question) == 64  # the tiny text model's width
+    assert abs(sum(x * x for x in question) - 1) < 1e-4  # normalised, as the store expects
+    assert pages[0] != pages[1]  # the pictures differ, and so do their vectors (random weights: nothing more)
