@@ -16,9 +16,9 @@ import pytest
 
 from rag.core.config import Settings
 from rag.engine import Engine
-from rag.ingestion.pageimages import render_page
 from rag.models.factory import make_page_embedder
 from rag.models.providers.visual_server import ServerPageEmbedder
+from rag.search.pageimages import render_page
 from rag.search.retrieval import Fusion, gather, hybrid_search
 from tests.figure_factory import shaded_pdf
 
@@ -136,3 +136,22 @@ def test_the_in_process_embedder_runs_a_tiny_qwen3_vl(settings: Settings, tmp_pa
     assert len(pages) == 2 and len(pages[0]) == len(question) == 64  # the tiny text model's width
     assert abs(sum(x * x for x in question) - 1) < 1e-4  # normalised, as the store expects
     assert pages[0] != pages[1]  # the pictures differ, and so do their vectors (random weights: nothing more)
+
+
+def test_a_vision_chat_model_is_shown_the_pages_of_the_sources(settings: Settings, fake_ollama: Any,
+                                                              tmp_path: Path) -> None:
+    engine = Engine(settings.with_(visual="off", visual_answer=True, visual_max_pixels=60_000))
+    try:
+        list(engine.ingest([shaded_pdf(tmp_path / "harbour.pdf", PAGES, dark=[2])]))
+        events = list(engine.ask("What does the harbour have cranes for?"))
+        chats = [body for path, body in fake_ollama.requests if path == "/api/chat" and body.get("stream")]
+        question = chats[-1]["messages"][-1]
+        assert question["role"] == "user" and 1 <= len(question["images"]) <= 3
+        from PIL import Image
+
+        picture = Image.open(io.BytesIO(base64.b64decode(question["images"][0])))
+        assert picture.width * picture.height <= 60_000  # within the pixel budget
+        assert all("images" not in m for m in chats[-1]["messages"][:-1])  # only the question carries them
+        assert events  # the answer streamed as usual
+    finally:
+        engine.close()

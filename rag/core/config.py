@@ -237,6 +237,8 @@ class Settings:
     visual_instruction: str = _setting("Find the document page that answers the question.",
                                        doc="Instruction given with a question to the page-image embedder.")
     visual_weight: float = _setting(1.0, min=0, max=10, doc="Weight of the page-image search in the fusion.")
+    visual_answer: bool = _setting(False, doc="Show the chat model the pages of its first sources as images with the "
+                                   "question (a vision model: Ollama qwen3-vl, or one on an OpenAI-compatible server).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

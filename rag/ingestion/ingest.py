@@ -34,10 +34,10 @@ from rag.core.events import (
 )
 from rag.core.records import DocumentInfo
 from rag.ingestion.ocr import FigureOptions, OcrOptions, to_json
-from rag.ingestion.pageimages import render_page
 from rag.ingestion.pool import PageProgress, ParserPool
 from rag.ingestion.workers import ParseJob, ParseResult
 from rag.models.embedder import Embedder
+from rag.search.pageimages import render_page
 from rag.search.store import Store
 
 log = logging.getLogger(__name__)
