@@ -225,6 +225,8 @@ class Settings:
                                "(off with RAG_OCR=off too).")
     figure_ocr_pages: int = _setting(40, min=0, max=100000, doc="Most pages of one document whose figures are read "
                                      "(those with the largest figures first; 0 = none).")
+    figure_ocr_seconds: float = _setting(120.0, min=1, max=3600, doc="Most seconds reading one document's figures "
+                                         "may take, on top of RAG_PARSE_TIMEOUT (later pages keep their text layer).")
     visual: str = _setting("auto", choices=("off", "auto", "on"), doc="Search page images too (Qwen3-VL-Embedding): "
                            "on, off, or auto (on with a GPU or RAG_VISUAL_BASE_URL; on a CPU a page costs minutes).")
     visual_model: str = _setting("Qwen/Qwen3-VL-Embedding-2B", doc="The page-image embedding model (Hugging Face id "

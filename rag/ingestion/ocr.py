@@ -469,11 +469,12 @@ class FigureOptions:
     @classmethod
     def from_settings(cls, settings: Settings) -> FigureOptions | None:
         """The settings' bounds, or None where figures are not read (``RAG_FIGURE_OCR=off``, or OCR turned off).
-        A document's figures may take at most 40% of the time a PDF may take to parse."""
+        A document's figures have ``RAG_FIGURE_OCR_SECONDS`` of their own, on top of the time a PDF may take to
+        parse."""
         s = settings
         if s.figure_ocr == "off" or s.ocr == "off" or s.figure_ocr_pages == 0:
             return None
-        return cls(max_pages=s.figure_ocr_pages, budget_s=0.4 * s.parse_timeout)
+        return cls(max_pages=s.figure_ocr_pages, budget_s=s.figure_ocr_seconds)
 
 
 FIGURE_PATHS = 12  # vector paths (bars, lines, glyph outlines) that make a drawing rather than a rule or a box
