@@ -258,7 +258,7 @@ def with_ocr(doc: ParsedDocument, read: dict[int, Page], failed: dict[int, str])
         got = read.get(page.number)
         text = clean_text(got.text) if got is not None else ""
         text = text if _WORDISH.search(text) else ""
-        pages.append(replace(got, text=text) if text else page)
+        pages.append(replace(got, text=text, label=page.label) if text else page)  # the printed number stays
     without_text = [p.number for p in pages if not p.text]
     if len(without_text) == doc.page_count:
         if failed and len(failed) == len(without_text):
