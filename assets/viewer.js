@@ -22,7 +22,7 @@ const storedUrl = (name) => `${root()}${cfg.files}/${fileKey}/${name}`;
 let pdfjs = null;
 // zoom: null = fit the width of the viewer; else a PDF.js scale (1 = 72 dpi). seq: the latest render wins.
 // focus: the sentence of the passage the answer cites (stressed within the highlight).
-const state = { doc: null, pdf: null, page: 1, quote: "", focus: "", file: "", task: null, ocr: false, zoom: null,
+const state = { doc: null, pdf: null, labels: null, page: 1, quote: "", focus: "", file: "", task: null, ocr: false, zoom: null,
                 seq: 0 };
 const CSS_UNITS = 96 / 72; // "100%" is the printed size, as PDF viewers count it
 const ZOOMS = [0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 1.75, 2, 2.5, 3, 4].map((z) => z * CSS_UNITS);
@@ -85,6 +85,8 @@ async function show({ doc, page, file, quote, focus, removed, ocr }) {
     if (state.doc !== doc) {
       state.pdf = await lib_.getDocument({ url: await stored(`${doc}.pdf`) }).promise;
       state.doc = doc;
+      // The PDF's page labels (the numbers printed on its pages, "iv", "14"), or null where it has none.
+      state.labels = await state.pdf.getPageLabels().catch(() => null);
     }
     state.file = file;
     state.quote = quote || "";
@@ -97,6 +99,13 @@ async function show({ doc, page, file, quote, focus, removed, ocr }) {
     viewer.dataset.state = "error";
     setBar(`Can't open ${file}: ${err && err.message ? err.message : err}`);
   }
+}
+
+// "page 14 (16 of 200)" where the page's printed label differs from its position, else "page 16 of 200".
+function pageName(pageNumber) {
+  const label = state.labels && state.labels[pageNumber - 1];
+  const of = `${pageNumber} of ${state.pdf.numPages}`;
+  return label && label !== String(pageNumber) ? `page ${label} (${of})` : `page ${of}`;
 }
 
 // The scale that makes the page as wide as the viewer.
@@ -161,7 +170,7 @@ async function render(pageNumber) {
   viewer.dataset.hits = String(hits.length);
   viewer.dataset.zoom = String(Math.round((viewport.scale / CSS_UNITS) * 100));
   setBar(state.file);
-  el("pw-viewer-page").textContent = `page ${pageNumber} of ${state.pdf.numPages}`;
+  el("pw-viewer-page").textContent = pageName(pageNumber);
   el("pw-zoom-level").textContent = `${viewer.dataset.zoom}%`;
   el("pw-zoom-level").title = `${viewer.dataset.zoom}% of the printed size`;
   el("pw-fit").setAttribute("aria-pressed", String(!state.zoom));
@@ -333,7 +342,7 @@ function onActivate(event) {
   const title = target.getAttribute("title") || "";
   const cut = title.indexOf("\n");
   const head = cut >= 0 ? title.slice(0, cut) : title;
-  const file = head.replace(/, p\. \d+( · .*)?$/, "");
+  const file = head.replace(/, p\. [^·]+?( · .*)?$/, "");
   const removed = target.classList.contains("pw-gone");
   const quote = cut >= 0 ? title.slice(cut + 1) : "";
   const [a, b] = ((cls.find((c) => /^pw-s-\d+-\d+$/.test(c)) || "").match(/\d+/g) || []).map(Number);

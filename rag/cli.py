@@ -236,7 +236,7 @@ def _ask(engine: Any, args: argparse.Namespace) -> int:
     if sources and sources.cited:
         _out("\nSources:")
         for c in sources.cited:
-            _out(f"  [{c.number}] {c.passage.file_name}, p. {c.passage.page_start}: {_snippet(c.passage.text)}")
+            _out(f"  [{c.number}] {c.passage.file_name}, p. {c.passage.page_name}: {_snippet(c.passage.text)}")
     if claims is not None:
         _claims(claims)
     if failure:

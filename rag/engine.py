@@ -26,7 +26,7 @@ from rag.ingestion.ingest import Ingestor, SourceFile
 from rag.models.backends import Backends, resolve_backends
 from rag.models.budget import RerankBudget
 from rag.models.embedder import Embedder
-from rag.models.factory import make_chat_model, make_embedder, make_reranker
+from rag.models.factory import make_chat_model, make_embedder, make_page_embedder, make_reranker
 from rag.models.hub import hub_cached
 from rag.search.store import Store
 
@@ -60,12 +60,17 @@ class Engine:
         self._chat_store_lock = threading.Lock()
         self._access: Access | None = None
         self._access_lock = threading.Lock()
+        # Page images (RAG_VISUAL): a visual embedder, or None and why there is none.
+        self.visual, self.visual_off = make_page_embedder(settings)
+        if self.visual_off and settings.visual != "off":
+            log.info("%s", self.visual_off)
 
     @property
     def ingestor(self) -> Ingestor:
         """The ingestion pipeline (its parser processes start on first use)."""
         if self._ingestor is None:
             self._ingestor = Ingestor(self.settings, self.embedder, self.store)
+            self._ingestor.visual = self.visual
         return self._ingestor
 
     def ingest(self, items: Sequence[Path | str | SourceFile], replace: bool = True, user: str | None = None,
@@ -207,6 +212,7 @@ class Engine:
         wants_rerank = self.settings.rerank if options.rerank is None else options.rerank
         answerer = Answerer(self.settings, self.embedder, self.access.scoped(user), self.chat_for(options.chat_model),
                             self.reranker if wants_rerank else None, self.rerank_budget)
+        answerer.visual = self.visual
         return answerer.ask(question, history, doc_ids, options)
 
     def documents(self, user: str | None = None) -> list[DocumentInfo]:

@@ -148,3 +148,43 @@ def build_tiny_qwen3(dir: Path) -> Path:  # noqa: A002 - the name the callers us
 def tiny_qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Qwen3 causal LM + tokenizer saved to a temp dir, built once per test session."""
     return build_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3"))
+
+
+_VL_MARKER = "tiny_qwen3_vl.json"
+
+
+def build_tiny_qwen3_vl(dir: Path) -> Path:  # noqa: A002 - the name the callers use
+    """Build (once) a tiny random Qwen3-VL (``Qwen3VLModel``: a 2-layer vision tower and a 2-layer text model), its
+    tokenizer with the vision tokens and its image processor under ``dir``; return ``dir``. Test double for the
+    in-process page-image embedder: the real code path (image processor, image tokens, pooling), random output."""
+    dir = Path(dir)
+    if (dir / _VL_MARKER).exists():
+        return dir
+
+    import torch
+    from transformers import Qwen3VLConfig, Qwen3VLModel
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = _train_tokenizer()
+    vision = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    tokenizer.add_special_tokens({"additional_special_tokens": [IM_START, IM_END, *vision]})
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in vision}
+    config = Qwen3VLConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128,
+                     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+                     "max_position_embeddings": 4096,
+                     "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
+                                         "mrope_interleaved": True}},
+        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 16,
+                       "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": 64,
+                       "num_position_embeddings": 64, "deepstack_visual_indexes": [1]},
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    torch.manual_seed(0)
+    Qwen3VLModel(config).eval().save_pretrained(dir)
+    tokenizer.save_pretrained(dir)
+    Qwen2VLImageProcessorPil(patch_size=16, merge_size=2, temporal_patch_size=2,
+                             size={"shortest_edge": 32 * 32 * 4, "longest_edge": 512 * 512}).save_pretrained(dir)
+    (dir / _VL_MARKER).write_text(json.dumps({"vocab_size": len(tokenizer), "seed": 0}))
+    return dir

@@ -37,7 +37,7 @@ def _attrs(p: Passage, number: int | None = None, removed: bool = False) -> str:
     even inside an attribute: the passage's blank lines (between paragraphs) are closed up.
     """
     note = f" · {REMOVED}" if removed else ""
-    title = f"{p.file_name}, p. {p.page_start}{note}\n{_BLANK_LINES.sub(chr(10), p.text[:QUOTE_LIMIT])}"
+    title = f"{p.file_name}, p. {p.page_name}{note}\n{_BLANK_LINES.sub(chr(10), p.text[:QUOTE_LIMIT])}"
     return f'data-n="{number or 0}" title="{escape(title)}"'
 
 
@@ -46,7 +46,7 @@ def _place(p: Passage, removed: bool, sentence: tuple[int, int] | None = None) -
     (``pw-s-a-b``, stressed in the highlight), that the page was read by OCR (``pw-ocr``: its passage is highlighted
     over the recognised lines, as a scan has no text layer) and that the document was removed (``pw-gone``)."""
     span = f" pw-s-{sentence[0]}-{sentence[1]}" if sentence and sentence[1] <= QUOTE_LIMIT else ""
-    return (f"pw-d-{escape(p.doc_id)} pw-p-{p.page_start}{span}" + (" pw-ocr" if p.ocr else "")
+    return (f"pw-d-{escape(p.doc_id)} pw-p-{p.page_start}{span}" + (" pw-ocr" if p.ocr or p.figure else "")
             + (" pw-gone" if removed else ""))
 
 
@@ -180,11 +180,19 @@ def _card(p: Passage, number: int | None, span: tuple[int, int] | None, removed:
     if p.ocr:
         note += ('<span class="pw-ocr-tag" title="This page is an image: its words were read by OCR">read by OCR'
                  '</span>')
+    elif p.figure:
+        note += ('<span class="pw-ocr-tag" title="Words inside a figure of this page, read by OCR">in a figure'
+                 '</span>')
     return (f'<div class="pw-source {_place(p, gone, span)}" role="button" tabindex="0" {_attrs(p, number, gone)}>'
             f'<div class="pw-source-head">{badge}<span class="pw-file" title="{escape(p.file_name)}">'
             f'{escape(p.file_name)}</span>{note}'
-            f'<span class="pw-page">p. {p.page_start}</span></div>'
+            f'<span class="pw-page"{_page_tip(p)}>p. {escape(p.page_name)}</span></div>'
             f'<div class="pw-passage">{_passage_body(p, span)}</div></div>')
+
+
+def _page_tip(p: Passage) -> str:
+    """A tooltip giving the page's position in the PDF where the printed page number differs from it."""
+    return f' title="page {p.page_start} of the PDF"' if p.page_label else ""
 
 
 def sources_html(sources: Sources | None, answer: str = "", removed: Collection[str] = (),

@@ -13,11 +13,12 @@ from rag.answering.citations import resolve
 from rag.answering.claims import check_claims
 from rag.answering.prompts import build_messages, needs_rewrite, rewrite_messages, strip_citations
 from rag.core.config import Settings
-from rag.core.errors import GenerationError, ModelError
+from rag.core.errors import GenerationError, ModelError, RagError
 from rag.core.events import AnswerDelta, AnswerEvent, Failure, Progress, Sources
 from rag.core.records import Passage
 from rag.models.budget import RerankBudget, RerankPlan
 from rag.models.embedder import Embedder
+from rag.search.pageimages import png_base64, render_page
 from rag.search.retrieval import Fusion, hybrid_search
 from rag.search.store import Store
 
@@ -30,6 +31,7 @@ NOTHING_RELEVANT = ("I couldn't find anything about this in the selected documen
                     "that the right documents are selected.")
 DEFAULT_NUM_CTX = 8192
 INTERRUPTED = "The answer was interrupted"  # how a Failure after a partial answer begins
+VISUAL_ANSWER_PAGES = 3  # pages shown to a vision chat model with the question (RAG_VISUAL_ANSWER)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class AskOptions:
 
 class Answerer:
     """Answers questions from the store with the chat model, reranking when a reranker is available."""
+
+    visual: Any = None  # a page-image embedder (rag.models.visual.PageEmbedder) searching page images too
 
     def __init__(self, settings: Settings, embedder: Embedder, store: Store, chat: Any,
                  reranker: Any | None = None, budget: RerankBudget | None = None) -> None:
@@ -86,7 +90,7 @@ class Answerer:
             yield Progress("retrieving", query)
             # Without the reranker only the first top_k are used: read a few more, as chunks of a page merge.
             candidates = hybrid_search(self.store, self.embedder, query, scope, pool, Fusion.from_settings(s),
-                                       keep=None if use_rerank else 2 * top_k)
+                                       keep=None if use_rerank else 2 * top_k, visual=self.visual)
             # As many of the best candidates as the reranker's time budget allows (twice what the answer uses,
             # when they fit), said before it starts, as it may take seconds.
             plan = self._plan(query, candidates, top_k) if use_rerank and candidates else None
@@ -105,6 +109,8 @@ class Answerer:
         num_ctx = min(s.chat_num_ctx or DEFAULT_NUM_CTX, self._context_length())
         budget = num_ctx - s.max_answer_tokens - 64
         messages, sent = build_messages(question, passages, history, budget, self.chat.count_tokens)
+        if s.visual_answer:
+            messages = self._with_page_images(messages, sent)
         if len(sent) < len(passages):
             log.info("Dropped %d lowest-ranked passages to fit %d tokens", len(passages) - len(sent), num_ctx)
 
@@ -138,6 +144,32 @@ class Answerer:
             yield Failure(failure)
 
     # --- steps --------------------------------------------------------------------------------------------------
+    def _with_page_images(self, messages: list[dict[str, Any]], sent: Sequence[Passage]) -> list[dict[str, Any]]:
+        """The messages with the pages of the first ``VISUAL_ANSWER_PAGES`` sources attached to the question as
+        images (RAG_VISUAL_ANSWER), as the chat protocol carries them: Ollama's ``images`` (base64 PNG), or
+        ``image_url`` parts of an OpenAI-compatible message. A page that can't be rendered is left out."""
+        backend = self.settings.chat_backend
+        if backend not in ("ollama", "openai"):
+            log.info("RAG_VISUAL_ANSWER: the %s chat backend takes no images; the question goes without", backend)
+            return messages
+        pages = list(dict.fromkeys((p.doc_id, p.page_start) for p in sent))[:VISUAL_ANSWER_PAGES]
+        images = []
+        for doc_id, page in pages:
+            try:
+                images.append(png_base64(render_page(self.store.file_path(doc_id), page,
+                                                     self.settings.visual_max_pixels)))
+            except (OSError, RagError, ValueError) as exc:
+                log.warning("Page %d of %s could not be rendered for the chat model: %s", page, doc_id, exc)
+        if not images:
+            return messages
+        last = dict(messages[-1])
+        if backend == "ollama":
+            last["images"] = images
+        else:
+            last["content"] = [{"type": "text", "text": last["content"]}] + [
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{image}"}} for image in images]
+        return [*messages[:-1], last]
+
     def _rewrite(self, question: str, history: Sequence[dict[str, str]]) -> str:
         text = self.chat.complete(rewrite_messages(question, history), max_tokens=96)
         text = text.strip().strip('"').splitlines()[0].strip() if text.strip() else ""

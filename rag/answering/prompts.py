@@ -63,8 +63,9 @@ def format_sources(passages: Sequence[Passage]) -> str:
     """Numbered sources as a quoted block; text is escaped so a PDF can't close the block or add tags."""
     blocks = []
     for number, p in enumerate(passages, 1):
-        page = str(p.page_start) if p.page_start == p.page_end else f"{p.page_start}-{p.page_end}"
-        blocks.append(f'<source id="{number}" file="{escape(p.file_name)}" page="{page}">\n'
+        page = p.page_name if p.page_start == p.page_end else f"{p.page_start}-{p.page_end}"
+        kind = ' kind="text inside a figure"' if p.figure else ""
+        blocks.append(f'<source id="{number}" file="{escape(p.file_name)}" page="{escape(page)}"{kind}>\n'
                       f"{escape(p.text, quote=False)}\n</source>")
     return "<sources>\n" + "\n".join(blocks) + "\n</sources>"
 

@@ -67,7 +67,7 @@ def _citations_kept(answer: str, valid: set[int]) -> str:
 def _source(c: Citation, answer: str, removed: bool) -> str:
     p = c.passage
     note = " (since removed from the library)" if removed else ""
-    return f"- **[{c.number}]** {_code(p.file_name)}, page {p.page_start}{note}\n  > {_quote(p.text, answer, c.number)}"
+    return f"- **[{c.number}]** {_code(p.file_name)}, page {p.page_name}{note}\n  > {_quote(p.text, answer, c.number)}"
 
 
 def _quote(text: str, answer: str, number: int) -> str:

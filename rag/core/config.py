@@ -237,6 +237,31 @@ class Settings:
                                  "statements no passage supports are marked.")
     rerank_focused_cuts: bool = _setting(True, doc="When the reranking time budget cuts a passage, keep its lead and "
                                          "the sentences that best match the question (off = keep its head).")
+    # --- figures, tables and page references ----------------------------------------------------------------------
+    reference_weight: float = _setting(1.0, min=0, max=10, doc="How strongly a page or caption a question names "
+                                       "(\"page 14\", \"slide 3\", \"Figure 3\", \"Table 2\") lifts that page in the "
+                                       "fusion (1 = two standard deviations under zscore; 0 = ignore).")
+    figure_ocr: str = _setting("on", choices=("on", "off"), doc="Read by OCR the words inside the figures (images, "
+                               "drawings) of pages that have a text layer, and index those the text layer lacks "
+                               "(off with RAG_OCR=off too).")
+    figure_ocr_pages: int = _setting(40, min=0, max=100000, doc="Most pages of one document whose figures are read "
+                                     "(those with the largest figures first; 0 = none).")
+    figure_ocr_seconds: float = _setting(120.0, min=1, max=3600, doc="Most seconds reading one document's figures "
+                                         "may take, on top of RAG_PARSE_TIMEOUT (later pages keep their text layer).")
+    visual: str = _setting("auto", choices=("off", "auto", "on"), doc="Search page images too (Qwen3-VL-Embedding): "
+                           "on, off, or auto (on with a GPU or RAG_VISUAL_BASE_URL; on a CPU a page costs minutes).")
+    visual_model: str = _setting("Qwen/Qwen3-VL-Embedding-2B", doc="The page-image embedding model (Hugging Face id "
+                                 "or path in-process, or the name the server gives it).")
+    visual_base_url: str | None = _setting(None, doc="OpenAI-compatible server embedding page images (vLLM "
+                                           "--runner pooling), e.g. http://127.0.0.1:8000/v1; empty = in-process.")
+    visual_api_key: str | None = _setting(None, doc="Key for RAG_VISUAL_BASE_URL, if it needs one.")
+    visual_max_pixels: int = _setting(1310720, min=50176, max=16777216, doc="Pixels a page image is rendered at "
+                                      "for the visual embedder (one image token per 32x32 pixels).")
+    visual_instruction: str = _setting("Find the document page that answers the question.",
+                                       doc="Instruction given with a question to the page-image embedder.")
+    visual_weight: float = _setting(1.0, min=0, max=10, doc="Weight of the page-image search in the fusion.")
+    visual_answer: bool = _setting(False, doc="Show the chat model the pages of its first sources as images with the "
+                                   "question (a vision model: Ollama qwen3-vl, or one on an OpenAI-compatible server).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -266,7 +291,7 @@ class Settings:
             value = getattr(self, name)
             if value is not None or name == "ollama_host":
                 object.__setattr__(self, name, normalise_ollama_host(value or "", env_name(name)))
-        for name in ("embed_base_url", "chat_base_url", "rerank_url"):
+        for name in ("embed_base_url", "chat_base_url", "rerank_url", "visual_base_url"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, normalise_base_url(getattr(self, name), env_name(name)))
 

@@ -165,9 +165,11 @@ def claims_record(claims: Claims | None) -> list[dict[str, Any]]:
 
 def passage_record(p: Passage) -> dict[str, Any]:
     """A passage as the CLI's ``--json`` and the ``/ask`` API give it (a chunk never crosses a page: one page;
-    ``ocr``: the page was read by OCR)."""
+    ``ocr``: the page was read by OCR; ``page_label``: the number printed on the page; ``figure``: text read inside a
+    figure)."""
     return {"doc_id": p.doc_id, "file_name": p.file_name, "title": p.title, "page": p.page_start, "text": p.text,
-            "char_start": p.char_start, "char_end": p.char_end, "score": p.score, "ocr": p.ocr}
+            "char_start": p.char_start, "char_end": p.char_end, "score": p.score, "ocr": p.ocr,
+            "page_label": p.page_name, "figure": p.figure}
 
 
 def sources_record(sources: Sources | None) -> dict[str, Any]:

@@ -26,6 +26,14 @@ class Page:
     text: str
     ocr: bool = False
     lines: tuple[OcrLine, ...] = ()
+    label: str = ""  # the page number printed on the page (the PDF's page labels: "iv", "14", "A-3"); "" = none
+    figure_start: int = -1  # where text read inside the page's figures starts in ``text`` (-1: none); its lines
+    # are then ``lines`` (with ``ocr`` False), boxes as on an OCR'd page
+
+    @property
+    def figure_text(self) -> str:
+        """The words read by OCR inside the page's figures that its text layer lacks ("" for none)."""
+        return self.text[self.figure_start:] if self.figure_start >= 0 else ""
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,11 @@ class ParsedDocument:
     def ocr_pages(self) -> list[int]:
         """Pages whose text was read by OCR."""
         return [p.number for p in self.pages if p.ocr]
+
+    @property
+    def figure_pages(self) -> list[int]:
+        """Pages with text read by OCR inside their figures."""
+        return [p.number for p in self.pages if p.figure_start >= 0]
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,8 @@ class Chunk:
     char_end: int
     context: str = ""
     ocr: bool = False  # the chunk's page was read by OCR
+    page_label: str = ""  # the printed label of ``page_start`` where it differs from the number ("" otherwise)
+    figure: bool = False  # the chunk is text read by OCR inside a figure of its page
 
     @property
     def embed_text(self) -> str:
@@ -104,6 +119,14 @@ class Passage:
     score: float = 0.0
     title: str = ""
     ocr: bool = False  # the passage comes from a page read by OCR
+    page_label: str = ""  # the printed label of ``page_start`` where it differs from the number ("" otherwise)
+    figure: bool = False  # the passage is text read by OCR inside a figure
+
+    @property
+    def page_name(self) -> str:
+        """The page as a reader names it: the printed label where the PDF has one that differs from the page's
+        position ("iv", "14"), else the 1-based position."""
+        return self.page_label or str(self.page_start)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,13 @@ name). On most pages the lead is the section heading or a table's caption, units
 ("Consolidated Statement of Cash Flows · (Millions) · 2018 2017 2016"), so the rows of a table split over several
 chunks still say which statement and which years they belong to.
 
+Tables. A page is cut at blank lines, then line breaks, so a table row (one line of pypdf's text once
+``rag.ingestion.documents.clean_text`` has joined its cells) is never cut in half: only a single line longer than a
+whole chunk could be. A table split over several chunks repeats its header row in the header of each chunk that
+doesn't hold it (``tables``: runs of at least ``TABLE_ROWS`` lines ending in two or more figures, and the line of
+column headings above them, such as "(Millions) 2018 2017 2016"), so every part of the table says which columns its
+figures are, as the lead does for the table that opens a page.
+
 Offsets. ``char_start``/``char_end`` index the joined document text (see ``document_text``: pages in order,
 separated by a form feed); they are computed by locating each chunk in its page, never taken from the splitter,
 which is unreliable with a token length function.
@@ -41,6 +48,9 @@ log = logging.getLogger(__name__)
 PAGE_BREAK = "\f"
 _MILLI = 1000  # the splitter counts thousandths of tokens (see _milli_counter)
 LEAD_TOKENS = 40  # most tokens of a page's lead repeated in the header of its later chunks
+TABLE_ROWS = 3  # lines ending in figures that make a table
+TABLE_GAP = 2  # lines of text (subheadings such as "Cash Flows from Investing Activities") a table may hold in a row
+HEADER_TOKENS = 40  # most tokens of a table's header row repeated in its later chunks
 _RUNNING_SHARE = 0.3  # a line among the first/last three of this share of pages is a running header/footer
 _EDGE_LINES = 3
 # Where a page may be cut, best first (regular expressions; the mark stays with the text before it).
@@ -109,17 +119,97 @@ def chunk_document(doc: ParsedDocument, chunk_tokens: int, overlap_tokens: int,
         )
         cursor = 0
         lead, lead_end = page_lead(page.text, running, count)
-        for piece in splitter.split_text(page.text):
+        body_end = page.figure_start if page.figure_start >= 0 else len(page.text)
+        found = tables(page.text[:body_end])
+        for piece in splitter.split_text(page.text[:body_end]):
             start = page.text.find(piece, cursor)
             if start < 0:  # the splitter changed the text; fall back to a search from the top of the page
                 log.warning("%s: a chunk of page %d not found after offset %d", doc.file_name, page.number, cursor)
                 start = max(page.text.find(piece), 0)
             cursor = start + 1
+            head = lead if start >= lead_end else ""
+            header = next((t.header for t in found if t.header_end <= start < t.end), "")
+            if header and header not in head:
+                head = f"{head} · {header}" if head else header
             chunks.append(Chunk(index=len(chunks), text=piece, page_start=page.number, page_end=page.number,
                                 char_start=page_offset + start, char_end=page_offset + start + len(piece),
-                                context=_context(doc.title, page.number, lead if start >= lead_end else ""),
-                                ocr=page.ocr))
+                                context=_context(doc.title, _page_name(page), head), ocr=page.ocr,
+                                page_label=label_of(page)))
+        if page.figure_start >= 0:  # words read inside the page's figures: chunks of their own, marked as such
+            cursor = page.figure_start
+            for piece in splitter.split_text(page.figure_text):
+                start = page.text.find(piece, cursor)
+                start = start if start >= 0 else page.figure_start
+                cursor = start + 1
+                chunks.append(Chunk(index=len(chunks), text=piece, page_start=page.number, page_end=page.number,
+                                    char_start=page_offset + start, char_end=page_offset + start + len(piece),
+                                    context=_context(doc.title, _page_name(page), f"{FIGURE_HEADER} · {lead}"
+                                                     if lead else FIGURE_HEADER),
+                                    page_label=label_of(page), figure=True))
     return chunks
+
+
+FIGURE_HEADER = "text in a figure"  # the header of chunks of text read inside a page's figures
+
+
+class Table:
+    """A table found in a page's text: where its rows end (``end``), its header row (``header``, "" for none) and
+    where that header ends (chunks starting from there to ``end`` repeat it)."""
+
+    __slots__ = ("end", "header", "header_end")
+
+    def __init__(self, end: int, header: str, header_end: int) -> None:
+        self.end, self.header, self.header_end = end, header, header_end
+
+
+def tables(text: str) -> list[Table]:
+    """The tables of a page's text: runs of ``TABLE_ROWS`` or more lines that end in two or more figures (numbers,
+    bracketed or signed ones, percentages, dashes), at most ``TABLE_GAP`` lines of text apart; each with its
+    header row: the first row whose figures are all years ("(Millions) 2018 2017 2016"), or else the line of text
+    just above the first row, cut to ``HEADER_TOKENS``."""
+    lines: list[tuple[int, int, str]] = []  # (start, end, line) of each non-empty line
+    offset = 0
+    for line in text.split("\n"):
+        if line.strip():
+            lines.append((offset, offset + len(line), line.strip()))
+        offset += len(line) + 1
+    found: list[Table] = []
+    i = 0
+    while i < len(lines):
+        if not _ROW.search(lines[i][2]):
+            i += 1
+            continue
+        rows, j, gap, last = [i], i + 1, 0, i
+        while j < len(lines) and gap <= TABLE_GAP:
+            if _ROW.search(lines[j][2]):
+                rows.append(j)
+                last, gap = j, 0
+            else:
+                gap += 1
+            j += 1
+        if len(rows) >= TABLE_ROWS:
+            years = next((r for r in rows[:3] if _YEARS.search(lines[r][2])), None)
+            if years is not None:
+                header, header_end = lines[years][2], lines[years][1]
+            elif rows[0] > 0 and not _ROW.search(lines[rows[0] - 1][2]):
+                header, header_end = lines[rows[0] - 1][2], lines[rows[0] - 1][1]
+            else:
+                header, header_end = "", lines[rows[0]][0]
+            if estimate_tokens(header) > HEADER_TOKENS:
+                header = _head(header, HEADER_TOKENS, estimate_tokens)
+            found.append(Table(lines[last][1], header, header_end))
+        i = last + 1
+    return found
+
+
+_CELL = r"[(\[$€£¥−–—-]{0,3}\d[\d,]*(?:\.\d+)?[)\]%]{0,2}|[—–-]{1,2}|n/?[am]"  # a figure, a dash, n/a, nm
+_ROW = re.compile(rf"(?:^|\s)(?:{_CELL})(?:\s+\$?\s*(?:{_CELL})){{1,}}\s*$", re.IGNORECASE)
+_YEARS = re.compile(r"(?:^|\s)(?:19|20)\d\d(?:\s+(?:19|20)\d\d)+\s*$")  # a row of years: column headings
+
+
+def label_of(page: Page) -> str:
+    """The page's printed label where it differs from its 1-based number, else ""."""
+    return page.label if page.label and page.label != str(page.number) else ""
 
 
 def page_lead(text: str, running: frozenset[str] = frozenset(),
@@ -179,6 +269,11 @@ def _line_key(line: str) -> str:
     return key
 
 
-def _context(title: str, page: int, lead: str = "") -> str:
+def _page_name(page: Page) -> str:
+    """The page as its header names it: its printed label where the PDF has one, else its position."""
+    return page.label or str(page.number)
+
+
+def _context(title: str, page: int | str, lead: str = "") -> str:
     head = f"{title} (p. {page})"
     return f"{head} — {lead}" if lead else head

@@ -20,7 +20,7 @@ from rag.core.errors import (
     PasswordRequiredError,
     TooLargeError,
 )
-from rag.core.records import Page, ParsedDocument
+from rag.core.records import OcrLine, Page, ParsedDocument
 from rag.text.languages import RADICALS
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,7 @@ def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: i
         raise TooLargeError(f"{file_name} has {page_count} pages; the limit is {max_pages} "
                             "(setting RAG_MAX_PAGES). Split the PDF or raise the limit.")
 
+    labels = page_labels(reader, page_count)
     pages: list[Page] = []
     failed_pages = 0
     unmapped = 0
@@ -153,7 +154,9 @@ def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: i
             log.info("%s: page %d has text that can't be read (fonts without a character mapping)", file_name, number)
             unmapped += 1
             text = ""
-        pages.append(Page(number, text))
+        pages.append(Page(number, text, label=labels[number - 1]))
+    if labels == [str(n) for n in range(1, page_count + 1)]:  # no page labels: the numbers printed on the pages
+        pages = printed_numbers(pages)
 
     without_text = [p.number for p in pages if not p.text]
     if len(without_text) == page_count:
@@ -183,6 +186,59 @@ def load_pdf(source: Path | bytes, file_name: str | None = None, *, max_bytes: i
                           page_count=page_count, pages_without_text=without_text)
 
 
+def page_labels(reader, page_count: int) -> list[str]:  # noqa: ANN001 - pypdf.PdfReader
+    """Each page's printed label from the PDF's page labels ("iv", "14", "A-3"), or its 1-based number where the
+    PDF has none or they can't be read. Labels that repeat (two pages both labelled "1") are kept as they are."""
+    numbers = [str(n) for n in range(1, page_count + 1)]
+    try:
+        root = reader.trailer["/Root"]
+        if "/PageLabels" not in root:
+            return numbers
+        labels = [str(label).strip() for label in reader.page_labels]
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken number tree costs the labels, never the document
+        log.info("Page labels can't be read (%s); pages are named by their position", _short(exc))
+        return numbers
+    if len(labels) != page_count:
+        return numbers
+    return [label[:40] or number for label, number in zip(labels, numbers, strict=True)]
+
+
+def printed_numbers(pages: list[Page]) -> list[Page]:
+    """``pages`` labelled with the page numbers printed on them, for a PDF without page labels whose printed
+    numbers run at a fixed distance from the positions (a cover and contents before page 1: the 3rd page printed
+    "1"). A printed number is a line of digits alone opening or closing a page's text, or the figure closing its
+    last line (``clean_text`` joins a page number to the line above); the distance is the one most pages agree on,
+    and counts only when at least three pages and a third of those that show a number agree. Pages that show no
+    number at that distance keep their position as their label."""
+    seen: dict[int, set[int]] = {}
+    for page in pages:
+        lines = [line.strip() for line in page.text.split("\n") if line.strip()]
+        if not lines:
+            continue
+        found = {int(m) for m in (lines[0], lines[-1]) if _PAGE_NUMBER.fullmatch(m)}
+        last = _TRAILING_NUMBER.search(lines[-1])
+        if last:
+            found.add(int(last.group(1)))
+        seen[page.number] = {n for n in found if 0 < n < page.number}
+    shifts: dict[int, int] = {}
+    for number, found in seen.items():
+        for printed in found:
+            shifts[number - printed] = shifts.get(number - printed, 0) + 1
+    if not shifts:
+        return pages
+    shift, agree = max(shifts.items(), key=lambda item: (item[1], -item[0]))
+    if agree < max(3, len([f for f in seen.values() if f]) / 3):
+        return pages
+    return [replace(p, label=str(p.number - shift)) if p.number - shift in seen.get(p.number, ()) else p
+            for p in pages]
+
+
+_PAGE_NUMBER = re.compile(r"\d{1,4}")
+_TRAILING_NUMBER = re.compile(r"\s(\d{1,4})$")
+
+
 def pages_to_ocr(doc: ParsedDocument, mode: str | None) -> list[int]:
     """The pages OCR reads with ``RAG_OCR`` = ``mode``: with "auto", those without a usable text layer (images,
     blank, glyph codes, unreadable); with "force", every page (for files whose text layer is junk); none with
@@ -202,7 +258,7 @@ def with_ocr(doc: ParsedDocument, read: dict[int, Page], failed: dict[int, str])
         got = read.get(page.number)
         text = clean_text(got.text) if got is not None else ""
         text = text if _WORDISH.search(text) else ""
-        pages.append(replace(got, text=text) if text else page)
+        pages.append(replace(got, text=text, label=page.label) if text else page)  # the printed number stays
     without_text = [p.number for p in pages if not p.text]
     if len(without_text) == doc.page_count:
         if failed and len(failed) == len(without_text):
@@ -211,6 +267,21 @@ def with_ocr(doc: ParsedDocument, read: dict[int, Page], failed: dict[int, str])
         raise NoTextError(f"{doc.file_name} has no text layer, and OCR found no words on its pages (blank pages, or "
                           "pictures without text?), so there is nothing to search.")
     return replace(doc, pages=pages, pages_without_text=without_text)
+
+
+def with_figures(doc: ParsedDocument, read: dict[int, tuple[str, tuple[OcrLine, ...]]]) -> ParsedDocument:
+    """``doc`` with the words read inside its pages' figures (``read``: page number → text not yet cleaned, and its
+    lines) added after each page's text layer, from ``Page.figure_start`` on; a page where they hold no word (not
+    one run of three letters or two digits) is left as it was."""
+    pages = []
+    for page in doc.pages:
+        got = read.get(page.number)
+        text = clean_text(got[0]) if got is not None else ""
+        if not page.text or not _WORDISH.search(text):
+            pages.append(page)
+            continue
+        pages.append(replace(page, text=f"{page.text}\n\n{text}", figure_start=len(page.text) + 2, lines=got[1]))
+    return replace(doc, pages=pages)
 
 
 def unreadable(text: str) -> bool:
@@ -299,4 +370,5 @@ def _short(exc: BaseException) -> str:
     return text if len(text) < 160 else text[:157] + "..."
 
 
-__all__ = ["DocumentError", "clean_text", "load_pdf", "pages_to_ocr", "sniff", "title_from_file_name", "with_ocr"]
+__all__ = ["DocumentError", "clean_text", "load_pdf", "page_labels", "pages_to_ocr", "sniff", "title_from_file_name",
+           "with_figures", "with_ocr"]

@@ -16,11 +16,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generator, Iterator, Sequence
+from typing import Any, Generator, Iterator, Sequence
 
 from rag.core.config import Settings
 from rag.core.datadir import is_fatal, storage_problem, write_errors
-from rag.core.errors import ModelError, StoreError
+from rag.core.errors import ModelError, RagError, StoreError
 from rag.core.events import (
     ChunksMade,
     Embedded,
@@ -33,10 +33,11 @@ from rag.core.events import (
     PagesParsed,
 )
 from rag.core.records import DocumentInfo
-from rag.ingestion.ocr import OcrOptions, to_json
+from rag.ingestion.ocr import FigureOptions, OcrOptions, to_json
 from rag.ingestion.pool import PageProgress, ParserPool
 from rag.ingestion.workers import ParseJob, ParseResult
 from rag.models.embedder import Embedder
+from rag.search.pageimages import render_page
 from rag.search.store import Store
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,8 @@ def content_id(path: Path) -> str:
 class Ingestor:
     """Runs ingestion for an engine's store and embedder, reusing one pool of parser processes."""
 
+    visual: Any = None  # a page-image embedder (rag.models.visual.PageEmbedder): pages are rendered and embedded too
+
     def __init__(self, settings: Settings, embedder: Embedder, store: Store) -> None:
         self.settings = settings
         self.embedder = embedder
@@ -198,7 +201,8 @@ class Ingestor:
         s = self.settings
         return ParseJob(path=str(f.path), file_name=f.name, max_bytes=s.max_upload_bytes, max_pages=s.max_pages,
                         chunk_tokens=s.chunk_tokens, chunk_overlap=s.chunk_overlap, tokenizer=s.tokenizer,
-                        ocr=s.ocr, ocr_options=OcrOptions.from_settings(s), ocr_cache=str(self._ocr_cache(doc_id)))
+                        ocr=s.ocr, ocr_options=OcrOptions.from_settings(s), ocr_cache=str(self._ocr_cache(doc_id)),
+                        figures=FigureOptions.from_settings(s))
 
     def _ocr_cache(self, doc_id: str) -> Path:
         return self.settings.data_dir / OCR_CACHE / f"{doc_id}.json"
@@ -232,7 +236,8 @@ class Ingestor:
             yield FileFailed(f.name, result.error or "unreadable", result.error_kind or "error")
             return None
         doc, chunks = result.document, result.chunks
-        self.timings.update(parse=result.seconds, chunk=result.chunk_seconds, ocr=result.ocr_seconds)
+        self.timings.update(parse=result.seconds - result.figure_seconds, chunk=result.chunk_seconds,
+                            ocr=result.ocr_seconds, figures=result.figure_seconds)
         yield PagesParsed(f.name, doc.page_count, doc.pages_without_text, doc.ocr_pages)
         yield ChunksMade(f.name, len(chunks))
 
@@ -250,6 +255,16 @@ class Ingestor:
                              "model")
             return str(exc)
         self.timings["embed"] += time.perf_counter() - started
+        page_vectors: list[list[float]] = []
+        if self.visual is not None:  # page images, for the visual retriever (RAG_VISUAL)
+            started = time.perf_counter()
+            try:
+                page_vectors = self._embed_pages(f.path, doc.page_count)
+            except (ModelError, RagError) as exc:
+                yield FileFailed(f.name, f"{exc} Nothing from {f.name} was kept: add it again once that is fixed.",
+                                 "model")
+                return str(exc)
+            self.timings["page images"] += time.perf_counter() - started
 
         started = time.perf_counter()
         info = DocumentInfo(doc_id=doc_id, file_name=f.name, title=doc.title, pages=doc.page_count,
@@ -261,7 +276,9 @@ class Ingestor:
             self.store.begin(info)
             self.store.add_chunks(doc_id, f.name, doc.title, chunks, vectors)
             self.store.save_file(doc_id, f.path)
-            if doc.ocr_pages:  # the recognised lines, for the viewer to highlight a cited passage on the image
+            if page_vectors:
+                self.store.save_page_vectors(doc_id, self.visual.key, range(1, doc.page_count + 1), page_vectors)
+            if doc.ocr_pages or doc.figure_pages:  # the recognised lines, for the viewer to highlight a passage
                 self.store.save_ocr(doc_id, to_json(doc.pages, OcrOptions.from_settings(self.settings)))
             self.store.commit(info)
         except write_errors() as exc:
@@ -284,6 +301,16 @@ class Ingestor:
         yield FileIndexed(f.name, doc_id, "replaced" if replaced else "indexed", doc.page_count, len(chunks),
                           doc.pages_without_text, replaced, doc.ocr_pages)
         return None
+
+    def _embed_pages(self, path: Path, pages: int) -> list[list[float]]:
+        """Each page rendered within ``RAG_VISUAL_MAX_PIXELS`` and embedded by the visual embedder."""
+        vectors: list[list[float]] = []
+        step = max(1, self.visual.batch_size)
+        for first in range(1, pages + 1, step):
+            images = [render_page(path, n, self.settings.visual_max_pixels)
+                      for n in range(first, min(pages, first + step - 1) + 1)]
+            vectors.extend(self.visual.embed_pages(images))
+        return vectors
 
     def _discard(self, doc_id: str) -> None:
         """Remove what was written of a document; if even that fails, it stays unsearchable ("indexing") and the

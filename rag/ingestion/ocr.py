@@ -427,11 +427,16 @@ def read_page(path: str | Path, number: int, options: OcrOptions) -> Page:
 def to_json(pages: Sequence[Page], options: OcrOptions) -> str:
     """The OCR'd pages of a document as saved beside its PDF (``<doc_id>.ocr.json``) for the viewer, and as a cache
     so the same bytes are never read twice: ``{"engine", "pages": {"<n>": {"text", "lines": [{"text", "box"}]}}}``,
-    boxes (x0, y0, x1, y1) as fractions of the page, origin top-left."""
+    boxes (x0, y0, x1, y1) as fractions of the page, origin top-left. A page with a text layer whose figures were
+    read keeps the lines read inside them, marked ``"figure": true`` (for the viewer only, never taken as a page
+    read by OCR)."""
     return json.dumps({"engine": options.signature,
-                       "pages": {str(p.number): {"text": p.text, "lines": [{"text": line.text, "box": list(line.box)}
-                                                                           for line in p.lines]}
-                                 for p in pages if p.ocr}}, ensure_ascii=False, separators=(",", ":"))
+                       "pages": {str(p.number): {"text": p.figure_text if not p.ocr else p.text,
+                                                 "lines": [{"text": line.text, "box": list(line.box)}
+                                                           for line in p.lines],
+                                                 **({} if p.ocr else {"figure": True})}
+                                 for p in pages if p.ocr or p.figure_start >= 0}},
+                      ensure_ascii=False, separators=(",", ":"))
 
 
 def from_json(text: str, options: OcrOptions) -> dict[int, Page]:
@@ -443,7 +448,230 @@ def from_json(text: str, options: OcrOptions) -> dict[int, Page]:
         return {int(n): Page(int(n), str(p["text"]), ocr=True,
                              lines=tuple(OcrLine(str(line["text"]), tuple(map(float, line["box"])))
                                          for line in p["lines"]))
-                for n, p in data["pages"].items()}
+                for n, p in data["pages"].items() if not p.get("figure")}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("Ignoring an unreadable OCR file: %s", exc)
         return {}
+
+
+# --- text inside the figures of a text page ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FigureOptions:
+    """How the figures of pages that have a text layer are read: at most ``max_pages`` pages of a document (those
+    with the largest figures first) and ``max_regions`` figures a page, only figures covering ``min_share`` of the
+    page or more, and no longer than ``budget_s`` seconds a document (the pages past it keep their text layer)."""
+
+    max_pages: int = 40
+    max_regions: int = 4
+    min_share: float = 0.06
+    budget_s: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FigureOptions | None:
+        """The settings' bounds, or None where figures are not read (``RAG_FIGURE_OCR=off``, or OCR turned off).
+        A document's figures have ``RAG_FIGURE_OCR_SECONDS`` of their own, on top of the time a PDF may take to
+        parse."""
+        s = settings
+        if s.figure_ocr == "off" or s.ocr == "off" or s.figure_ocr_pages == 0:
+            return None
+        return cls(max_pages=s.figure_ocr_pages, budget_s=s.figure_ocr_seconds)
+
+
+FIGURE_PATHS = 12  # vector paths (bars, lines, glyph outlines) that make a drawing rather than a rule or a box
+LAYER_CHARS = 40  # a drawing with this many characters of the text layer inside has its words indexed already
+BACKGROUND = 0.85  # an image covering this share of the page under much text is a background, not a figure
+SHORT_PAGE = 600  # characters: a page this short (a slide, a poster, a chart page) is searched for drawings too
+_GAP = 0.015  # paths closer than this share of the page belong to one drawing
+
+
+def figure_regions(page: Any, textpage: Any, min_share: float, max_regions: int) -> list[tuple[float, float, float,
+                                                                                                    float]]:
+    """The figures of a pypdfium2 page worth reading by OCR, largest first, as (x0, y0, x1, y1) fractions of the
+    page (origin top-left): images covering ``min_share`` of the page or more (not a background under the text),
+    and clusters of ``FIGURE_PATHS`` or more vector paths as large whose text is not in the text layer (a chart
+    whose labels are real text is indexed already; one whose labels are outlines or pictures is not)."""
+    import pypdfium2.raw as raw
+
+    x0, y0, x1, y1 = page.get_bbox()
+    width, height = x1 - x0, y1 - y0
+    if width <= 0 or height <= 0:
+        return []
+    area = width * height
+    images: list[tuple[float, float, float, float]] = []
+    paths: list[tuple[float, float, float, float]] = []
+    for obj in page.get_objects(filter=(raw.FPDF_PAGEOBJ_IMAGE, raw.FPDF_PAGEOBJ_PATH), max_depth=2):
+        left, bottom, right, top = obj.get_bounds()
+        box = (max(left, x0), max(bottom, y0), min(right, x1), min(top, y1))
+        if box[2] <= box[0] or box[3] <= box[1]:
+            if obj.type == raw.FPDF_PAGEOBJ_PATH and (box[2] >= box[0] and box[3] >= box[1]):
+                paths.append(box)  # a straight line (an axis, a rule) has no area but belongs to its drawing
+            continue
+        share = (box[2] - box[0]) * (box[3] - box[1]) / area
+        if obj.type == raw.FPDF_PAGEOBJ_IMAGE:
+            if share >= min_share:
+                images.append(box)
+        elif share < 0.5:  # a page-sized frame or background is no drawing
+            paths.append(box)
+
+    def layer_chars(box: tuple[float, float, float, float]) -> int:
+        return len("".join(textpage.get_text_bounded(*box).split()))
+
+    found = [b for b in _merged(images, 0.0)
+             if not ((b[2] - b[0]) * (b[3] - b[1]) / area >= BACKGROUND and layer_chars(b) > 10 * LAYER_CHARS)]
+    gap = _GAP * max(width, height)
+    for box, count in _clusters(paths, gap):
+        if count >= FIGURE_PATHS and (box[2] - box[0]) * (box[3] - box[1]) / area >= min_share and \
+                layer_chars(box) < LAYER_CHARS and not any(_inside(box, b) for b in found):
+            found.append(box)
+    found.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+    return [(round((b[0] - x0) / width, 4), round((y1 - b[3]) / height, 4), round((b[2] - x0) / width, 4),
+             round((y1 - b[1]) / height, 4)) for b in found[:max_regions]]
+
+
+def _inside(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """True when box ``a`` lies mostly (80%) inside box ``b``."""
+    w, h = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+    return w > 0 and h > 0 and w * h >= 0.8 * (a[2] - a[0]) * (a[3] - a[1])
+
+
+def _merged(boxes: Sequence[tuple[float, float, float, float]], gap: float) -> list[tuple[float, float, float, float]]:
+    return [box for box, _ in _clusters(boxes, gap)]
+
+
+def _clusters(boxes: Sequence[tuple[float, float, float, float]], gap: float
+              ) -> list[tuple[tuple[float, float, float, float], int]]:
+    """Boxes that touch (within ``gap``) merged into one, with how many boxes each holds."""
+    groups: list[tuple[list[float], int]] = []
+    for box in sorted(boxes):
+        merged = [list(box), 1]
+        changed = True
+        while changed:
+            changed = False
+            for group in list(groups):
+                g = group[0]
+                if g[0] - gap <= merged[0][2] and merged[0][0] - gap <= g[2] and g[1] - gap <= merged[0][3] and \
+                        merged[0][1] - gap <= g[3]:
+                    m = merged[0]
+                    merged = [[min(m[0], g[0]), min(m[1], g[1]), max(m[2], g[2]), max(m[3], g[3])],
+                              merged[1] + group[1]]
+                    groups.remove(group)
+                    changed = True
+        groups.append((merged[0], merged[1]))
+    return [((g[0], g[1], g[2], g[3]), n) for g, n in groups]
+
+
+def new_words(line: str, known: set[str]) -> bool:
+    """True when a line read inside a figure holds a word (two or more letters or digits) that the page's text layer
+    lacks."""
+    return any(w not in known for w in _words(line) if len(w) >= 2)
+
+
+def _words(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"[^\W_]+", text.lower())
+
+
+def read_figures(path: str | Path, pages: Sequence[Page], options: OcrOptions, figures: FigureOptions,
+                 candidates: Sequence[int] | None = None) -> dict[int, tuple[str, tuple[OcrLine, ...]]]:
+    """The words read by OCR inside the figures of ``pages`` (pages with a text layer) that their text layer lacks:
+    page number → (text in reading order, not yet cleaned; its lines, boxes as fractions of the page). Only the
+    pages in ``candidates`` are looked at when given (those that hold an image, or are short); see
+    ``FigureOptions`` for the bounds. A page that can't be read keeps its text layer."""
+    import time
+
+    try:
+        import pypdfium2 as pdfium
+    except ImportError as exc:
+        raise MissingDependency(f"Reading figures needs pypdfium2: {INSTALL}") from exc
+    wanted = {p.number: p for p in pages if p.text and not p.ocr}
+    if candidates is not None:
+        wanted = {n: p for n, p in wanted.items() if n in set(candidates)}
+    out: dict[int, tuple[str, tuple[OcrLine, ...]]] = {}
+    if not wanted:
+        return out
+    started = time.perf_counter()
+    pdf = pdfium.PdfDocument(str(path))
+    try:
+        plan: list[tuple[float, int, list[tuple[float, float, float, float]]]] = []
+        for number in sorted(wanted):
+            page = pdf[number - 1]
+            try:
+                if page.get_rotation():
+                    continue  # boxes and renders would disagree; such pages are rare among figure pages
+                textpage = page.get_textpage()
+                regions = figure_regions(page, textpage, figures.min_share, figures.max_regions)
+                textpage.close()
+            except pdfium.PdfiumError as exc:
+                log.info("Page %d's figures can't be found: %s", number, exc)
+                continue
+            finally:
+                page.close()
+            if regions:
+                plan.append((sum((b[2] - b[0]) * (b[3] - b[1]) for b in regions), number, regions))
+        plan.sort(key=lambda item: (-item[0], item[1]))  # the largest figures first, when the cap leaves some out
+        for _, number, regions in sorted(plan[:figures.max_pages], key=lambda item: item[1]):
+            if time.perf_counter() - started > figures.budget_s:
+                log.warning("%s: figures of pages from %d on not read (%.0f s a document at most)", Path(path).name,
+                            number, figures.budget_s)
+                break
+            try:
+                got = _read_regions(pdf, number, regions, options, set(_words(wanted[number].text)))
+            except OcrError as exc:
+                log.info("Page %d's figures can't be read: %s", number, exc)
+                continue
+            if got[0]:
+                out[number] = got
+    finally:
+        pdf.close()
+    return out
+
+
+def _read_regions(pdf: Any, number: int, regions: Sequence[tuple[float, float, float, float]], options: OcrOptions,
+                  known: set[str]) -> tuple[str, tuple[OcrLine, ...]]:
+    """OCR the figure ``regions`` of page ``number`` and keep the lines with words the text layer lacks."""
+    import pypdfium2 as pdfium
+
+    page = pdf[number - 1]
+    try:
+        width, height = page.get_size()
+        scale = min(options.dpi / 72, MAX_SIDE / max(width, height, 1.0))
+        fragments: list[Fragment] = []
+        for x0, y0, x1, y1 in regions:
+            crop = (x0 * width, (1 - y1) * height, (1 - x1) * width, y0 * height)  # cut from left, bottom, right, top
+            try:
+                bitmap = page.render(scale=scale, crop=crop, grayscale=True)
+            except pdfium.PdfiumError as exc:
+                raise OcrError(f"page {number} could not be rendered ({exc})") from exc
+            image = bitmap.to_numpy()
+            image = (image[:, :, 0] if image.ndim == 3 else image).copy()
+            dx, dy = x0 * width * scale, y0 * height * scale
+            for f in recognise(image, options):
+                if new_words(f.text, known):
+                    fragments.append(Fragment(f.text, f.x0 + dx, f.y0 + dy, f.x1 + dx, f.y1 + dy))
+    finally:
+        page.close()
+    return assemble(reading_order(fragments), width * scale, height * scale)
+
+
+def figure_candidates(path: str | Path, pages: Sequence[Page]) -> list[int]:
+    """The pages whose figures are worth looking for: those that draw an image (or a form, which may hold one), as
+    the PDF's resources say, and short pages (slides, posters, chart pages), where a drawing may hold the words.
+    Reading the resources costs next to nothing, so a long text-only document pays almost nothing for figures."""
+    from pypdf import PdfReader
+
+    short = {p.number for p in pages if p.text and len(p.text) < SHORT_PAGE}
+    found: set[int] = set()
+    try:
+        reader = PdfReader(str(path), strict=False)
+        if reader.is_encrypted:
+            reader.decrypt("")
+        for number, page in enumerate(reader.pages, 1):
+            resources = page.get("/Resources")
+            xobjects = resources.get_object().get("/XObject") if resources is not None else None
+            if xobjects is not None and len(xobjects.get_object()) > 0:
+                found.add(number)
+    except Exception as exc:  # noqa: BLE001 - a broken resource dictionary only means no figures are read there
+        log.info("Looking for figures failed: %s", exc)
+    with_text = {p.number for p in pages if p.text and not p.ocr}
+    return sorted((found | short) & with_text)

@@ -291,7 +291,10 @@ class _Run:
             self.busy.append(worker)
 
     def _limit(self, task: _Task) -> float:
-        return self.pool.page_timeout_s if task.kind == "page" else self.pool.timeout_s
+        if task.kind == "page":
+            return self.pool.page_timeout_s
+        figures = getattr(task.payload, "figures", None) if task.kind == "read" else None
+        return self.pool.timeout_s + (figures.budget_s if figures is not None else 0.0)  # figures have their own
 
     def _poll(self) -> None:
         timeout = max(0.0, min(min(w.deadline for w in self.busy) - time.monotonic(), _POLL_S))

@@ -20,8 +20,8 @@ from typing import Any, Callable
 from rag.core.errors import DocumentError, RagError
 from rag.core.records import Chunk, Page, ParsedDocument
 from rag.ingestion.chunking import chunk_document
-from rag.ingestion.documents import load_pdf, pages_to_ocr, with_ocr
-from rag.ingestion.ocr import OcrOptions, missing, read_page
+from rag.ingestion.documents import load_pdf, pages_to_ocr, with_figures, with_ocr
+from rag.ingestion.ocr import FigureOptions, OcrOptions, figure_candidates, missing, read_figures, read_page
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class ParseJob:
     ocr: str = "off"  # RAG_OCR: "auto", "off" or "force"
     ocr_options: OcrOptions = field(default_factory=OcrOptions)
     ocr_cache: str | None = None  # a JSON file keeping this file's OCR'd pages (see rag.ingestion.ocr.to_json)
+    figures: FigureOptions | None = None  # read the words inside figures of pages with a text layer (None: don't)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class ParseResult:
     chunk_seconds: float = 0.0
     ocr_seconds: float = 0.0
     ocr_todo: list[int] = field(default_factory=list)
+    figure_seconds: float = 0.0  # the time reading the words inside figures took (part of ``seconds``)
 
 
 @dataclass(frozen=True)
@@ -133,14 +135,33 @@ def _read(job: ParseJob, memory_mb: int) -> ParseResult:
         if cannot:
             log.warning("%s: %d page(s) not read by OCR: %s", job.file_name, len(todo), cannot)
             todo = []
+        doc, figure_seconds = _figures(job, doc)
         parsed = time.perf_counter()
         if todo:
-            return ParseResult(job, document=doc, seconds=parsed - started, ocr_todo=todo)
+            return ParseResult(job, document=doc, seconds=parsed - started, ocr_todo=todo,
+                               figure_seconds=figure_seconds)
         chunks = chunk_document(doc, job.chunk_tokens, job.chunk_overlap, job.tokenizer)
         return ParseResult(job, document=doc, chunks=chunks, seconds=parsed - started,
-                           chunk_seconds=time.perf_counter() - parsed)
+                           chunk_seconds=time.perf_counter() - parsed, figure_seconds=figure_seconds)
 
     return _guarded(job, memory_mb, started, read)
+
+
+def _figures(job: ParseJob, doc: ParsedDocument) -> tuple[ParsedDocument, float]:
+    """``doc`` with the words inside the figures of its text pages that their text layer lacks (when ``job`` asks
+    for them and the OCR engine is here), and the seconds that took."""
+    if job.figures is None or job.ocr == "force":  # with "force" OCR reads whole pages, figures included
+        return doc, 0.0
+    started = time.perf_counter()
+    candidates = figure_candidates(job.path, doc.pages)
+    if not candidates:
+        return doc, time.perf_counter() - started
+    cannot = missing(job.ocr_options)
+    if cannot:
+        log.info("%s: the words inside figures are not read: %s", job.file_name, cannot)
+        return doc, time.perf_counter() - started
+    read = read_figures(job.path, doc.pages, job.ocr_options, job.figures, candidates)
+    return with_figures(doc, read), time.perf_counter() - started
 
 
 def _finish(task: FinishJob, memory_mb: int) -> ParseResult:

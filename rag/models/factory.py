@@ -11,6 +11,7 @@ from rag.core.config import Settings
 from rag.models.chat import ChatModel
 from rag.models.embedder import Embedder
 from rag.models.reranker import Reranker
+from rag.models.visual import PageEmbedder
 
 
 def make_embedder(settings: Settings) -> Embedder:
@@ -61,3 +62,37 @@ def make_reranker(settings: Settings) -> Reranker:
     s = settings
     return Qwen3Reranker(s.rerank_model, s.rerank_instruction, s.rerank_max_tokens, s.rerank_batch_size,
                          dtype=s.rerank_dtype, gpu_seconds=s.gpu_seconds)
+
+
+def make_page_embedder(settings: Settings) -> tuple[PageEmbedder | None, str]:
+    """The page-image embedder ``RAG_VISUAL`` asks for, or None and why there is none: "off"; "auto" on a CPU
+    without a server (a page costs minutes there, so it doesn't start); "on" always builds one (in-process unless
+    ``RAG_VISUAL_BASE_URL`` names a server)."""
+    if settings.visual == "off":
+        return None, "page images are off (RAG_VISUAL=off)"
+    if settings.visual_base_url:
+        from rag.models.providers.visual_server import ServerPageEmbedder
+
+        return ServerPageEmbedder(settings), ""
+    if settings.visual == "auto" and not has_gpu():
+        return None, ("page images are not searched: RAG_VISUAL=auto found no GPU and no RAG_VISUAL_BASE_URL, and on "
+                      "a CPU Qwen3-VL-Embedding takes minutes a page. Set RAG_VISUAL_BASE_URL to a vLLM server, or "
+                      "RAG_VISUAL=on to embed on this CPU anyway.")
+    from rag.models.providers.local_visual import LocalPageEmbedder
+
+    return LocalPageEmbedder(settings), ""
+
+
+def has_gpu() -> bool:
+    """True when this machine has an NVIDIA (or AMD ROCm) GPU driver loaded and torch is installed to use it;
+    decided without importing torch where there is no driver, so a CPU machine doesn't pay for the import."""
+    import os
+    from importlib.util import find_spec
+
+    if not (os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/kfd")):
+        return False
+    if find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())

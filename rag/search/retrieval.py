@@ -33,6 +33,20 @@ standard deviation. It favours the passages of the document a question names ("3
 text alone rarely does in a library of look-alike documents; it only reorders candidates the retrievers found, is
 too small to outweigh what a retriever found on its own, and with one document selected it changes nothing.
 
+The reference term (every method): a question that names a page ("the chart on page 14", "p. 14", "slide 3", in
+the languages of ``rag.text.references``) or a figure or table ("Figure 3", "Table 2") lifts the chunks of that page
+and those holding that caption (``references``). The page is looked up by its printed label first (the PDF's page
+labels, "14" on the PDF's 16th page), then by its position (counted half where another page is printed so); a caption
+counts fully where a line opens with it and half where the text only mentions it. Those chunks join the candidates
+(scored by both retrievers like any other) and get ``reference`` times the method's ``REFERENCE_WEIGHTS`` on top:
+under ``zscore`` two standard deviations, enough to put the named page first unless the retrievers find it clearly
+unrelated, and never a filter: the other pages stay in the ranking.
+
+The page-image term (``RAG_VISUAL``, with a visual embedder): the question is embedded by Qwen3-VL-Embedding and
+compared with the stored vectors of rendered pages (``Store.page_scores``); the chunks of the ``VISUAL_PAGES``
+nearest pages join the candidates, each with its page's similarity as a third retriever's score, scaled and
+weighed (``Fusion.visual``) like dense search's.
+
 The methods were compared on FinanceBench (both scopes), SciFact, Cranfield and XQuAD in six languages
 (docs/BENCHMARKS.md): ``zscore`` is above the better of the two retrievers or at most 0.03 below it (recall@1,
 recall@5, MRR@10) on every one, where ``scores`` falls up to 0.85 below it in recall@1 (0.79 in MRR@10) in languages
@@ -48,11 +62,18 @@ from typing import Callable, Sequence
 from rag.core.config import Settings
 from rag.core.records import Passage
 from rag.models.embedder import Embedder
+from rag.models.visual import PageEmbedder
 from rag.search.store import Store, split_chunk_id
+from rag.text.references import References, caption_kind, caption_strings, find_references
 
 RRF_K = 60
 # Each method's weights (dense, BM25, title) where the settings leave them empty.
 DEFAULT_WEIGHTS = {"zscore": (1.0, 1.0, 0.5), "scores": (0.8, 0.2, 0.1), "rrf": (1.0, 1.0, 0.0)}
+# What a full reference match adds under each method (times ``Fusion.reference``): standard deviations under zscore,
+# a share of the 0-1 scale under scores, and under rrf the weight of the references' own ranking.
+REFERENCE_WEIGHTS = {"zscore": 2.0, "scores": 0.4, "rrf": 1.0}
+VISUAL_PAGES = 10  # pages taken from the page-image search
+NAMED_BY_POSITION = 0.5  # a page named by its position whose printed label differs (label first, then position)
 
 
 @dataclass(frozen=True)
@@ -63,17 +84,21 @@ class Fusion:
     dense: float = DEFAULT_WEIGHTS["zscore"][0]
     lexical: float = DEFAULT_WEIGHTS["zscore"][1]
     title: float = DEFAULT_WEIGHTS["zscore"][2]
+    reference: float = 1.0  # times REFERENCE_WEIGHTS[method]; 0 ignores pages and captions a question names
+    visual: float = 1.0  # the page-image search, where there is one
 
     @classmethod
     def of(cls, method: str, dense: float | None = None, lexical: float | None = None,
-           title: float | None = None) -> Fusion:
+           title: float | None = None, reference: float = 1.0, visual: float = 1.0) -> Fusion:
         """``method`` with the weights given, and its own defaults for those left None."""
         defaults = DEFAULT_WEIGHTS[method]
-        return cls(method, *(d if w is None else w for w, d in zip((dense, lexical, title), defaults, strict=True)))
+        return cls(method, *(d if w is None else w for w, d in zip((dense, lexical, title), defaults, strict=True)),
+                   reference=reference, visual=visual)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Fusion:
-        return cls.of(settings.fusion, settings.dense_weight, settings.lexical_weight, settings.title_weight)
+        return cls.of(settings.fusion, settings.dense_weight, settings.lexical_weight, settings.title_weight,
+                      settings.reference_weight, settings.visual_weight)
 
 
 def fuse(rankings: Sequence[tuple[float, Sequence[str]]], k: int = RRF_K) -> list[tuple[str, float]]:
@@ -127,16 +152,20 @@ class Signals:
     dense_found: int = 0
     lexical_found: int = 0
     titles: dict[str, float] = field(default_factory=dict)
+    references: dict[str, float] = field(default_factory=dict)  # chunk id → how surely it is what the question names
+    visual: dict[str, float] = field(default_factory=dict)  # chunk id → its page image's similarity to the question
 
     @property
     def candidates(self) -> list[str]:
-        """Every candidate once: dense search's finds, then BM25's."""
-        return list(dict.fromkeys([*self.dense, *self.lexical]))
+        """Every candidate once: dense search's finds, then BM25's, the chunks the question names, and those of
+        the pages whose images match it."""
+        return list(dict.fromkeys([*self.dense, *self.lexical, *self.references, *self.visual]))
 
 
 def gather(store: Store, embedder: Embedder, query: str, doc_ids: Sequence[str], pool: int,
-           fusion: Fusion = Fusion()) -> Signals:
-    """The ``pool`` best of dense and BM25 search among ``doc_ids``, each scored by the other retriever too."""
+           fusion: Fusion = Fusion(), visual: PageEmbedder | None = None) -> Signals:
+    """The ``pool`` best of dense and BM25 search among ``doc_ids``, each scored by the other retriever too (and,
+    with a ``visual`` embedder, the chunks of the pages whose images are nearest the question)."""
     vector = embedder.embed_query(query) if fusion.dense > 0 else None
     dense = dict(store.nearest(vector, pool, doc_ids)) if vector is not None else {}
     lexical = dict(store.lexical_search(query, pool, doc_ids)) if fusion.lexical > 0 else {}
@@ -144,9 +173,59 @@ def gather(store: Store, embedder: Embedder, query: str, doc_ids: Sequence[str],
     if dense and lexical:
         dense.update(store.dense_scores(vector, [cid for cid in lexical if cid not in dense]))
         lexical.update({cid: s for cid, s in store.lexical_scores(query, list(dense)).items() if s > 0})
+    named = references(store, find_references(query), doc_ids, pool) if fusion.reference > 0 else {}
+    pictured = page_images(store, visual, query, doc_ids) if visual is not None and fusion.visual > 0 else {}
+    unseen = [cid for cid in dict.fromkeys([*named, *pictured]) if cid not in dense and cid not in lexical]
+    if unseen:  # the named page's chunks are scored by both retrievers like any other candidate
+        if vector is not None:
+            dense.update(store.dense_scores(vector, unseen))
+        if fusion.lexical > 0:
+            lexical.update({cid: s for cid, s in store.lexical_scores(query, unseen).items() if s > 0})
     wants_titles = fusion.method != "rrf" and fusion.title > 0 and len(set(doc_ids)) > 1
     titles = store.title_scores(query, doc_ids) if wants_titles else {}
-    return Signals(dense, lexical, *found, titles)
+    return Signals(dense, lexical, *found, titles, named, pictured)
+
+
+def page_images(store: Store, visual: PageEmbedder, query: str, doc_ids: Sequence[str]) -> dict[str, float]:
+    """The chunks of the ``VISUAL_PAGES`` pages of ``doc_ids`` whose images are nearest ``query``, each scored with
+    its page's cosine similarity."""
+    pages = store.page_scores(visual.embed_query(query), visual.key, doc_ids, VISUAL_PAGES)
+    by_doc: dict[str, dict[int, float]] = {}
+    for doc_id, page, score in pages:
+        by_doc.setdefault(doc_id, {})[page] = score
+    out: dict[str, float] = {}
+    for doc_id, scores in by_doc.items():
+        for cid, p in store.find_chunks([doc_id], {"page_start": {"$in": list(scores)}}).items():
+            out[cid] = scores[p.page_start]
+    return out
+
+
+def references(store: Store, named: References, doc_ids: Sequence[str], limit: int) -> dict[str, float]:
+    """The chunks of ``doc_ids`` a question's ``named`` pages and captions point at, each scored 0-1: 1 for a page
+    whose printed label is the one named (a page without a label of its own is labelled by its position), 0.5
+    (``NAMED_BY_POSITION``) for the page at that position when another page of its document is printed with that
+    label (1 when none is); 1 for a chunk where a line opens with the caption named, 0.5 where it only mentions
+    it."""
+    if not named or not doc_ids:
+        return {}
+    scores: dict[str, float] = {}
+
+    def keep(cid: str, value: float) -> None:
+        if value > scores.get(cid, 0.0):
+            scores[cid] = value
+
+    for label in named.pages:
+        labelled = store.find_chunks(doc_ids, {"page_label": label}, limit=limit)
+        for cid in labelled:
+            keep(cid, 1.0)
+        if label.isdigit():  # the page at that position: as sure where no page of its document is printed so
+            printed = {p.doc_id for p in labelled.values()}
+            for cid, p in store.find_chunks(doc_ids, {"page_start": int(label)}, limit=limit).items():
+                keep(cid, NAMED_BY_POSITION if p.doc_id in printed else 1.0)
+    for kind, number in named.captions:
+        for cid, p in store.find_chunks(doc_ids, None, caption_strings(kind, number), limit).items():
+            keep(cid, caption_kind(p.text, kind, number))
+    return {cid: value for cid, value in scores.items() if value > 0}
 
 
 def lexical_confidence(signals: Signals) -> float:
@@ -169,22 +248,33 @@ def rank(signals: Signals, fusion: Fusion = Fusion(),
     retriever's scores on the method's scale (``above_mean`` for zscore, ``min_max`` for scores) unless ``scale``
     is given; zscore weighs BM25 by its ``lexical_confidence`` too."""
     dense, lexical = signals.dense, signals.lexical
+    named = fusion.reference * REFERENCE_WEIGHTS.get(fusion.method, 0.0)
     if fusion.method == "rrf":
-        return fuse([(fusion.dense, _ranked(dense)), (fusion.lexical, _ranked(lexical))])
+        rankings = [(fusion.dense, _ranked(dense)), (fusion.lexical, _ranked(lexical))]
+        if fusion.visual > 0 and signals.visual:
+            rankings.append((fusion.visual, _ranked(signals.visual)))
+        if named > 0 and signals.references:
+            rankings.append((named, _ranked(signals.references)))
+        return fuse(rankings)
     candidates = signals.candidates
     boost: dict[str, float] = {}
     if fusion.title > 0 and signals.titles:
         boost = {cid: fusion.title * signals.titles.get(split_chunk_id(cid)[0], 0.0) for cid in candidates}
+    if named > 0:
+        for cid, value in signals.references.items():
+            boost[cid] = boost.get(cid, 0.0) + named * value
     matched = {cid: lexical.get(cid, 0.0) for cid in candidates} if lexical else {}  # no shared term: 0
     lexical_weight = fusion.lexical
     if fusion.method == "zscore":
         lexical_weight *= lexical_confidence(signals)
     scale = scale or (above_mean if fusion.method == "zscore" else min_max)
-    return fuse_scores([(fusion.dense, dense), (lexical_weight, matched)], candidates, boost, scale)
+    return fuse_scores([(fusion.dense, dense), (lexical_weight, matched), (fusion.visual, signals.visual)],
+                       candidates, boost, scale)
 
 
 def hybrid_search(store: Store, embedder: Embedder, query: str, doc_ids: Sequence[str], pool: int,
-                  fusion: Fusion = Fusion(), keep: int | None = None) -> list[Passage]:
+                  fusion: Fusion = Fusion(), keep: int | None = None,
+                  visual: PageEmbedder | None = None) -> list[Passage]:
     """The best passages of ``doc_ids`` for ``query``, fused from the ``pool`` best of dense and BM25 search.
 
     ``keep`` (default ``pool``) is how many fused chunks are read and returned (fewer once chunks of one page are
@@ -192,7 +282,7 @@ def hybrid_search(store: Store, embedder: Embedder, query: str, doc_ids: Sequenc
     """
     if not doc_ids or pool <= 0:
         return []
-    fused = rank(gather(store, embedder, query, doc_ids, pool, fusion), fusion)[:keep or pool]
+    fused = rank(gather(store, embedder, query, doc_ids, pool, fusion, visual), fusion)[:keep or pool]
     found = store.get_passages([cid for cid, _ in fused])  # one read, of what is kept only
     return merge_pages([replace(found[cid], score=score) for cid, score in fused if cid in found])
 

@@ -161,7 +161,8 @@ class Store:
                 documents=[c.text for c in batch],
                 metadatas=[{"doc_id": doc_id, "file_name": file_name, "title": title, "index": c.index,
                             "page_start": c.page_start, "page_end": c.page_end, "char_start": c.char_start,
-                            "char_end": c.char_end, "context": c.context, "ocr": c.ocr} for c in batch],
+                            "char_end": c.char_end, "context": c.context, "ocr": c.ocr,
+                            **_chunk_extras(c)} for c in batch],
             )
             self._heartbeat(doc_id)
         self._save_vectors(doc_id, [c.index for c in chunks], vectors)
@@ -183,6 +184,8 @@ class Store:
         self._title_terms.pop(doc_id, None)
         self.file_path(doc_id).unlink(missing_ok=True)
         self.ocr_path(doc_id).unlink(missing_ok=True)
+        for path in self.vectors_dir.glob(f"{doc_id}.pages-*.npz"):  # page-image vectors, any model
+            path.unlink(missing_ok=True)
 
     def recover(self) -> list[str]:
         """Remove documents whose ingest died half-way; return their file names."""
@@ -387,6 +390,56 @@ class Store:
         return {cid: passage(cid, text, meta, 0.0)
                 for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
 
+    def find_chunks(self, doc_ids: Sequence[str], where: dict[str, Any] | None = None,
+                    contains: Sequence[str] = (), limit: int = 200) -> dict[str, Passage]:
+        """Up to ``limit`` stored chunks of ``doc_ids`` whose metadata match ``where`` (a Chroma filter) and whose
+        text holds one of the strings ``contains`` (case-sensitive), by id: the chunks of a page a question names,
+        or those holding a caption it names (see ``rag.search.retrieval.references``)."""
+        if not doc_ids or (where is None and not contains):
+            return {}
+        scope: dict[str, Any] = {"doc_id": {"$in": list(doc_ids)}} if len(doc_ids) > 1 else {"doc_id": doc_ids[0]}
+        clause = {"$and": [scope, where]} if where else scope
+        text = None
+        if contains:
+            text = {"$contains": contains[0]} if len(contains) == 1 else {"$or": [{"$contains": c} for c in contains]}
+        got = self.chunks.get(where=clause, where_document=text, include=["documents", "metadatas"], limit=limit)
+        return {cid: passage(cid, doc, meta, 0.0)
+                for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
+
+    def save_page_vectors(self, doc_id: str, model: str, pages: Sequence[int],
+                          vectors: Sequence[Sequence[float]]) -> None:
+        """Keep a document's page-image vectors (of the visual embedder named ``model``) beside its chunk vectors."""
+        import numpy as np
+
+        matrix = np.asarray(vectors, dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True) if matrix.size else matrix
+        matrix = matrix / np.where(norms > 0, norms, 1.0) if matrix.size else matrix
+
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as fh:  # np.savez would add ".npz" to a path
+                np.savez(fh, pages=np.asarray(list(pages), dtype=np.int32), vectors=matrix)
+
+        atomic_write(self.vectors_dir / f"{doc_id}.pages-{model}.npz", write)
+
+    def page_scores(self, vector: Sequence[float], model: str, doc_ids: Sequence[str],
+                    k: int) -> list[tuple[str, int, float]]:
+        """The ``k`` pages of ``doc_ids`` whose page-image vectors (of ``model``) are nearest ``vector``: (doc_id,
+        page, cosine), best first. Documents indexed without page images have none."""
+        import numpy as np
+
+        query = _unit(vector)
+        found: list[tuple[str, int, float]] = []
+        for doc_id in doc_ids:
+            path = self.vectors_dir / f"{doc_id}.pages-{model}.npz"
+            if not path.exists():
+                continue
+            with np.load(path) as data:
+                pages, matrix = data["pages"], data["vectors"]
+            if len(pages) and matrix.shape[1] == len(query):
+                sims = matrix @ query
+                found.extend((doc_id, int(p), float(s)) for p, s in zip(pages, sims, strict=True))
+        return sorted(found, key=lambda item: -item[2])[:k]
+
     def count_chunks(self, doc_id: str | None = None) -> int:
         """Number of stored chunks (of one document, or all)."""
         if doc_id is None:
@@ -426,11 +479,17 @@ def _hits(got: dict[str, Any]) -> list[tuple[str, float]]:
 
 
 def passage(cid: str, text: str, meta: dict[str, Any], score: float) -> Passage:
-    """A Passage from a stored chunk."""
+    """A Passage from a stored chunk (chunks stored before page labels and figure text have neither)."""
     return Passage(chunk_id=cid, doc_id=str(meta["doc_id"]), file_name=str(meta["file_name"]), text=text,
                    page_start=int(meta["page_start"]), page_end=int(meta["page_end"]),
                    char_start=int(meta["char_start"]), char_end=int(meta["char_end"]), score=score,
-                   title=str(meta.get("title", "")), ocr=bool(meta.get("ocr", False)))
+                   title=str(meta.get("title", "")), ocr=bool(meta.get("ocr", False)),
+                   page_label=str(meta.get("page_label", "")), figure=bool(meta.get("figure", False)))
+
+
+def _chunk_extras(c: Chunk) -> dict[str, Any]:
+    """A chunk's printed page label and figure mark, stored only where they say something."""
+    return {**({"page_label": c.page_label} if c.page_label else {}), **({"figure": True} if c.figure else {})}
 
 
 def _meta(info: DocumentInfo, status: str) -> dict[str, Any]:
