@@ -231,12 +231,14 @@ class Settings:
                               "README); each account gets its own library.")
     hf_allowed: str | None = _setting(None, doc="With RAG_HF_LOGIN: only these Hugging Face users or organisations "
                                       "may sign in, separated by commas (empty = anyone with an account).")
+
     # --- claim check: each statement of an answer matched against the passages it cites --------------------------
     claim_check: bool = _setting(True, doc="After an answer, check each statement against its cited passages: "
                                  "figures must be there; citations that point at the wrong passage are re-pointed, "
                                  "statements no passage supports are marked.")
     rerank_focused_cuts: bool = _setting(True, doc="When the reranking time budget cuts a passage, keep its lead and "
                                          "the sentences that best match the question (off = keep its head).")
+
     # --- figures, tables and page references ----------------------------------------------------------------------
     reference_weight: float = _setting(1.0, min=0, max=10, doc="How strongly a page or caption a question names "
                                        "(\"page 14\", \"slide 3\", \"Figure 3\", \"Table 2\") lifts that page in the "
