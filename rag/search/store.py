@@ -34,6 +34,7 @@ from rag.core.datadir import atomic_write, check_writable
 from rag.core.errors import StoreError
 from rag.core.records import Chunk, DocumentInfo, Passage, indexed_text
 from rag.search.lexical import LexicalIndex, title_scores, title_terms
+from rag.text.tokencount import measure, remember
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,8 @@ class Store:
                 documents=[c.text for c in batch],
                 metadatas=[{"doc_id": doc_id, "file_name": file_name, "title": title, "index": c.index,
                             "page_start": c.page_start, "page_end": c.page_end, "char_start": c.char_start,
-                            "char_end": c.char_end, "context": c.context, "ocr": c.ocr} for c in batch],
+                            "char_end": c.char_end, "context": c.context, "ocr": c.ocr, **token_count(c.text)}
+                           for c in batch],
             )
             self._heartbeat(doc_id)
         self._save_vectors(doc_id, [c.index for c in chunks], vectors)
@@ -384,6 +386,9 @@ class Store:
         if not ids:
             return {}
         got = self.chunks.get(ids=list(ids), include=["documents", "metadatas"])
+        for text, meta in zip(got["documents"], got["metadatas"], strict=True):
+            if isinstance(meta.get("tokens"), (int, float)):  # counted at ingestion (not in older indexes)
+                remember(text, str(meta.get("language") or "") or None, float(meta["tokens"]))
         return {cid: passage(cid, text, meta, 0.0)
                 for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
 
@@ -423,6 +428,13 @@ def _unit(vector: Sequence[float]) -> Any:
 def _hits(got: dict[str, Any]) -> list[tuple[str, float]]:
     """(chunk_id, cosine similarity) from a Chroma query result (one query)."""
     return [(cid, 1.0 - float(dist)) for cid, dist in zip(got["ids"][0], got["distances"][0], strict=True)]
+
+
+def token_count(text: str) -> dict[str, Any]:
+    """A chunk's language and estimated Qwen3 tokens, kept in its metadata so that a prompt quoting it adds the
+    count up instead of counting the text (see ``rag.text.tokencount.counted``)."""
+    language, tokens = measure(text)
+    return {"language": language or "", "tokens": tokens}
 
 
 def passage(cid: str, text: str, meta: dict[str, Any], score: float) -> Passage:
