@@ -12,14 +12,20 @@ some numbers; random unit vectors of 1024 dims, Qwen3-Embedding-0.6B's size) is 
 
 The time spent inside the stand-ins is measured and subtracted, so what is reported is engine overhead:
 retrieval (Chroma HNSW query, BM25, fusion, fetching passages), prompt building (token counting) and citation
-resolution, for three scopes: all documents, 20 documents and 1 document (Chroma ``where`` filters on doc_id).
+resolution, for three scopes: all documents, 20 documents and 1 document.
 
     python bench/query.py                      # build the index once (a few minutes), then 200 queries per scope
     python bench/query.py --queries 50         # quicker
+    python bench/query.py --docs 2000          # 1M chunks (grown from the largest smaller library already built)
+    python bench/query.py --chroma-server      # the same, with the index served by `chroma run` (HTTP)
     python bench/query.py --rebuild            # rebuild the cached index
     python bench/query.py --profile all        # pyinstrument profile of one scope (pip install pyinstrument)
 
-Prints p50/p95 per scope against the 25 ms target, and a per-stage breakdown (mean ms per query).
+Prints the cold start (opening the store, the first question: loading the BM25 index and the HNSW index), p50/p95
+per scope against the 25 ms target, a per-stage breakdown (mean ms per query), and memory: the resident size of
+this process (and of the Chroma server) beside the raw vector bytes, the BM25 index's arrays and its load time.
+A library of N documents starts as a copy of the largest smaller one built (its documents are the first N of it),
+so growing 100k to 250k chunks writes only the new 150k.
 """
 
 from __future__ import annotations
@@ -55,13 +61,13 @@ from rag.engine import Engine  # noqa: E402
 from rag.models.chat import ChatModel, Delta, Messages  # noqa: E402
 from rag.models.embedder import Embedder  # noqa: E402
 from rag.search.lexical import LexicalIndex  # noqa: E402
-from rag.search.store import Store  # noqa: E402
+from rag.search.store import Store, token_count  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 TARGET_MS = 25.0
 DIM = 1024
 INDEX_NAME = "synthetic-bench-1024"
-FORMAT = 2  # bump when the synthetic data changes, so a stale cache is rebuilt (2: + saved vectors)
+FORMAT = 3  # bump when the synthetic data changes, so a stale cache is rebuilt (2: + saved vectors, 3: + token counts)
 CHUNKS_PER_PAGE = 2
 
 
@@ -139,6 +145,11 @@ def build(lib: Library, rebuild: bool) -> None:
         LexicalIndex(lexical).search("convert", 1, [])
     if built == expected:
         return
+    if built == {**expected, "format": 2}:
+        # A cache built before the store kept each chunk's token count: add it the way add_chunks writes it.
+        add_token_counts(Store(settings_for(lib), INDEX_NAME), lib, lib.docs)
+        marker.write_text(json.dumps(expected))
+        return
     if built == {**expected, "format": 1}:
         # A cache built before Store kept vectors beside Chroma: add those files the way add_chunks writes them.
         store = Store(settings_for(lib), INDEX_NAME)
@@ -148,12 +159,16 @@ def build(lib: Library, rebuild: bool) -> None:
         return
     if lib.folder.exists():
         shutil.rmtree(lib.folder)
-    lib.folder.mkdir(parents=True)
+    first, first_format = grow_from(lib) if not rebuild else (0, FORMAT)
+    lib.folder.mkdir(parents=True, exist_ok=True)
     store = Store(settings_for(lib), INDEX_NAME)
+    if first_format == 2:
+        add_token_counts(store, lib, first)
     print(f"building {lib.docs} x {lib.chunks} = {lib.docs * lib.chunks:,} chunks in {lib.folder} "
-          "(once; later runs reuse it)", flush=True)
+          f"(once; later runs reuse it){f', from the {first} documents of a smaller one' if first else ''}",
+          flush=True)
     started = time.perf_counter()
-    for d in range(lib.docs):
+    for d in range(first, lib.docs):
         texts = lib.texts(d)
         chunks = lib.chunk_records(d, texts)
         info = DocumentInfo(doc_id=lib.doc_id(d), file_name=f"synthetic-{d:03d}.pdf", title=f"Synthetic report {d:03d}",
@@ -165,8 +180,35 @@ def build(lib: Library, rebuild: bool) -> None:
         if (d + 1) % 10 == 0 or d + 1 == lib.docs:
             elapsed = time.perf_counter() - started
             print(f"  {d + 1}/{lib.docs} documents, {elapsed:.0f} s "
-                  f"(~{elapsed / (d + 1) * (lib.docs - d - 1):.0f} s left)", flush=True)
+                  f"(~{elapsed / (d + 1 - first) * (lib.docs - d - 1):.0f} s left)", flush=True)
     marker.write_text(json.dumps(expected))
+
+
+def add_token_counts(store: Store, lib: Library, docs: int) -> None:
+    """Give the chunks of the first ``docs`` documents of a library built before the store kept each chunk's token
+    count that count, as ``Store.add_chunks`` now writes it."""
+    print(f"adding each chunk's token count to the first {docs} documents (once)", flush=True)
+    for d in range(docs):
+        ids = [f"{lib.doc_id(d)}:{c}" for c in range(lib.chunks)]
+        store.chunks.update(ids=ids, metadatas=[token_count(t) for t in lib.texts(d)])
+
+
+def grow_from(lib: Library) -> tuple[int, int]:
+    """Copy the largest finished smaller library of the same parameters into ``lib.folder``: its documents are
+    the first ones of ``lib`` (every document is derived from the seed and its number alone). Returns how many,
+    and the format it was built in."""
+    best: tuple[int, Path, int] | None = None
+    for marker in CACHE.glob(f"query-*x{lib.chunks}-{lib.words}w-{lib.vocab}v-{DIM}d-s{lib.seed}/BUILT.json"):
+        built = json.loads(marker.read_text())
+        if built.get("format") in (2, FORMAT) and built.get("chunks") == lib.chunks and built["docs"] < lib.docs:
+            if best is None or built["docs"] > best[0]:
+                best = (int(built["docs"]), marker.parent, int(built["format"]))
+    if best is None:
+        return 0, FORMAT
+    print(f"copying the {best[0]}-document library to start from it", flush=True)
+    shutil.copytree(best[1], lib.folder)
+    (lib.folder / "BUILT.json").unlink()
+    return best[0], best[2]
 
 
 # --- zero-cost stand-ins for the models (NOT models) -----------------------------------------------------------
@@ -303,6 +345,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=10, help="untimed queries per scope first")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached index")
     parser.add_argument("--profile", choices=("all", "20", "1"), help="profile one scope with pyinstrument")
+    parser.add_argument("--chroma-server", action="store_true",
+                        help="serve the library's Chroma folder with `chroma run` and search it through HTTP")
+    parser.add_argument("--chroma-port", type=int, default=7401, help="port for --chroma-server")
     args = parser.parse_args()
 
     lib = Library(args.docs, args.chunks, args.words, args.vocab)
@@ -312,17 +357,42 @@ def main() -> int:
 
     embedder, chat = PrecomputedEmbedder(vectors), FixedAnswerChat()
     settings = settings_for(lib)
+    server = None
+    if args.chroma_server:
+        from tests.chroma_server import ChromaServer
+
+        server = ChromaServer(lib.folder / "chroma", port=args.chroma_port).start(timeout=600)
+        settings = settings.with_(chroma_host=server.host, chroma_port=server.port)
+    try:
+        return measure(args, lib, settings, embedder, chat, warmup, timed, server)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def measure(args: argparse.Namespace, lib: Library, settings: Settings, embedder: PrecomputedEmbedder,
+            chat: FixedAnswerChat, warmup: list[Query], timed: list[Query], server: object | None) -> int:
+    """The cold start, then each scope's timed questions, then memory; printed as tables."""
+    cold = Stopwatch()
+    cold_stages = {"dense": Store.nearest, "load": LexicalIndex.sync}
+    Store.nearest = cold.wrap("dense", Store.nearest)  # type: ignore[method-assign]
+    LexicalIndex.sync = cold.wrap("load", LexicalIndex.sync)  # type: ignore[method-assign]
     started = time.perf_counter()
     engine = Engine(settings, embedder=embedder, store=Store(settings, INDEX_NAME), chat=chat)
     opened = time.perf_counter() - started
     started = time.perf_counter()
     list(engine.ask(warmup[0].question, options=AskOptions(rerank=False)))
     first = time.perf_counter() - started
+    spent = cold.reset()
+    Store.nearest, LexicalIndex.sync = cold_stages["dense"], cold_stages["load"]  # type: ignore[method-assign]
     chunks = engine.store.count_chunks()
-    print(f"{len(engine.documents())} documents, {chunks:,} chunks of ~{args.words} words, {DIM}-d vectors; "
-          f"pool {settings.candidate_pool}, top_k {settings.top_k}, rerank off; {len(timed)} timed queries per scope")
-    print(f"cold start: open store {opened * 1000:.0f} ms, first query {first * 1000:.0f} ms "
-          "(loads the HNSW index and the per-document BM25 files)")
+    where = f"a Chroma server (chroma run, port {args.chroma_port})" if server else "embedded Chroma"
+    print(f"{len(engine.documents())} documents, {chunks:,} chunks of ~{args.words} words, {DIM}-d vectors, "
+          f"{where}; pool {settings.candidate_pool}, top_k {settings.top_k}, rerank off; {len(timed)} timed "
+          "queries per scope")
+    print(f"cold start: open store {opened * 1000:.0f} ms, first query {first * 1000:.0f} ms, of which loading the "
+          f"BM25 files {spent.get('load', 0) * 1000:.0f} ms and the first dense search (loads the HNSW index) "
+          f"{spent.get('dense', 0) * 1000:.0f} ms")
     print("models replaced by zero-cost STAND-INS (precomputed query vector, fixed cited answer); their time is "
           "subtracted\n")
 
@@ -370,7 +440,46 @@ def main() -> int:
         print(f"| {title:<34} |{''.join(cells)} |")
     cells = "".join(f"{stages.get('stand-ins', 0.0) * 1000:17.1f}u" for _, stages in results.values())
     print(f"| {'stand-ins (excluded; microseconds)':<34} |{cells} |")
+    print_memory(engine, chunks, server)
     return 0
+
+
+def print_memory(engine: Engine, chunks: int, server: object | None) -> None:
+    """Resident memory of this process (and of the Chroma server) beside the raw vector bytes, and what the BM25
+    index holds and takes to load, per chunk."""
+    import psutil
+
+    raw = chunks * DIM * 4
+    rss = psutil.Process().memory_info().rss
+    snap = engine.store.lexical._snap
+    bm25 = sum(a.nbytes for seg in snap.segments for a in (seg.starts, seg.ids, seg.lengths, seg.keys, seg.indptr,
+                                                             seg.rows, seg.tf))
+    ids = sum(seg.ids.nbytes for seg in snap.segments)
+    status = Path("/proc/self/status")
+    split = {}
+    if status.exists():  # Linux: resident memory of the process's own (anonymous) and of mapped files' pages
+        for line in status.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile"):
+                split[key] = int(value.split()[0]) * 1024
+    parts = (f", of which {split['RssAnon'] / 2**20:,.0f} MiB its own and {split['RssFile'] / 2**20:,.0f} MiB pages "
+             "of mapped files" if len(split) == 2 else "")
+    print(f"\nmemory: raw vectors {raw / 2**20:,.0f} MiB ({chunks:,} x {DIM} float32); this process resident "
+          f"{rss / 2**20:,.0f} MiB ({rss / raw:.2f}x the raw vectors){parts}")
+    if server is not None:
+        proc = psutil.Process(server._process.pid)  # type: ignore[attr-defined]
+        served = sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+        print(f"        Chroma server resident {served / 2**20:,.0f} MiB ({served / raw:.2f}x the raw vectors); "
+              f"both {(served + rss) / 2**20:,.0f} MiB")
+    print(f"BM25 index in memory: {bm25 / 2**20:,.0f} MiB of arrays in {len(snap.segments)} segments, "
+          f"{bm25 / max(chunks, 1):,.0f} bytes per chunk (chunk ids {ids / max(chunks, 1):,.0f} of them)")
+    fresh = LexicalIndex(engine.store.lexical.folder)
+    started = time.perf_counter()
+    fresh.sync(engine.store.ready_ids())
+    fresh.search("warm", 1, engine.store.ready_ids()[:1])
+    loaded = time.perf_counter() - started
+    print(f"BM25 load from its files (a fresh index, as after a restart): {loaded * 1000:,.0f} ms, "
+          f"{loaded / max(chunks, 1) * 1e6:.1f} us per chunk")
 
 
 if __name__ == "__main__":

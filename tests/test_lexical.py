@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 from pathlib import Path
 
@@ -314,3 +315,65 @@ def test_searches_run_safely_during_adds_and_removes(tmp_path: Path) -> None:
     assert not errors, errors[0]
     index._wait_for_merges()
     assert stats(index) == stats(build(tmp_path / "ref", {d: docs[d] for d in list(docs)[1:5]}))
+
+
+def test_a_large_merged_segment_is_saved_and_mapped_at_the_next_start(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lexical, "_SAVE_ROWS", 20)
+    docs = corpus(12, seed=3)
+    index = LexicalIndex(tmp_path)
+    index.sync([])
+    for doc_id, (ids, texts) in docs.items():
+        index.add(doc_id, ids, texts)
+    index._wait_for_merges()
+    assert list((tmp_path / "segments").glob("*.seg"))  # merges of 20 rows or more were saved
+    shutil.rmtree(tmp_path / "segments")
+    index.remove("doc04")
+    docs.pop("doc04")
+    index = LexicalIndex(tmp_path)  # a restart: one segment made of every file, saved
+    index.sync(docs)
+    index._wait_for_merges()
+    for thread in threading.enumerate():
+        if thread.name == "lexical-save":
+            thread.join()
+    saved = list((tmp_path / "segments").glob("*.seg"))
+    assert len(saved) == 1
+    expected = {q: index.search(q, 10, docs) for q in QUERIES}
+    expected_stats = stats(index)
+
+    # The next start maps the saved segment: no document's file is read, results and statistics are the same.
+    read = lexical._read
+    monkeypatch.setattr(lexical, "_read", lambda path, outdated=False: pytest.fail(f"read {path.name}"))
+    restarted = LexicalIndex(tmp_path)
+    restarted.sync(docs)
+    assert [seg.rows.flags.writeable for seg in restarted._snap.segments] == [False]  # views of the mapped file
+    assert {q: restarted.search(q, 10, docs) for q in QUERIES} == expected
+    assert stats(restarted) == expected_stats
+
+    # A document removed since the segment was saved is not searched, and statistics leave it out.
+    monkeypatch.setattr(lexical, "_read", read)
+    fewer = [d for d in docs if d != "doc07"]
+    restarted.sync(fewer)
+    fresh = build(tmp_path / "fresh", {d: docs[d] for d in fewer})
+    assert stats(restarted) == stats(fresh)
+    for q in QUERIES:
+        got, want = restarted.search(q, 10, fewer), fresh.search(q, 10, fewer)
+        assert [cid for cid, _ in got] == [cid for cid, _ in want]
+        assert np.allclose([sc for _, sc in got], [sc for _, sc in want], atol=1e-5)
+        assert not any(cid.startswith("doc07:") for cid, _ in got)
+
+
+def test_a_damaged_saved_segment_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lexical, "_SAVE_ROWS", 20)
+    docs = corpus(8, seed=4)
+    index = build(tmp_path, docs)
+    index.sync(docs)
+    index._wait_for_merges()
+    saved = list((tmp_path / "segments").glob("*.seg"))
+    assert saved
+    for path in saved:
+        path.write_bytes(path.read_bytes()[:200])  # (files are replaced whole, never rewritten in place)
+    again = LexicalIndex(tmp_path)
+    again.sync(docs)
+    fresh = build(tmp_path / "fresh", docs)
+    assert {q: again.search(q, 5, docs) for q in QUERIES} == {q: fresh.search(q, 5, docs) for q in QUERIES}

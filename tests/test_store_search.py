@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from rag.core.config import Settings
 from rag.core.records import Chunk, DocumentInfo
@@ -75,3 +76,44 @@ def test_title_scores_read_the_registry_and_follow_changes(tmp_path: Path) -> No
     store.delete("b")
     add("b", "renamed.pdf", "Initech quarterly filing")  # the same PDF again, under another title
     assert store.title_scores(question, ["a", "b", "c"]) == {"a": 1.0}
+
+
+def test_ready_documents_follow_another_process_without_rereading_an_unchanged_registry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, ids, vectors = _library(tmp_path, docs=3, chunks=4)
+    other = Store(Settings.from_env({}, data_dir=tmp_path), "test-16")  # another process on the same index
+    assert sorted(store.ready_ids()) == ids
+
+    reads: list[object] = []
+    get = store.registry.get
+    monkeypatch.setattr(store.registry, "get", lambda *a, **kw: reads.append(kw.get("where")) or get(*a, **kw))
+    for _ in range(3):
+        store._ready = None  # a question a while later
+        assert sorted(store.ready_ids()) == ids
+    assert {"status": "ready"} not in reads  # nothing changed: the ready ids were not read again
+
+    def added(doc_id: str) -> DocumentInfo:
+        return DocumentInfo(doc_id=doc_id, file_name=f"{doc_id}.pdf", title="", pages=1, chunks=1,
+                            status="indexing", added_at=time.time())
+
+    other.begin(added("new"))  # being written: not searchable
+    store._ready = None
+    assert sorted(store.ready_ids()) == ids
+    other.add_chunks("new", "new.pdf", "", [Chunk(0, "text", 1, 1, 0, 4)], [[1.0] * 16])
+    other.commit(added("new"))  # the same size, one document fewer being written
+    store._ready = None
+    assert sorted(store.ready_ids()) == sorted([*ids, "new"])
+    other.delete(ids[0])
+    store._ready = None
+    assert sorted(store.ready_ids()) == sorted([*ids[1:], "new"])
+
+    # A delete and a whole ingest between two looks leave size and pending alike: read again within the limit.
+    other.delete(ids[1])
+    other.begin(added("newer"))
+    other.add_chunks("newer", "newer.pdf", "", [Chunk(0, "text", 1, 1, 0, 4)], [[1.0] * 16])
+    other.commit(added("newer"))
+    seen = store._registry_seen
+    assert seen is not None
+    store._registry_seen = (seen[0], seen[1], seen[2] - 31.0, seen[3])
+    store._ready = None
+    assert sorted(store.ready_ids()) == sorted([ids[2], "new", "newer"])

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from html import escape
 from typing import Callable, Sequence
 
 import regex
 
 from rag.core.records import Passage
+from rag.models.chat import ChatModel
+from rag.text.tokencount import SEPARATOR, counted, estimate_in, estimate_tokens, separates, whole
 
 SYSTEM = """You answer questions about the user's documents using only the numbered sources in their message.
 
@@ -83,10 +86,14 @@ def build_messages(question: str, passages: Sequence[Passage], history: Sequence
     """
     history = list(history)
     kept = list(passages)
+    sizes = _PromptSizes(question, kept) if _estimates(count) and kept else None
     while True:
         messages = [{"role": "system", "content": SYSTEM}, *history,
                     {"role": "user", "content": user_turn(question, kept)}]
-        used = sum(count(m["content"]) + 4 for m in messages)
+        if sizes is not None:
+            used = sum(whole(counted(m["content"])[1]) + 4 for m in messages[:-1]) + sizes.user_turn(len(kept)) + 4
+        else:
+            used = sum(count(m["content"]) + 4 for m in messages)
         if used <= budget:
             return messages, kept
         if len(kept) > 1:
@@ -95,6 +102,58 @@ def build_messages(question: str, passages: Sequence[Passage], history: Sequence
             history = history[2:]
         else:
             return messages, kept  # one passage and no history: send it; the model truncates the rest
+
+
+def _estimates(count: Callable[[str], int]) -> bool:
+    """True when ``count`` is the token estimate (``rag.text.tokencount``), not a model's own tokenizer."""
+    return count is estimate_tokens or getattr(count, "__func__", None) is ChatModel.count_tokens
+
+
+class _PromptSizes:
+    """``estimate_tokens(user_turn(question, passages[:n]))`` for any ``n``, from counts kept per passage.
+
+    The user turn is cut into pieces at line breaks that end a run of the estimate (the source tags, each
+    passage's text, the question), so the estimate of the whole is the sum of the pieces' estimates in the
+    whole's language. Each passage's text is counted once, in its own language, and kept (the store keeps the
+    count of each chunk from its ingestion): a prompt costs additions, not a count of ~15,000 characters. The
+    rest (tags and question) is counted in the language most of the passages' text is in, which is what the
+    whole turn's language is found to be when the passages share one; passages in other languages are counted
+    in their own, which is closer to the tokenizer than the rates of the language around them.
+    """
+
+    def __init__(self, question: str, passages: Sequence[Passage]) -> None:
+        self.question = question
+        self.passages = list(passages)
+        self.counts = [_passage_count(p) for p in self.passages]
+        # Each passage's text stood in by one letter, whose run and line break are taken off again below.
+        self.stand_ins = [replace(p, text=_STAND_IN) for p in self.passages]
+
+    def user_turn(self, n: int) -> int:
+        """The estimate of the user turn that quotes the first ``n`` passages."""
+        if n == 0:
+            return estimate_tokens(user_turn(self.question, []))
+        weights: dict[str | None, int] = {}
+        for (language, _), p in zip(self.counts[:n], self.passages[:n], strict=True):
+            weights[language] = weights.get(language, 0) + len(p.text)
+        language = max(weights, key=lambda code: weights[code])
+        rest = estimate_in(user_turn(self.question, self.stand_ins[:n]), language)
+        rest -= n * (estimate_in(_STAND_IN, language) + SEPARATOR)
+        return whole(rest + sum(tokens for _, tokens in self.counts[:n]))
+
+
+_STAND_IN = "x"
+
+
+def _passage_count(p: Passage) -> tuple[str | None, float]:
+    """A passage's language and the estimate of its quoted text followed by the line break that ends it."""
+    language, tokens = counted(p.text)
+    if not p.text:
+        return language, 0.0  # the tag's run takes both line breaks around it
+    quoted = escape(p.text, quote=False)
+    if len(quoted) != len(p.text) or p.text[0] in "\r\n":
+        # Escaped characters, or a text that a line break starts (which joins the tag's last run): count it.
+        return language, estimate_in(quoted + "\n", language) - (SEPARATOR if p.text[:1] in ("\r", "\n") else 0)
+    return language, tokens + (0.0 if separates(p.text) else SEPARATOR)
 
 
 def strip_citations(text: str) -> str:

@@ -34,6 +34,7 @@ from rag.core.datadir import atomic_write, check_writable
 from rag.core.errors import StoreError
 from rag.core.records import Chunk, DocumentInfo, Passage, indexed_text
 from rag.search.lexical import LexicalIndex, title_scores, title_terms
+from rag.text.tokencount import measure, remember
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ READY = "ready"
 INDEXING = "indexing"
 _OWNER = f"{socket.gethostname()}:{os.getpid()}"
 _READY_TTL = 1.0  # seconds another process's commit may take to become searchable here (this one's: at once)
+_READY_REREAD = 30.0  # seconds: the ready ids are read whole at least this often, whatever the checks say
 _EXACT_SCAN_LIMIT = 250_000  # chunks; larger scopes go through Chroma's filter (a scan reads 4 KB per chunk)
 
 
@@ -110,6 +112,7 @@ class Store:
         self._matrices: dict[str, tuple[tuple[int, int], Any]] = {}  # doc_id -> (file stamp, memory-mapped rows)
         self._matrices_lock = threading.Lock()
         self._ready: tuple[float, list[str]] | None = None  # (when read, ids); one registry read per question
+        self._registry_seen: tuple[int, frozenset[str], float, list[str]] | None = None  # see _read_ready
         self._title_terms: dict[str, list[str]] = {}  # doc_id -> its title's tokens (a doc id is the PDF's hash)
         self._max_batch = max(1, int(self.client.get_max_batch_size()))
         self.registry = self.client.get_or_create_collection(f"docs-{index_name}", embedding_function=None)
@@ -140,9 +143,22 @@ class Store:
         # twice. Changes made through this Store clear it; a deleted document has no chunks left to find anyway.
         cached = self._ready
         if cached is None or time.monotonic() - cached[0] > _READY_TTL:
-            cached = (time.monotonic(), list(self.registry.get(where={"status": READY}, include=[])["ids"]))
+            cached = (time.monotonic(), self._read_ready())
             self._ready = cached
         return list(cached[1])
+
+    def _read_ready(self) -> list[str]:
+        """The ready ids, read again only when the registry may have changed: its size, or the documents being
+        written, differ from the last read (reading 2,000 ids costs ~10-20 ms, those two checks ~1-2 ms), and at
+        least every ``_READY_REREAD`` seconds (a delete and a whole ingest by another process between two checks)."""
+        count = int(self.registry.count())
+        pending = frozenset(self.registry.get(where={"status": INDEXING}, include=[])["ids"])
+        known = self._registry_seen
+        if known is not None and known[:2] == (count, pending) and time.monotonic() - known[2] < _READY_REREAD:
+            return known[3]
+        ids = list(self.registry.get(where={"status": READY}, include=[])["ids"])
+        self._registry_seen = (count, pending, time.monotonic(), ids)
+        return ids
 
     def begin(self, info: DocumentInfo) -> None:
         """Record that ``info`` is being written (not searchable until ``commit``)."""
@@ -162,7 +178,7 @@ class Store:
                 metadatas=[{"doc_id": doc_id, "file_name": file_name, "title": title, "index": c.index,
                             "page_start": c.page_start, "page_end": c.page_end, "char_start": c.char_start,
                             "char_end": c.char_end, "context": c.context, "ocr": c.ocr,
-                            **_chunk_extras(c)} for c in batch],
+                            **_chunk_extras(c), **token_count(c.text)} for c in batch],
             )
             self._heartbeat(doc_id)
         self._save_vectors(doc_id, [c.index for c in chunks], vectors)
@@ -387,6 +403,9 @@ class Store:
         if not ids:
             return {}
         got = self.chunks.get(ids=list(ids), include=["documents", "metadatas"])
+        for text, meta in zip(got["documents"], got["metadatas"], strict=True):
+            if isinstance(meta.get("tokens"), (int, float)):  # counted at ingestion (not in older indexes)
+                remember(text, str(meta.get("language") or "") or None, float(meta["tokens"]))
         return {cid: passage(cid, text, meta, 0.0)
                 for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
 
@@ -476,6 +495,13 @@ def _unit(vector: Sequence[float]) -> Any:
 def _hits(got: dict[str, Any]) -> list[tuple[str, float]]:
     """(chunk_id, cosine similarity) from a Chroma query result (one query)."""
     return [(cid, 1.0 - float(dist)) for cid, dist in zip(got["ids"][0], got["distances"][0], strict=True)]
+
+
+def token_count(text: str) -> dict[str, Any]:
+    """A chunk's language and estimated Qwen3 tokens, kept in its metadata so that a prompt quoting it adds the
+    count up instead of counting the text (see ``rag.text.tokencount.counted``)."""
+    language, tokens = measure(text)
+    return {"language": language or "", "tokens": tokens}
 
 
 def passage(cid: str, text: str, meta: dict[str, Any], score: float) -> Passage:
