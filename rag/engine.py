@@ -19,6 +19,9 @@ from rag.core.errors import DocumentNotFound, ModelError, StoreError
 from rag.core.events import AnswerEvent, IngestEvent
 from rag.core.records import DocumentInfo, Health
 from rag.ingestion.ingest import Ingestor, SourceFile
+from rag.ingestion.queue import FILE_NAME as QUEUE_FILE
+from rag.ingestion.queue import IngestQueue, Job
+from rag.ingestion.sync import FolderState, FolderSync, SyncReport
 from rag.models.backends import Backends, resolve_backends
 from rag.models.budget import RerankBudget
 from rag.models.embedder import Embedder
@@ -54,6 +57,11 @@ class Engine:
         self._warming_lock = threading.Lock()
         self._chat_store: ChatStore | None = None
         self._chat_store_lock = threading.Lock()
+        self._queue: IngestQueue | None = None  # the persistent ingest queue and folder sync, opened on first use
+        self._sync: FolderSync | None = None
+        self._queue_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def ingestor(self) -> Ingestor:
@@ -210,8 +218,92 @@ class Engine:
         self.store.delete(doc.doc_id)
         return doc
 
+    # --- the ingest queue and folder sync -----------------------------------------------------------------------
+    @property
+    def queue(self) -> IngestQueue:
+        """The persistent ingest queue (``ingest-queue.sqlite3`` in the data folder)."""
+        with self._queue_lock:
+            if self._queue is None:
+                self._queue = IngestQueue(self.settings.data_dir / QUEUE_FILE, self._ingest_jobs,
+                                          indexed=self._job_indexed, delete=self._remove_replaced,
+                                          batch=self.settings.queue_batch)
+            return self._queue
+
+    @property
+    def folder_sync(self) -> FolderSync:
+        """Folder sync over the queue (its manifest lives in the queue's file)."""
+        queue = self.queue
+        with self._queue_lock:
+            if self._sync is None:
+                self._sync = FolderSync(queue, self._remove_synced)
+            return self._sync
+
+    def enqueue(self, items: Sequence[Path | str | SourceFile], owner: str = "", collection: str | None = None,
+                copy: bool = False, replace: bool = True) -> list[int]:
+        """Queue files for indexing (see ``IngestQueue.add``); returns their job ids."""
+        return self.queue.add(items, owner=owner, collection=collection, copy=copy, replace=replace)
+
+    def sync(self, folders: Sequence[Path | str], grace_s: float | None = None, owner: str = "",
+             collection: str | None = None) -> list[SyncReport]:
+        """One pass over each folder: new and changed PDFs are queued, missing ones removed after the grace period."""
+        grace = self.settings.sync_grace if grace_s is None else grace_s
+        return [self.folder_sync.sync(f, grace, owner, collection) for f in folders]
+
+    def watched_folders(self) -> list[FolderState]:
+        """The folders of RAG_WATCH, each with its state."""
+        return self.folder_sync.states([str(f) for f in self.settings.watch_folders])
+
+    def start_background(self) -> None:
+        """Run the ingest queue on a background thread, and keep RAG_WATCH's folders in step (polling every
+        RAG_WATCH_INTERVAL seconds). Questions are answered meanwhile."""
+        self.queue.start()
+        if self.settings.watch_folders and (self._watcher is None or not self._watcher.is_alive()):
+            self._watcher = threading.Thread(target=self._watch, name="folder-sync", daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                for report in self.sync(self.settings.watch_folders):
+                    if report.error or report.queued or report.removed:
+                        log.info("Sync: %s", report.describe())
+            except Exception:  # noqa: BLE001 - one bad pass must not end the watching; logged
+                log.exception("Syncing the watched folders failed; trying again in %g s",
+                              self.settings.watch_interval)
+            self._stopping.wait(self.settings.watch_interval)
+
+    def _ingest_jobs(self, files: Sequence[SourceFile], replace: bool, kind: str) -> Iterator[IngestEvent]:
+        """The queue's way into the pipeline."""
+        return self.ingestor.ingest(files, replace=replace)
+
+    def _job_indexed(self, job: Job) -> None:
+        info = self.store.get(job.doc_id)
+        if info is not None:
+            self._indexed_for(job.owner, info, job.collection)
+
+    def _indexed_for(self, owner: str, doc_info: DocumentInfo, collection: str | None) -> None:
+        """Called by the ingest queue for each job whose document is indexed or was found already indexed:
+        ``owner`` is who added it ("" = the machine's owner), ``collection`` where it was meant to go (None = no
+        collection). Nothing to do while the library is one shared set of documents; a library per user attaches
+        the document to ``owner``'s library here."""
+        return None
+
+    def _remove_replaced(self, doc_id: str) -> None:
+        """A synced file's older version, once the new one is indexed (unless another synced file has its bytes)."""
+        if not self.folder_sync.referenced(doc_id):
+            self._remove_synced(doc_id)
+
+    def _remove_synced(self, doc_id: str) -> None:
+        try:
+            self.delete(doc_id)
+        except DocumentNotFound:
+            pass  # never indexed (it failed), or removed already
+
     def close(self) -> None:
         """Release worker processes."""
+        self._stopping.set()
+        if self._queue is not None:
+            self._queue.close()
         if self._ingestor is not None:
             self._ingestor.close()
 
