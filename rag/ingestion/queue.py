@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue as queues
 import shutil
 import socket
 import sqlite3
@@ -197,6 +198,8 @@ class IngestQueue:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._run_lock = threading.Lock()  # one runner per process: the parser pool is not shared between threads
+        self._listeners: list[tuple[set[int], queues.Queue[tuple[Job, IngestEvent]]]] = []
+        self._listeners_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.executescript(_SCHEMA)
@@ -244,9 +247,44 @@ class IngestQueue:
                                  (path, f.name, owner, collection, kind, int(replace), int(copy), folder, old, now))
                 ids.append(int(cur.lastrowid or 0))
             db.execute("COMMIT")
+        self._paused_until = 0.0  # someone added files: try again now rather than after the pause
         with self._wake:
             self._wake.notify_all()
         return ids
+
+    def follow(self, ids: Sequence[int], poll_s: float = 1.0) -> Iterator[tuple[Job, IngestEvent]]:
+        """The events of the given jobs as the runner (on another thread) produces them, until all are finished.
+        A job finished elsewhere (another process, or before this call) gives one event saying how it ended."""
+        inbox: queues.Queue[tuple[Job, IngestEvent]] = queues.Queue()
+        entry = (set(ids), inbox)
+        with self._listeners_lock:
+            self._listeners.append(entry)
+        told: set[int] = set()
+        try:
+            while True:
+                try:
+                    job, event = inbox.get(timeout=poll_s)
+                    if isinstance(event, (FileIndexed, FileFailed)) and job.id in told:
+                        continue
+                    if isinstance(event, FileIndexed) or (isinstance(event, FileFailed)
+                                                          and self.jobs([job.id])[0].state == FAILED):
+                        told.add(job.id)
+                    elif isinstance(event, FileFailed):
+                        continue  # back in the queue: not this job's end
+                    yield job, event
+                    continue
+                except queues.Empty:
+                    pass
+                jobs = self.jobs(ids)
+                for job in jobs:
+                    if job.finished and job.id not in told:
+                        told.add(job.id)
+                        yield job, _ending(job)
+                if all(j.finished for j in jobs):
+                    return
+        finally:
+            with self._listeners_lock:
+                self._listeners.remove(entry)
 
     # --- reading --------------------------------------------------------------------------------------------------
     def jobs(self, ids: Sequence[int] | None = None, states: Sequence[str] | None = None,
@@ -265,6 +303,11 @@ class IngestQueue:
         query += f" ORDER BY id LIMIT {int(limit)}"
         with self._db() as db:
             return [_job(r) for r in db.execute(query, args)]
+
+    def last_change(self) -> float:
+        """When the last job finished (0 when none has)."""
+        with self._db() as db:
+            return float(db.execute("SELECT MAX(finished_at) FROM jobs").fetchone()[0] or 0.0)
 
     def live(self, job_id: int) -> str:
         """What a running job is doing now ("embedding 40/120"), or ""."""
@@ -402,6 +445,7 @@ class IngestQueue:
                 if isinstance(event, Failure):
                     self._pause(event.message)
                     if current is not None:
+                        self._tell(current, event)
                         yield current, event
                     continue
                 if current is None:
@@ -413,6 +457,7 @@ class IngestQueue:
                 elif isinstance(event, FileFailed):
                     self._finish_failed(current, event)
                     left.discard(current.id)
+                self._tell(current, event)
                 yield current, event
         except Exception as exc:  # noqa: BLE001 - one file's unexpected error must not stop the queue
             log.exception("Indexing %s failed unexpectedly", current.name if current else "a batch")
@@ -428,6 +473,12 @@ class IngestQueue:
                 self._set(job_id, QUEUED, finished=False)
             for job in group:
                 self._live.pop(job.id, None)
+
+    def _tell(self, job: Job, event: IngestEvent) -> None:
+        with self._listeners_lock:
+            for ids, inbox in self._listeners:
+                if job.id in ids:
+                    inbox.put((job, event))
 
     def _note(self, job: Job, event: IngestEvent) -> None:
         if isinstance(event, FileStarted):
@@ -459,6 +510,10 @@ class IngestQueue:
         self._release(job)
 
     def _finish_failed(self, job: Job, event: FileFailed) -> None:
+        if job.copied:  # an upload: its sender is told (and adds it again), as when indexing ran in the request
+            self._set(job.id, FAILED, status="failed", detail=event.reason)
+            self._release(job)
+            return
         if event.kind == "stopped":  # not tried: the run stopped before it (that costs the file no attempt)
             self._set(job.id, QUEUED, finished=False, attempts=max(0, job.attempts - 1))
             return
@@ -485,6 +540,13 @@ class IngestQueue:
         sets = ", ".join(f"{k} = ?" for k in columns)
         with self._db() as db:
             db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*columns.values(), job_id))
+
+
+def _ending(job: Job) -> IngestEvent:
+    """How a finished job ended, as the event the pipeline gave then (counts only)."""
+    if job.state == DONE:
+        return FileIndexed(job.name, job.doc_id, job.status or "indexed", job.pages, 0)
+    return FileFailed(job.name, job.detail or "not indexed", "error")
 
 
 def _job(row: sqlite3.Row) -> Job:

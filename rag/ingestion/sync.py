@@ -192,6 +192,12 @@ class FolderSync:
         with self.queue._db() as db:
             return db.execute("SELECT 1 FROM synced WHERE doc_id = ? LIMIT 1", (doc_id,)).fetchone() is not None
 
+    def doc_ids(self, folder: Path | str) -> set[str]:
+        """The documents of a synced folder's files."""
+        key = str(Path(folder).expanduser().resolve())
+        with self.queue._db() as db:
+            return {r[0] for r in db.execute("SELECT doc_id FROM synced WHERE folder = ?", (key,))}
+
     def forget(self, folder: Path | str) -> None:
         """Stop tracking a folder (its documents stay in the library)."""
         key = str(Path(folder).expanduser().resolve())

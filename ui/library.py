@@ -1,0 +1,190 @@
+"""The library for thousands of documents: the table and "Ask about" show one page of the documents that match a
+search (name or title) and a folder, and the selection that questions are asked about is kept on the server.
+
+The selection (``chosen``) is None for "the whole library" (new documents join it as they are indexed) or a list of
+document ids. The "Ask about" checkboxes show the current page's documents, checked when chosen; ticking one changes
+the selection for that document only. Also: the ingest queue's progress line and the watched folders' states.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from html import escape
+from typing import Any, Sequence
+
+from rag.core.records import DocumentInfo
+from rag.engine import Engine
+from ui import render
+
+PAGE_SIZE = 100  # documents per page of the table and of "Ask about"
+ALL_FOLDERS = "All documents"
+_CACHE_S = 5.0  # the document list is read again after this, or at once when the registry's size changes
+
+
+@dataclass(frozen=True)
+class View:
+    """What the library shows: the current page of the matching documents, and how many match in all."""
+
+    page_docs: list[DocumentInfo]
+    matching: list[DocumentInfo]
+    all_ids: list[str]
+    page: int
+    pages: int
+
+    @property
+    def page_ids(self) -> list[str]:
+        return [d.doc_id for d in self.page_docs]
+
+
+class Library:
+    """Reads the engine's documents (cached for a moment: a page load must not wait on 10,000 registry records
+    more than once) and pages and searches them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._docs: tuple[float, int, list[DocumentInfo]] | None = None
+        self._lock = threading.Lock()
+
+    def documents(self, fresh: bool = False) -> list[DocumentInfo]:
+        """The library, newest first."""
+        count = int(self.engine.store.registry.count())
+        with self._lock:
+            cached = self._docs
+            if fresh or cached is None or cached[1] != count or time.monotonic() - cached[0] > _CACHE_S:
+                docs = sorted(self.engine.documents(), key=lambda d: -d.added_at)
+                cached = (time.monotonic(), count, docs)
+                self._docs = cached
+            return cached[2]
+
+    def forget(self) -> None:
+        """Read the documents again next time (after a change made here)."""
+        with self._lock:
+            self._docs = None
+
+    def view(self, query: str = "", folder: str | None = None, page: int = 0) -> View:
+        """The page ``page`` of the documents whose name or title contains ``query``, in ``folder``."""
+        docs = self.documents()
+        matching = docs
+        if folder and folder != ALL_FOLDERS:
+            inside = self.engine.folder_sync.doc_ids(folder)
+            matching = [d for d in matching if d.doc_id in inside]
+        words = (query or "").lower().split()
+        if words:
+            matching = [d for d in matching if all(w in f"{d.file_name} {d.title}".lower() for w in words)]
+        pages = max(1, -(-len(matching) // PAGE_SIZE))
+        page = min(max(0, int(page or 0)), pages - 1)
+        return View(matching[page * PAGE_SIZE:(page + 1) * PAGE_SIZE], matching, [d.doc_id for d in docs], page,
+                    pages)
+
+    def folders(self) -> list[str]:
+        """The folder filter's choices: the whole library, then each synced folder."""
+        return [ALL_FOLDERS] + [s.folder for s in self.engine.folder_sync.states()]
+
+
+def checked(view: View, chosen: list[str] | None) -> list[str]:
+    """The current page's documents that are chosen."""
+    if chosen is None:
+        return view.page_ids
+    keep = set(chosen)
+    return [i for i in view.page_ids if i in keep]
+
+
+def tick(view: View, ticked: Sequence[str] | None, chosen: list[str] | None) -> list[str] | None:
+    """The selection after the "Ask about" boxes of the current page were changed to ``ticked``."""
+    base = list(view.all_ids) if chosen is None else list(chosen)
+    page = set(view.page_ids)
+    now = [i for i in base if i not in page] + [i for i in view.page_ids if i in set(ticked or [])]
+    return None if set(now) >= set(view.all_ids) else now
+
+
+def with_added(chosen: list[str] | None, added: Sequence[str], all_ids: Sequence[str]) -> list[str] | None:
+    """The selection after new documents were indexed (they join it); ids no longer in the library leave it."""
+    if chosen is None:
+        return None
+    present = set(all_ids)
+    now = [i for i in chosen if i in present] + [i for i in added if i in present and i not in chosen]
+    return None if present and set(now) >= present else now
+
+
+def select_matching(view: View, chosen: list[str] | None, on: bool) -> list[str] | None:
+    """"All" / "None": with no search or folder, the whole library or nothing; with one, add or remove the
+    matching documents."""
+    matching = [d.doc_id for d in view.matching]
+    if len(matching) == len(view.all_ids):
+        return None if on else []
+    base = list(view.all_ids) if chosen is None else list(chosen)
+    if on:
+        now = base + [i for i in matching if i not in set(base)]
+    else:
+        drop = set(matching)
+        now = [i for i in base if i not in drop]
+    return None if set(now) >= set(view.all_ids) else now
+
+
+def scope_label(chosen: list[str] | None, total: int) -> str:
+    """The "Ask about" box's line: what questions are answered from."""
+    if chosen is None:
+        return f"Questions are answered from the whole library ({total} document{'s' if total != 1 else ''})."
+    return f"Questions are answered from {len(chosen)} of {total} documents."
+
+
+def table_html(view: View) -> str:
+    """The library table of the current page, with where it is in the whole (the table's own filter box and
+    sorting work within the page)."""
+    html = render.library_html(view.page_docs)
+    if len(view.matching) <= PAGE_SIZE and len(view.matching) == len(view.all_ids):
+        return html
+    first = view.page * PAGE_SIZE + 1 if view.matching else 0
+    last = view.page * PAGE_SIZE + len(view.page_docs)
+    return (html + f'<div class="pw-lib-pager" data-total="{len(view.matching)}">Showing {first}–{last} of '
+            f"{len(view.matching)} matching · {len(view.all_ids)} in the library</div>")
+
+
+def pager_text(view: View) -> str:
+    """"Page 3 of 100"."""
+    return f"Page {view.page + 1} of {view.pages}"
+
+
+def queue_html(engine: Engine) -> str:
+    """The ingest queue's progress (with the time left) and each watched folder's state; empty when idle and
+    nothing is watched."""
+    status = engine.queue.status()
+    folders = engine.watched_folders()
+    if not status.busy and not status.total and not folders:
+        return ""
+    parts = []
+    if status.busy or status.total:
+        kind = "pw-busy" if status.busy else "pw-ok"
+        parts.append(f'<div class="pw-queue-line {kind}" data-queued="{status.queued + status.running}" '
+                     f'data-done="{status.done}">{escape(status.describe())}</div>')
+    for f in folders:
+        when = time.strftime("%H:%M:%S", time.localtime(f.scanned_at)) if f.scanned_at else "not yet"
+        extra = f", {f.removing} missing" if f.removing else ""
+        parts.append(f'<div class="pw-folder" data-state="{escape(f.state)}"><span class="pw-folder-path" '
+                     f'title="{escape(f.folder)}">{escape(f.folder)}</span> · {escape(f.state)} · '
+                     f"{f.indexed} of {f.files} indexed{extra} · checked {when}"
+                     + (f" · {escape(f.error)}" if f.error else "") + "</div>")
+    return '<div class="pw-queue">' + "".join(parts) + "</div>"
+
+
+def reindex_text(engine: Engine) -> str:
+    """What a re-index would do, or how the one running stands."""
+    return engine.reindex_plan().describe()
+
+
+def signature(engine: Engine) -> list[float]:
+    """Changes when documents come or go (the registry's size, the queue's last finished job)."""
+    return [float(engine.store.registry.count()), engine.queue.last_change()]
+
+
+def api_status(engine: Engine) -> dict[str, Any]:
+    """The /queue API's answer: counts, the file at hand, the estimate, and the watched folders."""
+    s = engine.queue.status()
+    return {"queued": s.queued, "running": s.running, "done": s.done, "failed": s.failed, "current": s.current,
+            "eta_seconds": s.eta_s, "pages_per_second": s.pages_per_s, "paused": s.paused,
+            "summary": s.describe(),
+            "folders": [{"folder": f.folder, "state": f.state, "files": f.files, "indexed": f.indexed,
+                         "waiting": f.waiting, "failed": f.failed, "missing": f.removing, "error": f.error}
+                        for f in engine.watched_folders()]}
