@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -15,12 +16,13 @@ from rag.answering.answer import Answerer, AskOptions
 from rag.conversations.chats import FILE_NAME as CHATS_FILE
 from rag.conversations.chats import ChatMessage, ChatStore
 from rag.core.config import Settings
-from rag.core.errors import DocumentNotFound, ModelError, StoreError
+from rag.core.errors import DocumentNotFound, ModelError, RagError, StoreError
 from rag.core.events import AnswerEvent, IngestEvent
 from rag.core.records import DocumentInfo, Health
 from rag.ingestion.ingest import Ingestor, SourceFile
 from rag.ingestion.queue import FILE_NAME as QUEUE_FILE
-from rag.ingestion.queue import IngestQueue, Job
+from rag.ingestion.queue import REINDEX, IngestQueue, Job
+from rag.ingestion.reindex import IndexBook, ReindexPlan, SizeChecked, index_dimension, other_registries, size_index
 from rag.ingestion.sync import FolderState, FolderSync, SyncReport
 from rag.models.backends import Backends, resolve_backends
 from rag.models.budget import RerankBudget
@@ -46,7 +48,11 @@ class Engine:
             settings = self.backends.apply(settings)
         self.settings = settings
         self.embedder = embedder or make_embedder(settings)
-        self.store = store or Store(settings, self.embedder.index_name)
+        self.index_book = IndexBook.load(settings.data_dir)  # the index in use (a re-index may have moved it)
+        self.store = store or Store(settings, self.index_book.in_use(self.embedder.index_name))
+        self._building: Store | None = None  # the index a re-index fills, when it is not the one in use
+        self._serving: tuple[Any, Store] | None = None  # the old model and index answering until a re-index is done
+        self._checked = SizeChecked(self.embedder, lambda: self._building or self.store, self._reindex_note)
         self.recovered = self.store.recover()
         self._ingestor: Ingestor | None = None
         self._chat = chat
@@ -62,12 +68,17 @@ class Engine:
         self._queue_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._stopping = threading.Event()
+        if store is None:
+            self._note_model()
+        if self.index_book.building.get(self.embedder.index_name):  # a re-index was under way: go on with it
+            self._resume_reindex()
+            self._finish_reindex()
 
     @property
     def ingestor(self) -> Ingestor:
         """The ingestion pipeline (its parser processes start on first use)."""
         if self._ingestor is None:
-            self._ingestor = Ingestor(self.settings, self.embedder, self.store)
+            self._ingestor = Ingestor(self.settings, self._checked, self.store)  # type: ignore[arg-type]
         return self._ingestor
 
     def ingest(self, items: Sequence[Path | str | SourceFile], replace: bool = True) -> Iterator[IngestEvent]:
@@ -187,13 +198,14 @@ class Engine:
             options: AskOptions = AskOptions()) -> Iterator[AnswerEvent]:
         """Answer a question from the documents (all, or ``doc_ids``), yielding events."""
         wants_rerank = self.settings.rerank if options.rerank is None else options.rerank
-        answerer = Answerer(self.settings, self.embedder, self.store, self.chat_for(options.chat_model),
+        embedder, store = self._answering()
+        answerer = Answerer(self.settings, embedder, store, self.chat_for(options.chat_model),
                             self.reranker if wants_rerank else None, self.rerank_budget)
         return answerer.ask(question, history, doc_ids, options)
 
     def documents(self) -> list[DocumentInfo]:
         """The indexed documents."""
-        return self.store.documents()
+        return self._answering()[1].documents()
 
     def removed_documents(self, messages: Sequence[ChatMessage]) -> set[str]:
         """Ids of the documents that saved answers draw on but the library no longer holds."""
@@ -273,8 +285,119 @@ class Engine:
             self._stopping.wait(self.settings.watch_interval)
 
     def _ingest_jobs(self, files: Sequence[SourceFile], replace: bool, kind: str) -> Iterator[IngestEvent]:
-        """The queue's way into the pipeline."""
-        return self.ingestor.ingest(files, replace=replace)
+        """The queue's way into the pipeline (into the index a re-index is filling, while one runs)."""
+        ingestor = self.ingestor
+        ingestor.store = self._building or self.store
+        try:
+            yield from ingestor.ingest(files, replace=replace)
+        finally:
+            self._finish_reindex()
+
+    # --- re-indexing ----------------------------------------------------------------------------------------------
+    def reindex_plan(self) -> ReindexPlan:
+        """What ``reindex`` would queue (or how the one under way stands): the stored PDFs missing from the current
+        model's index (indexed with another model), or all of them when the model's vectors changed size."""
+        entry = self.index_book.building.get(self.embedder.index_name)
+        left = self.queue.pending(REINDEX)
+        if entry and left:
+            return ReindexPlan(entry["target"], running=True, left=left)
+        try:
+            model_size: int | None = len(self.embedder.embed_query("size"))
+        except ModelError:
+            model_size = None  # unreachable now: only the other models' documents are looked for
+        index_size = index_dimension(self.store)
+        if model_size and index_size and model_size != index_size:
+            target = self.embedder.index_name
+            if target == self.store.index_name or index_dimension(Store(self.settings, target,
+                                                                        client=self.store.client)) not in (None,
+                                                                                                           model_size):
+                target = size_index(self.embedder.index_name, model_size)
+            docs, sources, why = self.store.documents(), [self.store.index_name], "size"
+        else:
+            target, why = self.store.index_name, "model"
+            have = set(self.store.ready_ids())
+            found: dict[str, DocumentInfo] = {}
+            sources = []
+            for name in other_registries(self.store.client, self.store.index_name):
+                other = [d for d in Store(self.settings, name, client=self.store.client).documents()
+                         if d.doc_id not in have and d.doc_id not in found]
+                if other:
+                    sources.append(name)
+                    found.update((d.doc_id, d) for d in other)
+            docs = list(found.values())
+        stored = [d for d in docs if self.store.file_path(d.doc_id).exists()]
+        return ReindexPlan(target, stored, sources, why, missing=len(docs) - len(stored))
+
+    def reindex(self) -> ReindexPlan:
+        """Queue the stored PDFs to be embedded again with the current model (see ``reindex_plan``), in the
+        background; questions are answered from the old index until the new one is complete."""
+        plan = self.reindex_plan()
+        if plan.running or not plan.documents:
+            return plan
+        serve = ""
+        if plan.why == "model":  # the old model answers meanwhile, if the data folder knows how to make it
+            serve = next((name for name in plan.sources if name in self.index_book.models), "")
+        self.index_book.building[self.embedder.index_name] = {"target": plan.target, "serve": serve}
+        self.index_book.save()
+        self._resume_reindex()
+        jobs = self.queue.add([SourceFile(self.store.file_path(d.doc_id), d.file_name) for d in plan.documents],
+                              kind=REINDEX, replace=False)
+        return replace(plan, jobs=jobs)
+
+    def _resume_reindex(self) -> None:
+        """Set up the index being filled and the one answering meanwhile, as recorded (also after a restart)."""
+        entry = self.index_book.building.get(self.embedder.index_name)
+        if not entry:
+            return
+        if entry["target"] != self.store.index_name:
+            self._building = Store(self.settings, entry["target"], client=self.store.client)
+        serve = entry.get("serve") or ""
+        if serve and serve in self.index_book.models:
+            try:
+                old = make_embedder(self.settings.with_(**self.index_book.models[serve]))
+                self._serving = (old, Store(self.settings, serve, client=self.store.client))
+            except RagError as exc:
+                log.warning("The previous embedding model can't answer while the re-index runs: %s", exc)
+
+    def _finish_reindex(self) -> None:
+        """Once no re-index job is left: switch to the new index."""
+        entry = self.index_book.building.get(self.embedder.index_name)
+        if not entry or self.queue.pending(REINDEX):
+            return
+        if self._building is not None:
+            self.store = self._building
+            self.index_book.active[self.embedder.index_name] = self._building.index_name
+        self._building = None
+        self._serving = None
+        del self.index_book.building[self.embedder.index_name]
+        self.index_book.save()
+        log.info("Re-index complete: questions are answered from %s", self.store.index_name)
+
+    def _note_model(self) -> None:
+        """Record which embedding settings made the index in use, so that it can answer during a re-index after
+        the model setting changed."""
+        s = self.settings
+        model = {"embed_backend": s.embed_backend, "embed_model": s.embed_model,
+                 "embed_dimensions": s.embed_dimensions}
+        if self.index_book.models.get(self.store.index_name) != model:
+            self.index_book.models[self.store.index_name] = model
+            try:
+                self.index_book.save()
+            except OSError as exc:
+                log.warning("Could not record the index's model in the data folder: %s", exc)
+
+    def _answering(self) -> tuple[Any, Store]:
+        """The embedder and index that answer questions (the old ones while a re-index fills the new index)."""
+        serving = self._serving
+        if serving is not None:
+            return serving
+        return self._checked, self.store
+
+    def _reindex_note(self) -> str:
+        if self.index_book.building.get(self.embedder.index_name):
+            return (f"A re-index with the current model is under way ({self.queue.pending(REINDEX)} file(s) to "
+                    "go): questions are answered again once it is complete.")
+        return ""
 
     def _job_indexed(self, job: Job) -> None:
         info = self.store.get(job.doc_id)

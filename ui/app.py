@@ -244,8 +244,7 @@ def build(engine: Engine) -> gr.Blocks:
             except RagError as exc:
                 gr.Warning(str(exc))
                 return gr.skip()
-            gr.Info(plan.describe())
-            return library_view.reindex_text(engine)
+            return plan.describe()
 
         reindex_btn.click(reindex, None, reindex_text, api_visibility="private")
         reindex_box.expand(lambda: library_view.reindex_text(engine), None, reindex_text, api_visibility="private")

@@ -90,3 +90,7 @@ class DocumentNotFound(RagError):
 
 class ChatNotFound(RagError):
     """No saved conversation of this user matches the given id."""
+
+
+class EmbeddingSizeChanged(ModelError):
+    """The embedding model returns vectors of another size than the index holds (a re-index is the remedy)."""

@@ -304,6 +304,12 @@ class IngestQueue:
         with self._db() as db:
             return [_job(r) for r in db.execute(query, args)]
 
+    def pending(self, kind: str | None = None) -> int:
+        """Jobs queued or running (of one kind, or all)."""
+        with self._db() as db:
+            return int(db.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?) AND (? IS NULL OR kind = ?)",
+                                  (QUEUED, RUNNING, kind, kind)).fetchone()[0])
+
     def last_change(self) -> float:
         """When the last job finished (0 when none has)."""
         with self._db() as db:
