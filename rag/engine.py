@@ -17,7 +17,7 @@ from rag.conversations.chats import FILE_NAME as CHATS_FILE
 from rag.conversations.chats import ChatMessage, ChatStore
 from rag.core.config import Settings
 from rag.core.errors import DocumentNotFound, ModelError, RagError, StoreError
-from rag.core.events import AnswerEvent, IngestEvent
+from rag.core.events import AnswerEvent, Failure, IngestEvent
 from rag.core.records import DocumentInfo, Health
 from rag.ingestion.ingest import Ingestor, SourceFile
 from rag.ingestion.queue import FILE_NAME as QUEUE_FILE
@@ -201,7 +201,21 @@ class Engine:
         embedder, store = self._answering()
         answerer = Answerer(self.settings, embedder, store, self.chat_for(options.chat_model),
                             self.reranker if wants_rerank else None, self.rerank_budget)
-        return answerer.ask(question, history, doc_ids, options)
+        return self._guarded(answerer.ask(question, history, doc_ids, options))
+
+    def _guarded(self, events: Iterator[AnswerEvent]) -> Iterator[AnswerEvent]:
+        """An answer's events, with any unexpected error of the store or a model turned into a Failure that says
+        what to do (a RagError already does, and goes through as it is)."""
+        try:
+            yield from events
+        except RagError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the edge: nothing reaches a user as a bare "Error"; logged
+            log.exception("Answering failed")
+            hint = (" If the embedding model changed, re-index the library with it: the “Re-index” button under "
+                    "the library, or `python -m rag reindex`." if "dimension" in str(exc).lower() else "")
+            yield Failure(f"The question could not be answered: {exc}.{hint} Nothing was lost; try again, and see "
+                          "the app's log for the details if it happens again.")
 
     def documents(self) -> list[DocumentInfo]:
         """The indexed documents."""

@@ -153,3 +153,16 @@ def test_the_browser_says_what_happened_and_the_reindex_button_cures_it(
     _ask(page, "What dividend did the board approve?")
     page.wait_for_selector("#pw-chat .pw-cite", timeout=60_000)
     assert "acme.pdf" in page.inner_text("#pw-sources")
+
+
+def test_an_unexpected_store_error_while_answering_becomes_a_message(engine: Engine, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    _library(engine, tmp_path)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("expecting embedding with dimension of 384, got 1024")
+
+    monkeypatch.setattr(engine.store, "nearest", broken)
+    monkeypatch.setattr(engine.store, "dense_scores", broken)
+    _, _, failure = _answer(engine, "What dividend did the board approve?")
+    assert failure and "dimension of 384" in failure and "python -m rag reindex" in failure
