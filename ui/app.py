@@ -165,6 +165,7 @@ def build(engine: Engine) -> gr.Blocks:
         lib_page = gr.State(0)
         lib_seen = gr.State(None)  # what the library looked like when this tab last drew it
         lib = library_view.Library(engine)
+        lib.warm()
         library_outputs = [library, scope, to_delete, chatbot, chosen, lib_tools, lib_pager, lib_folder, lib_page,
                            lib_seen]
         view_inputs = [chosen, lib_search, lib_folder, lib_page]

@@ -8,6 +8,7 @@ the selection for that document only. Also: the ingest queue's progress line and
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ from rag.core.records import DocumentInfo
 from rag.engine import Engine
 from ui import render
 
+log = logging.getLogger(__name__)
+
 PAGE_SIZE = 100  # documents per page of the table and of "Ask about"
 ALL_FOLDERS = "All documents"
-_CACHE_S = 5.0  # the document list is read again after this, or at once when the registry's size changes
 
 
 @dataclass(frozen=True)
@@ -39,24 +41,36 @@ class View:
 
 
 class Library:
-    """Reads the engine's documents (cached for a moment: a page load must not wait on 10,000 registry records
-    more than once) and pages and searches them."""
+    """Reads the engine's documents (kept until documents come or go: reading 10,000 registry records takes a
+    second or two, which a page load must not wait for) and pages and searches them."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._docs: tuple[float, int, list[DocumentInfo]] | None = None
+        self._docs: tuple[list[Any], list[DocumentInfo]] | None = None
         self._lock = threading.Lock()
 
+    def warm(self) -> threading.Thread:
+        """Read the documents on a thread now, so that the first page load finds them ready."""
+        thread = threading.Thread(target=self._warm, name="library-warm", daemon=True)
+        thread.start()
+        return thread
+
+    def _warm(self) -> None:
+        try:
+            self.documents()
+        except Exception:  # noqa: BLE001 - the page load reads them again and reports the problem
+            log.warning("Could not read the library ahead of the first page load", exc_info=True)
+
     def documents(self, fresh: bool = False) -> list[DocumentInfo]:
-        """The library, newest first."""
-        count = int(self.engine.store.registry.count())
+        """The library, newest first; read again only when documents came or went (``signature``)."""
+        now = signature(self.engine)
         with self._lock:
             cached = self._docs
-            if fresh or cached is None or cached[1] != count or time.monotonic() - cached[0] > _CACHE_S:
+            if fresh or cached is None or cached[0] != now:
                 docs = sorted(self.engine.documents(), key=lambda d: -d.added_at)
-                cached = (time.monotonic(), count, docs)
+                cached = (now, docs)
                 self._docs = cached
-            return cached[2]
+            return cached[1]
 
     def forget(self) -> None:
         """Read the documents again next time (after a change made here)."""
@@ -133,7 +147,10 @@ def scope_label(chosen: list[str] | None, total: int) -> str:
 def table_html(view: View) -> str:
     """The library table of the current page, with where it is in the whole (the table's own filter box and
     sorting work within the page)."""
-    html = render.library_html(view.page_docs)
+    if view.all_ids and not view.page_docs:
+        return (f'<div class="pw-lib-title">Library <span>· {len(view.all_ids)} documents</span></div>'
+                '<div class="pw-library-empty">No document matches the search or folder.</div>')
+    html = render.library_html(view.page_docs, total=len(view.all_ids))
     if len(view.matching) <= PAGE_SIZE and len(view.matching) == len(view.all_ids):
         return html
     first = view.page * PAGE_SIZE + 1 if view.matching else 0
@@ -174,9 +191,9 @@ def reindex_text(engine: Engine) -> str:
     return engine.reindex_plan().describe()
 
 
-def signature(engine: Engine) -> list[float]:
-    """Changes when documents come or go (the registry's size, the queue's last finished job)."""
-    return [float(engine.store.registry.count()), engine.queue.last_change()]
+def signature(engine: Engine) -> list[Any]:
+    """Changes when documents come or go: the index in use, its registry's size, the queue's last finished job."""
+    return [engine.store.index_name, int(engine.store.registry.count()), engine.queue.last_change()]
 
 
 def api_status(engine: Engine) -> dict[str, Any]:
