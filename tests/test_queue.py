@@ -258,3 +258,30 @@ def test_the_cli_syncs_and_shows_the_queue(settings: Settings, tmp_path: Path, m
     assert cli_main(["queue"]) == 0
     out = capsys.readouterr().out
     assert "c.pdf" in out and "0 files waiting" in out
+
+
+def test_a_replica_that_only_answers_indexes_nothing(settings: Settings, tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    from tests.live_app import LiveApp
+
+    with LiveApp(settings.with_(ingest=False)) as app:
+        (result,) = app.client().predict([handle_file(str(_pdf(tmp_path, "a.pdf", "alpha")))], api_name="/upload")
+        assert result["status"] == "failed" and "RAG_INGEST=false" in result["reason"]
+        status = app.client().predict(api_name="/queue")
+        assert status["queued"] == 0 and app.engine.documents() == []
+
+
+def test_the_queue_api_reports_progress(settings: Settings, tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    from tests.live_app import LiveApp
+
+    with LiveApp(settings) as app:
+        client = app.client()
+        results = client.predict([handle_file(str(_pdf(tmp_path, "a.pdf", "alpha"))),
+                                  handle_file(str(_pdf(tmp_path, "b.pdf", "beta")))], api_name="/upload")
+        assert [r["status"] for r in results] == ["indexed", "indexed"]
+        status = client.predict(api_name="/queue")
+        assert status["done"] == 2 and status["queued"] == 0 and "2 indexed" in status["summary"]
+        assert status["eta_seconds"] == 0.0

@@ -65,7 +65,8 @@ def build(engine: Engine) -> gr.Blocks:
     # Gradio keeps every upload in its cache folder, by default /tmp/gradio: readable by other users, never emptied.
     # Keep it inside the data folder instead, and have Gradio delete each upload an hour after it arrived.
     os.environ["GRADIO_TEMP_DIR"] = str((s.data_dir / UPLOADS).resolve())
-    engine.start_background()  # the ingest queue's runner, and RAG_WATCH's folders kept in step
+    if s.ingest:  # a replica that only answers questions leaves indexing to the one that owns the queue
+        engine.start_background()  # the ingest queue's runner, and RAG_WATCH's folders kept in step
     with gr.Blocks(title="Pagewise · chat with your PDFs", fill_width=True,
                    delete_cache=(UPLOAD_DELETE_AFTER_S, UPLOAD_DELETE_AFTER_S)) as demo:
         with gr.Row(elem_id="pw-header"):
@@ -79,7 +80,7 @@ def build(engine: Engine) -> gr.Blocks:
                 chat_list = gr.Radio(label="Conversations", choices=[], elem_id="pw-chats",
                                      info="None yet: each question you ask is saved here.")
                 upload = gr.File(label=f"Drop PDFs here (up to {s.max_upload_mb:g} MB each)", file_count="multiple",
-                                 file_types=[".pdf"], elem_id="pw-upload", height=160)
+                                 file_types=[".pdf"], elem_id="pw-upload", height=160, visible=s.ingest)
                 upload_log = gr.HTML(elem_id="pw-upload-log")
                 queue_box = gr.HTML(elem_id="pw-queue")
                 with gr.Group(visible=False, elem_id="pw-lib-tools") as lib_tools:  # shown for a large library
@@ -106,7 +107,7 @@ def build(engine: Engine) -> gr.Blocks:
                         with gr.Row():
                             cancel_btn = gr.Button("Cancel", size="sm")
                             confirm_btn = gr.Button("Remove", variant="stop", size="sm", elem_id="pw-confirm-delete")
-                with gr.Accordion("Re-index", open=False, elem_id="pw-reindex-box") as reindex_box:
+                with gr.Accordion("Re-index", open=False, elem_id="pw-reindex-box", visible=s.ingest) as reindex_box:
                     reindex_text = gr.Markdown(elem_id="pw-reindex-text")
                     reindex_btn = gr.Button("Re-index the library with the current model", size="sm",
                                             elem_id="pw-reindex")
@@ -573,6 +574,9 @@ def _ingest_results(engine: Engine, paths: list[str]) -> Iterator[list[dict[str,
 def _queued(engine: Engine, paths: list[str]) -> Iterator[Any]:
     """Add uploads to the ingest queue (copied: Gradio's temporary files go) and follow their events while the
     queue's runner indexes them; closing the page leaves them in the queue."""
+    if not engine.settings.ingest:
+        return iter([Failure("This app only answers questions (RAG_INGEST=false): add files where the library's "
+                             "queue runs (`python -m rag sync` or the app that indexes).")])
     ids = engine.enqueue([SourceFile(Path(p), Path(p).name) for p in paths], copy=True)
     return (event for _, event in engine.queue.follow(ids))
 

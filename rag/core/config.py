@@ -224,6 +224,8 @@ class Settings:
                                  "document is removed (0 = at once; a file put back in time is kept).")
     queue_batch: int = _setting(16, min=1, max=1000, doc="Files the ingest queue hands to the parser processes at "
                                 "once (parsed in parallel).")
+    ingest: bool = _setting(True, doc="Whether this app indexes files (uploads, its queue, RAG_WATCH). false: it only "
+                            "answers questions, for replicas beside one that owns the queue (docs/DEPLOYMENT.md).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
