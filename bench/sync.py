@@ -168,6 +168,36 @@ def library_page(counts: list[int], root: Path, url: str) -> dict[str, float]:
     return out
 
 
+def rescan(count: int, root: Path, url: str) -> tuple[float, float]:
+    """(seconds, files) of a sync pass over ``count`` unchanged files whose manifest is already there (the files are
+    copies of one small PDF with distinct trailing bytes; an unchanged pass never opens them)."""
+    from rag.ingestion.ingest import content_id
+    from tests import pdf_factory as pf
+
+    folder = root / "many"
+    seed = pf.text_pdf(root / "seed.pdf", ["A small page."])
+    data = seed.read_bytes()
+    rows = []
+    for i in range(count):
+        path = folder / f"part{i % 100}" / f"f{i:06d}.pdf"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data + f"%{i}\n".encode())
+        st = path.stat()
+        rows.append((str(folder.resolve()), str(path.resolve()), st.st_size, st.st_mtime, content_id(path)))
+    engine = Engine(settings_for(url, root / "rescan"))
+    try:
+        assert engine.folder_sync.states() == []  # opening it creates the manifest tables
+        with engine.queue._db() as db:
+            db.executemany("INSERT INTO synced (folder, path, size, mtime, doc_id) VALUES (?, ?, ?, ?, ?)", rows)
+        started = clock()
+        (report,) = engine.sync([folder])
+        seconds = clock() - started
+        assert report.unchanged == count and not report.queued, report
+        return seconds, report.unchanged
+    finally:
+        engine.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=60)
@@ -175,6 +205,7 @@ def main() -> None:
     parser.add_argument("--library", type=int, default=10000, help="registry entries for the page-load timing")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--library-only", action="store_true", help="only the page-load timing")
+    parser.add_argument("--rescan", type=int, default=10000, help="unchanged files for the re-sync timing")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     q: Any = mp.get_context("spawn").Queue()
@@ -225,6 +256,9 @@ def main() -> None:
               and result["all whole"] and result["jobs done"] == args.files)
         print("kill -9 then resume: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
                                                   for k, v in result.items()) + (" -> OK" if ok else " -> MISMATCH"))
+        if args.rescan:
+            seconds, files = rescan(args.rescan, root, url)
+            print(f"re-sync of {files} unchanged files (manifest already there): {seconds:.2f} s")
         if args.library:
             for k, v in library_page([10, args.library], root, url).items():
                 print(f"library page, {k}: {v:.2f} s")

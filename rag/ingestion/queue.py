@@ -375,7 +375,7 @@ class IngestQueue:
                     with self._wake:
                         self._wake.wait(min(wait_s, pause) if pause > 0 else wait_s)
                     continue
-                yield from self._run_batch(batch)
+                yield from self._run_batch(batch, stop)
 
     def start(self) -> threading.Thread:
         """Run the queue on a background thread until ``close``."""
@@ -425,7 +425,7 @@ class IngestQueue:
             db.execute("COMMIT")
         return self.jobs(ids) if ids else []
 
-    def _run_batch(self, batch: list[Job]) -> Iterator[tuple[Job, IngestEvent]]:
+    def _run_batch(self, batch: list[Job], stop: threading.Event) -> Iterator[tuple[Job, IngestEvent]]:
         """One pipeline run over a batch (jobs of one kind and replace mode go together, in order)."""
         if self._dry:  # the queue ran dry before this batch: counts and estimate start afresh
             self._session = _Session()
@@ -437,15 +437,18 @@ class IngestQueue:
             else:
                 groups.append([job])
         for group in groups:
-            yield from self._run_group(group)
+            if not stop.is_set():
+                yield from self._run_group(group, stop)
 
-    def _run_group(self, group: list[Job]) -> Iterator[tuple[Job, IngestEvent]]:
+    def _run_group(self, group: list[Job], stop: threading.Event) -> Iterator[tuple[Job, IngestEvent]]:
         started = time.perf_counter()
         current: Job | None = None
         left = {j.id for j in group}
         try:
             files = [SourceFile(Path(j.path), j.name) for j in group]
             for event in self._ingest(files, group[0].replace, group[0].kind):
+                if stop.is_set():  # between two steps of a file: nothing of it is half-written (the rest waits)
+                    break
                 if isinstance(event, FileStarted):
                     current = group[event.index - 1] if 0 < event.index <= len(group) else current
                 if isinstance(event, Failure):
