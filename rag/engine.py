@@ -414,7 +414,9 @@ class Engine:
         return ""
 
     def _job_indexed(self, job: Job) -> None:
-        info = self.store.get(job.doc_id)
+        if job.kind == REINDEX:  # the same documents again, for another model: whose they are has not changed
+            return
+        info = (self._building or self.store).get(job.doc_id)
         if info is not None:
             self._indexed_for(job.owner, info, job.collection)
 
