@@ -1,11 +1,14 @@
-"""Command line: ``python -m rag ingest|ask|docs|rm|chats|users|settings``. Renders engine events; does no engine
-work. It acts as the machine's owner (an admin, who sees every document) unless ``--user NAME`` says whom."""
+"""Command line: ``python -m rag ingest|sync|reindex|queue|ask|docs|rm|chats|users|eval|settings``.
+
+Renders engine events; does no engine work. It acts as the machine's owner (an admin, who sees every document)
+unless ``--user NAME`` says whom."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import threading
 import time
 from typing import Any, Sequence
 
@@ -73,6 +76,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", help="also list the files in this collection of yours (name or id)")
     _as_user(p)
     p.set_defaults(run=_ingest)
+    p = sub.add_parser("sync", help="keep the library in step with folders of PDFs (new, changed, renamed, deleted)")
+    p.add_argument("folders", nargs="*", help="folders to sync (default: RAG_WATCH)")
+    p.add_argument("--watch", action="store_true", help="keep watching: sync again every RAG_WATCH_INTERVAL seconds")
+    p.add_argument("--grace", type=float, default=None,
+                   help="seconds a deleted PDF may stay missing before its document is removed (default: "
+                   "RAG_SYNC_GRACE; 0 = at once)")
+    p.set_defaults(run=_sync)
+    p = sub.add_parser("reindex", help="index the stored PDFs again with the current embedding model")
+    p.set_defaults(run=_reindex)
+    p = sub.add_parser("queue", help="show the ingest queue: files waiting, failed, and the time left")
+    p.add_argument("--json", action="store_true", help="print JSON instead")
+    p.set_defaults(run=_queue)
     p = sub.add_parser("ask", help="ask a question about the indexed documents")
     p.add_argument("question")
     p.add_argument("--doc", action="append", help="only this document (file name or id); repeatable")
@@ -133,58 +148,138 @@ def _eval_parser(sub: Any) -> None:
 
 
 def _ingest(engine: Any, args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from rag.ingestion.ingest import expand_paths
 
     files = expand_paths(args.paths)
     if not files:
         _err("No PDF files found in the given paths.")
         return 1
+    mine = engine.enqueue(files, replace=not args.keep_old, owner=args.user or "", collection=args.collection)
+    return _run_queue(engine, mine)
+
+
+def _sync(engine: Any, args: argparse.Namespace) -> int:
+    folders = args.folders or [str(f) for f in engine.settings.watch_folders]
+    if not folders:
+        _err("Name the folders to sync (or set RAG_WATCH).")
+        return 1
+    code = 0
+    while True:
+        mine: list[int] = []
+        for report in engine.sync(folders, grace_s=args.grace):
+            _out(report.describe(), dim=not report.error)
+            code = 1 if report.error else code
+            mine += report.queued or []
+        code = max(code, _run_queue(engine, mine))
+        if not args.watch:
+            return code
+        time.sleep(engine.settings.watch_interval)
+
+
+def _reindex(engine: Any, args: argparse.Namespace) -> int:
+    plan = engine.reindex()
+    _out(plan.describe())
+    return _run_queue(engine, plan.jobs) if plan.jobs else 0
+
+
+def _queue(engine: Any, args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from rag.ingestion.queue import FAILED, QUEUED, RUNNING
+
+    status = engine.queue.status()
+    waiting = engine.queue.jobs(states=(QUEUED, RUNNING), limit=10**9)
+    failed = engine.queue.jobs(states=(FAILED,))
+    if args.json:
+        _out(json.dumps({**asdict(status), "waiting": [j.name for j in waiting],
+                         "failed": [{"file_name": j.name, "reason": j.detail} for j in failed]}, indent=2))
+        return 0
+    _out(f"{_n(len(waiting), 'file')} waiting" + (f", {len(failed)} failed recently" if failed else "")
+         + (". Run `python -m rag sync` or `python -m rag ingest` to work through them here, or start the app."
+            if waiting else "."))
+    for j in failed:
+        _out(f"  \u2717 {j.name}: {j.detail}")
+    for state in engine.watched_folders():
+        _out(f"{state.folder}: {state.state} ({state.indexed} of {state.files} indexed)")
+    return 0
+
+
+def _run_queue(engine: Any, mine: Sequence[int]) -> int:
+    """Work through the ingest queue in this process (the jobs just added, and any left by an earlier run),
+    printing each file's result, with a bar for the whole queue (files, time left) and one for the file at hand."""
+    from tqdm import tqdm
+
+    from rag.ingestion.queue import FAILED, QUEUED, RUNNING
+
+    queue = engine.queue
+    queue.resume_orphans()
+    total = len(queue.jobs(states=(QUEUED, RUNNING), limit=10**9))
+    earlier = total - len([j for j in queue.jobs(mine) if not j.finished])
+    if earlier > 0:
+        _out(f"Resuming {_n(earlier, 'file')} left in the queue by an earlier run.", dim=True)
+    if not total:
+        _out("Done: nothing to do" + (" (all already indexed)" if mine else "."))
+        return 0
     counts = {"indexed": 0, "replaced": 0, "already indexed": 0, "failed": 0}
+    overall = tqdm(total=total, desc="queue", unit="file", file=sys.stderr, position=0, disable=total < 2,
+                   bar_format="{desc} {n_fmt}/{total_fmt} files {bar} [{elapsed}<{remaining}]")
     bar: tqdm | None = None
     started = time.perf_counter()
-    pages = 0
-    aborted = False
-    for event in engine.ingest(files, replace=not args.keep_old, user=args.user, collection=args.collection):
+    pages = number = 0
+    prefix = ""
+    aborted: str | None = None
+    stop = threading.Event()
+    for _job, event in queue.run(stop=stop):
         if isinstance(event, FileStarted):
-            prefix = f"[{event.index}/{event.total}] {event.file_name}"
+            number += 1
+            prefix = f"[{number}/{total}] {event.file_name}"
         elif isinstance(event, PageRead):
             if bar is None:
                 bar = tqdm(total=event.total, desc="  reading page", unit="page", leave=False, file=sys.stderr,
-                           bar_format="{desc} {n_fmt}/{total_fmt} (OCR) {bar} [{elapsed}<{remaining}]")
+                           position=1, bar_format="{desc} {n_fmt}/{total_fmt} (OCR) {bar} [{elapsed}<{remaining}]")
             bar.update(event.done - bar.n)
             bar.refresh()  # pages take seconds each: show every one
         elif isinstance(event, PagesParsed):
             bar = _close(bar)
             note = f", no text on page(s) {_pages(event.pages_without_text)}" if event.pages_without_text else ""
             ocr = f", {_n(len(event.ocr_pages), 'page')} read by OCR" if event.ocr_pages else ""
-            _out(f"{prefix}: {_n(event.pages, 'page')} parsed{ocr}{note}", dim=True)
+            _out(f"{prefix}: {_n(event.pages, 'page')} parsed{ocr}{note}", dim=True, bar=overall)
         elif isinstance(event, ChunksMade):
-            bar = tqdm(total=event.chunks, desc="  embedding", unit="chunk", leave=False, file=sys.stderr)
+            bar = tqdm(total=event.chunks, desc="  embedding", unit="chunk", leave=False, file=sys.stderr,
+                       position=1)
         elif isinstance(event, Embedded) and bar is not None:
             bar.update(event.done - bar.n)
         elif isinstance(event, FileIndexed):
             bar = _close(bar)
+            overall.update(1)
             counts[event.status] += 1
             pages += event.pages if event.status != "already indexed" else 0
             detail = f"{_n(event.pages, 'page')}, {_n(event.chunks, 'chunk')}"
             if event.ocr_pages:
                 detail += f", {len(event.ocr_pages)} read by OCR"
-            _out(f"{prefix}: \u2713 {event.status} ({detail})")
+            _out(f"{prefix}: \u2713 {event.status} ({detail})", bar=overall)
         elif isinstance(event, FileFailed):
             bar = _close(bar)
-            counts["failed"] += 1
-            _out(f"{prefix}: \u2717 {event.reason}")
+            if event.kind == "stopped":
+                continue
+            if queue.jobs([_job.id])[0].state == FAILED:
+                overall.update(1)
+                counts["failed"] += 1
+                _out(f"{prefix}: \u2717 {event.reason}", bar=overall)
         elif isinstance(event, Failure):
-            aborted = True
-            _err(f"Stopped: {event.message}")
+            aborted = event.message
+            stop.set()  # the queue keeps the rest; a later run resumes it
     _close(bar)
+    overall.close()
     seconds = time.perf_counter() - started
     summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     _out(f"Done in {seconds:.1f} s: {summary or 'nothing to do'}"
          + (f" ({pages / seconds:.1f} pages/s)" if pages and seconds > 0 else ""))
     if aborted:
+        left = len(queue.jobs(states=(QUEUED, RUNNING), limit=10**9))
+        _err(f"Stopped: {aborted} {_n(left, 'file')} wait in the queue: run the command again once that is fixed "
+             "to resume.")
         return 1
     return 2 if counts["failed"] else 0
 
@@ -483,9 +578,12 @@ def _close(bar: Any) -> None:
     return None
 
 
-def _out(text: str, dim: bool = False) -> None:
+def _out(text: str, dim: bool = False, bar: Any = None) -> None:
     if dim and sys.stdout.isatty():
         text = f"\033[2m{text}\033[0m"
+    if bar is not None and not bar.disable:
+        bar.write(text, file=sys.stdout)  # above the progress bars, which stay at the bottom
+        return
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
 

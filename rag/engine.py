@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from rag.access.gate import Access
+from rag.access.intake import admit, own
 from rag.access.intake import ingest as owned_ingest
 from rag.access.library import FILE_NAME as LIBRARY_FILE
 from rag.access.library import Library
@@ -19,10 +21,14 @@ from rag.answering.answer import Answerer, AskOptions
 from rag.conversations.chats import FILE_NAME as CHATS_FILE
 from rag.conversations.chats import ChatMessage, ChatStore
 from rag.core.config import Settings
-from rag.core.errors import ModelError, StoreError
-from rag.core.events import AnswerEvent, IngestEvent
+from rag.core.errors import DocumentNotFound, ModelError, RagError, StoreError
+from rag.core.events import AnswerEvent, Failure, FileFailed, FileIndexed, IngestEvent
 from rag.core.records import DocumentInfo, Health
 from rag.ingestion.ingest import Ingestor, SourceFile
+from rag.ingestion.queue import FILE_NAME as QUEUE_FILE
+from rag.ingestion.queue import REINDEX, IngestQueue
+from rag.ingestion.reindex import IndexBook, ReindexPlan, SizeChecked, index_dimension, other_registries, size_index
+from rag.ingestion.sync import FolderState, FolderSync, SyncReport
 from rag.models.backends import Backends, resolve_backends
 from rag.models.budget import RerankBudget
 from rag.models.embedder import Embedder
@@ -47,7 +53,11 @@ class Engine:
             settings = self.backends.apply(settings)
         self.settings = settings
         self.embedder = embedder or make_embedder(settings)
-        self.store = store or Store(settings, self.embedder.index_name)
+        self.index_book = IndexBook.load(settings.data_dir)  # the index in use (a re-index may have moved it)
+        self.store = store or Store(settings, self.index_book.in_use(self.embedder.index_name))
+        self._building: Store | None = None  # the index a re-index fills, when it is not the one in use
+        self._serving: tuple[Any, Store] | None = None  # the old model and index answering until a re-index is done
+        self._checked = SizeChecked(self.embedder, lambda: self._building or self.store, self._reindex_note)
         self.recovered = self.store.recover()
         self._ingestor: Ingestor | None = None
         self._chat = chat
@@ -64,12 +74,22 @@ class Engine:
         self.visual, self.visual_off = make_page_embedder(settings)
         if self.visual_off and settings.visual != "off":
             log.info("%s", self.visual_off)
+        self._queue: IngestQueue | None = None  # the persistent ingest queue and folder sync, opened on first use
+        self._sync: FolderSync | None = None
+        self._queue_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._stopping = threading.Event()
+        if store is None:
+            self._note_model()
+        if self.index_book.building.get(self.embedder.index_name):  # a re-index was under way: go on with it
+            self._resume_reindex()
+            self._finish_reindex()
 
     @property
     def ingestor(self) -> Ingestor:
         """The ingestion pipeline (its parser processes start on first use)."""
         if self._ingestor is None:
-            self._ingestor = Ingestor(self.settings, self.embedder, self.store)
+            self._ingestor = Ingestor(self.settings, self._checked, self.store)  # type: ignore[arg-type]
             self._ingestor.visual = self.visual
         return self._ingestor
 
@@ -86,7 +106,9 @@ class Engine:
         private libraries is upgraded then (see ``Access.upgrade``)."""
         with self._access_lock:
             if self._access is None:
-                access = Access(self.settings, Library(self.settings.data_dir / LIBRARY_FILE), self.store)
+                # The store that answers: the old index while a re-index fills the new one.
+                access = Access(self.settings, Library(self.settings.data_dir / LIBRARY_FILE),
+                                lambda: self._answering()[1])
                 access.upgrade()
                 self._access = access
             return self._access
@@ -210,14 +232,30 @@ class Engine:
             options: AskOptions = AskOptions(), user: str | None = None) -> Iterator[AnswerEvent]:
         """Answer a question from the documents ``user`` may read (all, or those of ``doc_ids``), yielding events."""
         wants_rerank = self.settings.rerank if options.rerank is None else options.rerank
-        answerer = Answerer(self.settings, self.embedder, self.access.scoped(user), self.chat_for(options.chat_model),
+        embedder, _ = self._answering()
+        answerer = Answerer(self.settings, embedder, self.access.scoped(user), self.chat_for(options.chat_model),
                             self.reranker if wants_rerank else None, self.rerank_budget)
         answerer.visual = self.visual
-        return answerer.ask(question, history, doc_ids, options)
+        return self._guarded(answerer.ask(question, history, doc_ids, options))
 
-    def documents(self, user: str | None = None) -> list[DocumentInfo]:
-        """The indexed documents ``user`` may read (None: the machine's owner, who sees all), under their names."""
-        return self.access.documents(user)
+    def _guarded(self, events: Iterator[AnswerEvent]) -> Iterator[AnswerEvent]:
+        """An answer's events, with any unexpected error of the store or a model turned into a Failure that says
+        what to do (a RagError already does, and goes through as it is)."""
+        try:
+            yield from events
+        except RagError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the edge: nothing reaches a user as a bare "Error"; logged
+            log.exception("Answering failed")
+            hint = (" If the embedding model changed, re-index the library with it: the “Re-index” button under "
+                    "the library, or `python -m rag reindex`." if "dimension" in str(exc).lower() else "")
+            yield Failure(f"The question could not be answered: {exc}.{hint} Nothing was lost; try again, and see "
+                          "the app's log for the details if it happens again.")
+
+    def documents(self, user: str | None = None, among: Sequence[DocumentInfo] | None = None) -> list[DocumentInfo]:
+        """The indexed documents ``user`` may read (None: the machine's owner, who sees all), under their names;
+        ``among``: of these (the library already read), rather than the registry read again."""
+        return self.access.documents(user, among)
 
     def removed_documents(self, messages: Sequence[ChatMessage], user: str | None = None) -> set[str]:
         """Ids of the documents that saved answers draw on but ``user``'s library no longer holds (deleted, or no
@@ -236,8 +274,206 @@ class Engine:
         nobody holds it."""
         return self.access.remove(ref, user)
 
+    # --- the ingest queue and folder sync -----------------------------------------------------------------------
+    @property
+    def queue(self) -> IngestQueue:
+        """The persistent ingest queue (``ingest-queue.sqlite3`` in the data folder)."""
+        with self._queue_lock:
+            if self._queue is None:
+                self._queue = IngestQueue(self.settings.data_dir / QUEUE_FILE, self._ingest_jobs,
+                                          delete=self._remove_replaced,
+                                          batch=self.settings.queue_batch)
+            return self._queue
+
+    @property
+    def folder_sync(self) -> FolderSync:
+        """Folder sync over the queue (its manifest lives in the queue's file)."""
+        queue = self.queue
+        with self._queue_lock:
+            if self._sync is None:
+                self._sync = FolderSync(queue, self._remove_synced)
+            return self._sync
+
+    def enqueue(self, items: Sequence[Path | str | SourceFile], owner: str = "", collection: str | None = None,
+                copy: bool = False, replace: bool = True) -> list[int]:
+        """Queue files for indexing (see ``IngestQueue.add``); returns their job ids."""
+        return self.queue.add(items, owner=owner, collection=collection, copy=copy, replace=replace)
+
+    def sync(self, folders: Sequence[Path | str], grace_s: float | None = None, owner: str = "",
+             collection: str | None = None) -> list[SyncReport]:
+        """One pass over each folder: new and changed PDFs are queued, missing ones removed after the grace period."""
+        grace = self.settings.sync_grace if grace_s is None else grace_s
+        return [self.folder_sync.sync(f, grace, owner, collection) for f in folders]
+
+    def watched_folders(self) -> list[FolderState]:
+        """The folders of RAG_WATCH, each with its state."""
+        return self.folder_sync.states([str(f) for f in self.settings.watch_folders])
+
+    def start_background(self) -> None:
+        """Run the ingest queue on a background thread, and keep RAG_WATCH's folders in step (polling every
+        RAG_WATCH_INTERVAL seconds). Questions are answered meanwhile."""
+        self.queue.start()
+        if self.settings.watch_folders and (self._watcher is None or not self._watcher.is_alive()):
+            self._watcher = threading.Thread(target=self._watch, name="folder-sync", daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                for report in self.sync(self.settings.watch_folders):
+                    if report.error or report.queued or report.removed:
+                        log.info("Sync: %s", report.describe())
+            except Exception:  # noqa: BLE001 - one bad pass must not end the watching; logged
+                log.exception("Syncing the watched folders failed; trying again in %g s",
+                              self.settings.watch_interval)
+            self._stopping.wait(self.settings.watch_interval)
+
+    def _ingest_jobs(self, files: Sequence[SourceFile], replace: bool, kind: str, owner: str = "",
+                     collection: str | None = None) -> Iterator[IngestEvent]:
+        """The queue's way into the pipeline (into the index a re-index is filling, while one runs). Each indexed
+        file goes into ``owner``'s library ("" = the machine's owner), under the name it was added with; a new
+        version replaces only that user's older one (see ``rag.access.intake``)."""
+        ingestor = self.ingestor
+        ingestor.store = self._building or self.store
+        try:
+            if kind == REINDEX:  # the same documents again, for another model: whose they are has not changed
+                yield from ingestor.ingest(files, replace=replace)
+                return
+            for event in ingestor.ingest(files, replace=False):
+                if isinstance(event, FileIndexed) and event.doc_id:
+                    event = own(self.access, event, owner or None, replace, collection)
+                yield event
+        finally:
+            self._finish_reindex()
+
+    def admit(self, files: Sequence[SourceFile], user: str | None = None
+              ) -> tuple[list[SourceFile], list[FileFailed]]:
+        """Which of ``files`` ``user`` may add now (a guest within the quota, a visitor only once signed in), and
+        why the others can't be."""
+        return admit(self.access, files, user)
+
+    # --- re-indexing ----------------------------------------------------------------------------------------------
+    def reindex_plan(self) -> ReindexPlan:
+        """What ``reindex`` would queue (or how the one under way stands): the stored PDFs missing from the current
+        model's index (indexed with another model), or all of them when the model's vectors changed size."""
+        entry = self.index_book.building.get(self.embedder.index_name)
+        left = self.queue.pending(REINDEX)
+        if entry and left:
+            return ReindexPlan(entry["target"], running=True, left=left)
+        try:
+            model_size: int | None = len(self.embedder.embed_query("size"))
+        except ModelError:
+            model_size = None  # unreachable now: only the other models' documents are looked for
+        index_size = index_dimension(self.store)
+        if model_size and index_size and model_size != index_size:
+            target = self.embedder.index_name
+            if target == self.store.index_name or index_dimension(Store(self.settings, target,
+                                                                        client=self.store.client)) not in (None,
+                                                                                                           model_size):
+                target = size_index(self.embedder.index_name, model_size)
+            docs, sources, why = self.store.documents(), [self.store.index_name], "size"
+        else:
+            target, why = self.store.index_name, "model"
+            have = set(self.store.ready_ids())
+            found: dict[str, DocumentInfo] = {}
+            sources = []
+            for name in other_registries(self.store.client, self.store.index_name):
+                other = [d for d in Store(self.settings, name, client=self.store.client).documents()
+                         if d.doc_id not in have and d.doc_id not in found]
+                if other:
+                    sources.append(name)
+                    found.update((d.doc_id, d) for d in other)
+            docs = list(found.values())
+        stored = [d for d in docs if self.store.file_path(d.doc_id).exists()]
+        return ReindexPlan(target, stored, sources, why, missing=len(docs) - len(stored))
+
+    def reindex(self) -> ReindexPlan:
+        """Queue the stored PDFs to be embedded again with the current model (see ``reindex_plan``), in the
+        background; questions are answered from the old index until the new one is complete."""
+        plan = self.reindex_plan()
+        if plan.running or not plan.documents:
+            return plan
+        serve = ""
+        if plan.why == "model":  # the old model answers meanwhile, if the data folder knows how to make it
+            serve = next((name for name in plan.sources if name in self.index_book.models), "")
+        self.index_book.building[self.embedder.index_name] = {"target": plan.target, "serve": serve}
+        self.index_book.save()
+        self._resume_reindex()
+        jobs = self.queue.add([SourceFile(self.store.file_path(d.doc_id), d.file_name) for d in plan.documents],
+                              kind=REINDEX, replace=False)
+        return replace(plan, jobs=jobs)
+
+    def _resume_reindex(self) -> None:
+        """Set up the index being filled and the one answering meanwhile, as recorded (also after a restart)."""
+        entry = self.index_book.building.get(self.embedder.index_name)
+        if not entry:
+            return
+        if entry["target"] != self.store.index_name:
+            self._building = Store(self.settings, entry["target"], client=self.store.client)
+        serve = entry.get("serve") or ""
+        if serve and serve in self.index_book.models:
+            try:
+                old = make_embedder(self.settings.with_(**self.index_book.models[serve]))
+                self._serving = (old, Store(self.settings, serve, client=self.store.client))
+            except RagError as exc:
+                log.warning("The previous embedding model can't answer while the re-index runs: %s", exc)
+
+    def _finish_reindex(self) -> None:
+        """Once no re-index job is left: switch to the new index."""
+        entry = self.index_book.building.get(self.embedder.index_name)
+        if not entry or self.queue.pending(REINDEX):
+            return
+        if self._building is not None:
+            self.store = self._building
+            self.index_book.active[self.embedder.index_name] = self._building.index_name
+        self._building = None
+        self._serving = None
+        del self.index_book.building[self.embedder.index_name]
+        self.index_book.save()
+        log.info("Re-index complete: questions are answered from %s", self.store.index_name)
+
+    def _note_model(self) -> None:
+        """Record which embedding settings made the index in use, so that it can answer during a re-index after
+        the model setting changed."""
+        s = self.settings
+        model = {"embed_backend": s.embed_backend, "embed_model": s.embed_model,
+                 "embed_dimensions": s.embed_dimensions}
+        if self.index_book.models.get(self.store.index_name) != model:
+            self.index_book.models[self.store.index_name] = model
+            try:
+                self.index_book.save()
+            except OSError as exc:
+                log.warning("Could not record the index's model in the data folder: %s", exc)
+
+    def _answering(self) -> tuple[Any, Store]:
+        """The embedder and index that answer questions (the old ones while a re-index fills the new index)."""
+        serving = self._serving
+        if serving is not None:
+            return serving
+        return self._checked, self.store
+
+    def _reindex_note(self) -> str:
+        if self.index_book.building.get(self.embedder.index_name):
+            return (f"A re-index with the current model is under way ({self.queue.pending(REINDEX)} file(s) to "
+                    "go): questions are answered again once it is complete.")
+        return ""
+
+    def _remove_replaced(self, doc_id: str) -> None:
+        """A synced file's older version, once the new one is indexed (unless another synced file has its bytes)."""
+        if not self.folder_sync.referenced(doc_id):
+            self._remove_synced(doc_id)
+
+    def _remove_synced(self, doc_id: str) -> None:
+        try:
+            self.delete(doc_id)
+        except DocumentNotFound:
+            pass  # never indexed (it failed), or removed already
+
     def close(self) -> None:
         """Release worker processes."""
+        self._stopping.set()
+        if self._queue is not None:
+            self._queue.close()
         if self._ingestor is not None:
             self._ingestor.close()
 

@@ -35,6 +35,7 @@ from rag.core.events import (
 from rag.engine import Engine
 from rag.ingestion.ingest import SourceFile
 from ui import collections, conversations, identity, render
+from ui import library as library_view
 from ui.conversations import Turn
 from ui.files import PREFIX, FileRoutes
 
@@ -49,13 +50,13 @@ STAGES = {"rewriting": "Understanding the follow-up…", "rewritten": "Searching
 #   busy; the fifth user waits in Gradio's queue, which shows their place, instead of in Ollama's, which shows
 #   nothing. More is not faster: the extra questions wait inside Ollama, unseen and in no particular order,
 #   which makes the slowest first tokens slower.
-# - ingestion (the upload box and /upload share the "ingest" group): 1 run at a time. A run already parses in
-#   parallel processes; two runs would compete for the same cores and the same embedding model, and the parser
-#   pool is not safe to share between threads.
+# - ingestion (the upload box and /upload share the "ingest" group): uploads go into the ingest queue, whose one
+#   runner indexes them in order (parsing a batch in parallel processes); a request only follows its files there,
+#   so several uploads may be followed at once.
 # - everything else (library, status, delete): the same limit of 4 each; they take milliseconds.
 # - at most 64 waiting events; beyond that Gradio refuses new ones with "queue full" rather than growing memory.
 CONCURRENCY = 4
-INGEST_CONCURRENCY = 1
+INGEST_CONCURRENCY = CONCURRENCY
 QUEUE_SIZE = 64
 UPLOADS = "uploads"  # Gradio's cache folder, inside the data folder (uploads, and Markdown downloads)
 UPLOAD_DELETE_AFTER_S = 3600  # uploads are copied into the index when they arrive; the upload itself goes after this
@@ -67,6 +68,8 @@ def build(engine: Engine) -> gr.Blocks:
     # Gradio keeps every upload in its cache folder, by default /tmp/gradio: readable by other users, never emptied.
     # Keep it inside the data folder instead, and have Gradio delete each upload an hour after it arrived.
     os.environ["GRADIO_TEMP_DIR"] = str((s.data_dir / UPLOADS).resolve())
+    if s.ingest:  # a replica that only answers questions leaves indexing to the one that owns the queue
+        engine.start_background()  # the ingest queue's runner, and RAG_WATCH's folders kept in step
     with gr.Blocks(title="Pagewise · chat with your PDFs", fill_width=True,
                    delete_cache=(UPLOAD_DELETE_AFTER_S, UPLOAD_DELETE_AFTER_S)) as demo:
         with gr.Row(elem_id="pw-header"):
@@ -81,14 +84,29 @@ def build(engine: Engine) -> gr.Blocks:
                 chat_list = gr.Radio(label="Conversations", choices=[], elem_id="pw-chats",
                                      info="None yet: each question you ask is saved here.")
                 upload = gr.File(label=f"Drop PDFs here (up to {s.max_upload_mb:g} MB each)", file_count="multiple",
-                                 file_types=[".pdf"], elem_id="pw-upload", height=160)
+                                 file_types=[".pdf"], elem_id="pw-upload", height=160, visible=s.ingest)
                 upload_log = gr.HTML(elem_id="pw-upload-log")
+                queue_box = gr.HTML(elem_id="pw-queue")
+                with gr.Group(visible=False, elem_id="pw-lib-tools") as lib_tools:  # shown for a large library
+                    with gr.Row():
+                        lib_search = gr.Textbox(placeholder="Search by name or title…", show_label=False,
+                                                container=False, scale=3, elem_id="pw-lib-search")
+                        lib_folder = gr.Dropdown(choices=[library_view.ALL_FOLDERS], value=library_view.ALL_FOLDERS,
+                                                 show_label=False, container=False, scale=2, elem_id="pw-lib-folder")
+                    with gr.Row():
+                        lib_prev = gr.Button("‹", size="sm", scale=0, min_width=40, elem_id="pw-lib-prev")
+                        lib_pager = gr.HTML(elem_id="pw-lib-page")
+                        lib_next = gr.Button("›", size="sm", scale=0, min_width=40, elem_id="pw-lib-next")
                 scope = gr.CheckboxGroup(label="Ask about", info="Questions are answered from the checked documents.",
                                          elem_id="pw-scope")
                 with gr.Row():
                     all_btn = gr.Button("All", size="sm")
                     none_btn = gr.Button("None", size="sm")
-                collections.panel(engine, demo, scope)
+                # The selection questions are asked about (None = the whole library) and the library's page, per tab.
+                chosen = gr.State(None)
+                lib_page = gr.State(0)
+                lib_seen = gr.State(None)  # what the library looked like when this tab last drew it
+                picked = collections.panel(engine, demo, chosen)
                 library = gr.HTML(render.library_html([]), container=True, elem_id="pw-library")
                 with gr.Accordion("Remove a document", open=False):
                     to_delete = gr.Dropdown(label="Document", choices=[], elem_id="pw-delete-doc")
@@ -98,6 +116,10 @@ def build(engine: Engine) -> gr.Blocks:
                         with gr.Row():
                             cancel_btn = gr.Button("Cancel", size="sm")
                             confirm_btn = gr.Button("Remove", variant="stop", size="sm", elem_id="pw-confirm-delete")
+                with gr.Accordion("Re-index", open=False, elem_id="pw-reindex-box", visible=s.ingest) as reindex_box:
+                    reindex_text = gr.Markdown(elem_id="pw-reindex-text")
+                    reindex_btn = gr.Button("Re-index the library with the current model", size="sm",
+                                            elem_id="pw-reindex")
                 with gr.Accordion("Settings", open=False, elem_id="pw-settings"):
                     chat_model = gr.Textbox(value=s.chat_model, label="Chat model")
                     think = gr.Checkbox(value=s.think, label="Think before answering")
@@ -148,29 +170,37 @@ def build(engine: Engine) -> gr.Blocks:
             api_trigger = gr.Button()
 
         # --- wiring ---------------------------------------------------------------------------------------------
-        library_outputs = [library, scope, to_delete, chatbot]
+        lib = library_view.Library(engine)
+        lib.warm()
+        library_outputs = [library, scope, to_delete, chatbot, chosen, lib_tools, lib_pager, lib_folder, lib_page,
+                           lib_seen]
+        view_inputs = [chosen, lib_search, lib_folder, lib_page]
 
-        def refresh(selected: list[str] | None = None, add: list[str] | None = None,
-                    user: str = "") -> tuple[Any, ...]:
-            return _library_updates(engine, selected, add, user)
+        def refresh(selected: list[str] | None = None, query: str = "", folder: str | None = None, page: int = 0,
+                    add: list[str] | None = None, user: str = "") -> tuple[Any, ...]:
+            return _library_updates(engine, lib, selected, query, folder, page, add, user)
 
-        def on_upload(paths: list[str] | None, selected: list[str] | None,
-                      request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        def on_upload(paths: list[str] | None, selected: list[str] | None, query: str, folder: str | None,
+                      page: int, request: gr.Request) -> Iterator[tuple[Any, ...]]:
             who = conversations.owner(request)
             states: dict[str, tuple[str, str, float]] = {}
             starts: dict[str, float] = {}
             added: list[str] = []
             unchanged = (gr.update(),) * len(library_outputs)
-            for event in engine.ingest([SourceFile(Path(p), Path(p).name) for p in paths or []], user=who):
+            for event in _queued(engine, paths or [], who):
                 _track(states, event, starts)
                 if isinstance(event, FileIndexed):  # the library changes only when a file is indexed
                     added.append(event.doc_id)
-                    yield render.upload_html(states), *_library_updates(engine, selected, added, who), gr.update()
+                    lib.forget()
+                    yield (render.upload_html(states), *refresh(selected, query, folder, page, added, who),
+                           gr.update())
                 else:
                     yield render.upload_html(states), *unchanged, gr.update()
-            yield render.upload_html(states), *_library_updates(engine, selected, added, who), None
+            lib.forget()
+            yield render.upload_html(states), *refresh(selected, query, folder, page, added, who), None
 
-        upload.upload(on_upload, [upload, scope], [upload_log, *library_outputs, upload], api_visibility="private",
+        upload.upload(on_upload, [upload, *view_inputs], [upload_log, *library_outputs, upload],
+                      api_visibility="private",
                       concurrency_limit=INGEST_CONCURRENCY, concurrency_id="ingest", show_progress="hidden")
 
         def api_upload(paths: list[str] | None, request: gr.Request) -> Iterator[list[dict[str, Any]]]:
@@ -179,11 +209,64 @@ def build(engine: Engine) -> gr.Blocks:
         api_trigger.click(api_upload, api_files, api_result, api_name="upload", concurrency_limit=INGEST_CONCURRENCY,
                           concurrency_id="ingest")
 
-        def select_all(request: gr.Request) -> Any:
-            return gr.update(value=[d.doc_id for d in engine.documents(conversations.owner(request))])
+        def select(on: bool) -> Any:
+            def handler(selected: list[str] | None, query: str, folder: str | None, page: int,
+                        request: gr.Request) -> tuple[Any, ...]:
+                who = conversations.owner(request)
+                view = lib.view(query, folder, page, who)
+                return refresh(library_view.select_matching(view, selected, on), query, folder, page, user=who)
+            return handler
 
-        all_btn.click(select_all, None, scope, api_visibility="private")
-        none_btn.click(lambda: gr.update(value=[]), None, scope, api_visibility="private")
+        all_btn.click(select(True), view_inputs, library_outputs, api_visibility="private")
+        none_btn.click(select(False), view_inputs, library_outputs, api_visibility="private")
+
+        def on_tick(ticked: list[str] | None, selected: list[str] | None, query: str, folder: str | None,
+                    page: int, request: gr.Request) -> tuple[Any, ...]:
+            who = conversations.owner(request)
+            view = lib.view(query, folder, page, who)
+            return refresh(library_view.tick(view, ticked, selected), query, folder, page, user=who)
+
+        scope.input(on_tick, [scope, *view_inputs], library_outputs, api_visibility="private",
+                    show_progress="hidden")
+
+        def go(step: int | None) -> Any:
+            def handler(selected: list[str] | None, query: str, folder: str | None, page: int,
+                        request: gr.Request) -> tuple[Any, ...]:
+                return refresh(selected, query, folder, 0 if step is None else int(page or 0) + step,
+                               user=conversations.owner(request))
+            return handler
+
+        gr.on([lib_search.submit, lib_search.change, lib_folder.input], go(None), view_inputs, library_outputs,
+              api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+        lib_prev.click(go(-1), view_inputs, library_outputs, api_visibility="private", show_progress="hidden")
+        picked.then(go(None), view_inputs, library_outputs, api_visibility="private", show_progress="hidden")
+        lib_next.click(go(1), view_inputs, library_outputs, api_visibility="private", show_progress="hidden")
+
+        def poll(selected: list[str] | None, query: str, folder: str | None, page: int,
+                 seen: Any, request: gr.Request) -> tuple[Any, ...]:
+            """Every few seconds: the queue's progress, and the library again if documents came or went (or what
+            this user may read changed: a share given or revoked)."""
+            who = conversations.owner(request)
+            now = library_view.signature(engine, who)
+            if now == seen:
+                return library_view.queue_html(engine, who), *(gr.skip(),) * len(library_outputs)
+            return library_view.queue_html(engine, who), *refresh(selected, query, folder, page, user=who)
+
+        gr.Timer(2).tick(poll, [*view_inputs, lib_seen], [queue_box, *library_outputs], api_visibility="private",
+                         show_progress="hidden")
+
+        def reindex(request: gr.Request) -> str:
+            try:
+                if not engine.access.is_admin(conversations.owner(request)):
+                    raise RagError("Only an admin can re-index the library.")
+                plan = engine.reindex()
+            except RagError as exc:
+                gr.Warning(str(exc))
+                return gr.skip()
+            return plan.describe()
+
+        reindex_btn.click(reindex, None, reindex_text, api_visibility="private")
+        reindex_box.expand(lambda: library_view.reindex_text(engine), None, reindex_text, api_visibility="private")
 
         def ask_delete(ref: str | None, request: gr.Request) -> tuple[Any, Any]:
             doc = next((d for d in engine.documents(conversations.owner(request)) if d.doc_id == ref), None)
@@ -192,7 +275,8 @@ def build(engine: Engine) -> gr.Blocks:
         delete_btn.click(ask_delete, to_delete, [confirm_box, confirm_text], api_visibility="private")
         cancel_btn.click(lambda: gr.update(visible=False), None, confirm_box, api_visibility="private")
 
-        def do_delete(ref: str | None, selected: list[str] | None, request: gr.Request) -> tuple[Any, ...]:
+        def do_delete(ref: str | None, selected: list[str] | None, query: str, folder: str | None,
+                      page: int, request: gr.Request) -> tuple[Any, ...]:
             who = conversations.owner(request)
             if ref:
                 try:
@@ -200,9 +284,11 @@ def build(engine: Engine) -> gr.Blocks:
                     gr.Info(f"Removed {doc.file_name}.")
                 except RagError as exc:
                     gr.Warning(str(exc))
-            return gr.update(visible=False), *refresh(selected, user=who)
+            lib.forget()
+            return gr.update(visible=False), *refresh(selected, query, folder, page, user=who)
 
-        confirm_btn.click(do_delete, [to_delete, scope], [confirm_box, *library_outputs], api_visibility="private")
+        confirm_btn.click(do_delete, [to_delete, *view_inputs], [confirm_box, *library_outputs],
+                          api_visibility="private")
 
         conversation_outputs = [chatbot, sources, chat_id, saved_chat, chat_title, download, delete_chat, chat_list]
 
@@ -226,7 +312,7 @@ def build(engine: Engine) -> gr.Blocks:
                 if chat is not None:
                     conversations.save_answer(engine, who, chat.id, turn)
 
-        ask_inputs = [question, chatbot, chat_id, scope, chat_model, think, top_k, rerank, pool]
+        ask_inputs = [question, chatbot, chat_id, chosen, chat_model, think, top_k, rerank, pool]
         ask_outputs = [chatbot, sources, question, chat_id, saved_chat, chat_title, chat_list, download, delete_chat]
         ask_event = gr.on([send.click, question.submit], on_ask, ask_inputs, ask_outputs,
                           api_visibility="private", concurrency_limit=CONCURRENCY, concurrency_id="ask",
@@ -306,9 +392,10 @@ def build(engine: Engine) -> gr.Blocks:
         recheck.click(check, chat_model, status, api_visibility="private")
         gr.Timer(30).tick(check, chat_model, status, api_visibility="private", show_progress="hidden")
         def on_load(model: str, request: gr.Request) -> tuple[Any, ...]:
-            return (check(model), *refresh(None, user=conversations.owner(request)))
+            return (check(model), library_view.queue_html(engine, conversations.owner(request)),
+                    *refresh(None, user=conversations.owner(request)))
 
-        demo.load(on_load, chat_model, [status, *library_outputs], api_visibility="private")
+        demo.load(on_load, chat_model, [status, queue_box, *library_outputs], api_visibility="private")
 
         # --- public API (gradio_client) ---------------------------------------------------------------------------
         def documents(request: gr.Request) -> list[dict[str, Any]]:
@@ -334,6 +421,13 @@ def build(engine: Engine) -> gr.Blocks:
         gr.api(documents, api_name="documents")
         gr.api(ask, api_name="ask", concurrency_limit=CONCURRENCY, concurrency_id="ask")
         gr.api(delete, api_name="delete")
+
+        def queue_status(request: gr.Request) -> dict[str, Any]:
+            """The ingest queue: files waiting and running, finished since it last ran dry, the estimated seconds
+            left (``eta_seconds``), and (for an admin) the file at hand and each watched folder's state."""
+            return library_view.api_status(engine, conversations.owner(request))
+
+        gr.api(queue_status, api_name="queue")
         conversations.api(engine, exports)
         collections.api(engine)
     return demo
@@ -494,7 +588,7 @@ def _ingest_results(engine: Engine, paths: list[str], user: str = "") -> Iterato
     """The /upload API's updates: each file's result as it is known, with, while a file's pages are read by OCR, a
     "working" entry saying which (``client.submit`` streams them; the last update holds the results only)."""
     results: list[dict[str, Any]] = []
-    for event in engine.ingest([SourceFile(Path(p), Path(p).name) for p in paths], user=user):
+    for event in _queued(engine, paths, user):
         if isinstance(event, PageRead):
             yield results + [{"file_name": event.file_name, "status": "working",
                               "progress": f"reading page {event.done}/{event.total} (OCR)",
@@ -510,22 +604,44 @@ def _ingest_results(engine: Engine, paths: list[str], user: str = "") -> Iterato
     yield results
 
 
-def _library_updates(engine: Engine, selected: list[str] | None, add: list[str] | None = None,
+def _queued(engine: Engine, paths: list[str], user: str = "") -> Iterator[Any]:
+    """Add uploads to the ingest queue for ``user`` (copied: Gradio's temporary files go) and follow their events
+    while the queue's runner indexes them; closing the page leaves them in the queue. Files the user may not add
+    (a guest over the quota, a visitor who has not signed in) are refused first, each with its reason."""
+    if not engine.settings.ingest:
+        yield Failure("This app only answers questions (RAG_INGEST=false): add files where the library's "
+                      "queue runs (`python -m rag sync` or the app that indexes).")
+        return
+    accepted, refused = engine.admit([SourceFile(Path(p), Path(p).name) for p in paths], user)
+    yield from refused
+    if accepted:
+        ids = engine.enqueue(accepted, owner=user, copy=True)
+        yield from (event for _, event in engine.queue.follow(ids))
+
+
+def _library_updates(engine: Engine, lib: library_view.Library, selected: list[str] | None, query: str = "",
+                     folder: str | None = None, page: int = 0, add: list[str] | None = None,
                      user: str = "") -> tuple[Any, ...]:
-    """Table, scope choices (kept selection; new documents added; all when nothing was chosen yet), delete list,
-    and the chat's example questions. If the index can't be read (a Chroma server away), they stay as they are and
-    a warning says why; the status badge says it too."""
+    """Table (the page of ``user``'s documents matching the search and folder), "Ask about" (that page, checked
+    where chosen; new documents join the selection), delete list, the chat's example questions, the selection, the
+    search tools (shown for a large library), the pager, the folder choices, the page, and what was drawn. If the
+    index can't be read (a Chroma server away), they stay as they are and a warning says why."""
     try:
-        docs = engine.documents(user)
+        view = lib.view(query, folder, page, user)
+        folders = lib.folders(user)
     except RagError as exc:
         gr.Warning(str(exc))
-        return (gr.update(),) * 4
-    ids = [d.doc_id for d in docs]
-    value = ids if selected is None else [i for i in selected if i in ids] + [i for i in add or [] if i in ids
-                                                                              and i not in selected]
-    choices = [(render.doc_label(d), d.doc_id) for d in docs]
-    return (gr.update(value=render.library_html(docs)), gr.update(choices=choices, value=value),
-            gr.update(choices=choices, value=None), gr.update(examples=_examples(docs)))
+        return (gr.update(),) * 10
+    docs = lib.documents(user)
+    chosen = library_view.with_added(selected, add or [], view.all_ids)
+    choices = [(render.doc_label(d), d.doc_id) for d in view.page_docs]
+    large = len(view.all_ids) > library_view.PAGE_SIZE or len(folders) > 1
+    return (gr.update(value=library_view.table_html(view)),
+            gr.update(choices=choices, value=library_view.checked(view, chosen),
+                      info=library_view.scope_label(chosen, len(view.all_ids))),
+            gr.update(choices=choices, value=None), gr.update(examples=_examples(docs)), chosen,
+            gr.update(visible=large), library_view.pager_text(view), gr.update(choices=folders), view.page,
+            library_view.signature(engine, user))
 
 
 def _examples(docs: list[Any]) -> list[dict[str, str]] | None:

@@ -70,9 +70,10 @@ def _describe(engine: Engine, who: str, chosen: str | None) -> str:
     return "  \n".join(lines)
 
 
-def panel(engine: Engine, demo: gr.Blocks, scope: gr.CheckboxGroup) -> None:
-    """The "Ask about" group picker and the collections box, placed in the current layout and wired to ``scope``
-    (the checked documents)."""
+def panel(engine: Engine, demo: gr.Blocks, selection: gr.State) -> Any:
+    """The "Ask about" group picker and the collections box, placed in the current layout and wired to
+    ``selection`` (the documents questions are asked about: None for all, or their ids). Returns the picker's
+    event, for the library to be drawn again after it."""
     group = gr.Dropdown(label="Ask about a collection", choices=[], elem_id="pw-group",
                         info="Checks the documents of one collection below.")
     with gr.Accordion("Collections", open=False, elem_id="pw-collections"):
@@ -106,18 +107,19 @@ def panel(engine: Engine, demo: gr.Blocks, scope: gr.CheckboxGroup) -> None:
         who = owner(request)
         if not value:
             return gr.skip()
+        if value == ALL:
+            return None
         view = engine.access.view(who)
         ready = {d.doc_id for d in engine.documents(who)}
-        if value == ALL:
-            ids = ready
-        elif value == MINE:
+        if value == MINE:
             ids = set(view.own) & ready
         else:
             found = next((c for c, _ in view.collections if c.id == value), None)
             ids = set(found.docs) & ready if found else set()
-        return gr.update(value=[d.doc_id for d in engine.documents(who) if d.doc_id in ids])
+        return [d.doc_id for d in engine.documents(who) if d.doc_id in ids]
 
-    group.input(pick, group, scope, api_visibility="private")
+    picked = group.input(pick, group, selection, api_visibility="private")
+
     def describe(current: str | None, request: gr.Request) -> str:
         return _describe(engine, owner(request), current)
 
@@ -138,7 +140,7 @@ def panel(engine: Engine, demo: gr.Blocks, scope: gr.CheckboxGroup) -> None:
     def do_add(current: str | None, checked: list[str] | None, request: gr.Request) -> tuple[Any, ...]:
         who = owner(request)
         try:
-            for doc_id in _checked(current, checked):
+            for doc_id in _checked(engine, who, current, checked):
                 engine.access.add_to_collection(who, str(current), doc_id)
         except RagError as exc:
             gr.Warning(str(exc))
@@ -147,7 +149,7 @@ def panel(engine: Engine, demo: gr.Blocks, scope: gr.CheckboxGroup) -> None:
     def do_take(current: str | None, checked: list[str] | None, request: gr.Request) -> tuple[Any, ...]:
         who = owner(request)
         try:
-            for doc_id in _checked(current, checked):
+            for doc_id in _checked(engine, who, current, checked):
                 engine.access.remove_from_collection(who, str(current), doc_id)
         except RagError as exc:
             gr.Warning(str(exc))
@@ -169,14 +171,18 @@ def panel(engine: Engine, demo: gr.Blocks, scope: gr.CheckboxGroup) -> None:
 
     outputs = [group, chosen, about]
     create.click(do_create, [chosen, name], outputs, api_visibility="private")
-    add.click(do_add, [chosen, scope], outputs, api_visibility="private")
-    take.click(do_take, [chosen, scope], outputs, api_visibility="private")
+    add.click(do_add, [chosen, selection], outputs, api_visibility="private")
+    take.click(do_take, [chosen, selection], outputs, api_visibility="private")
     share.click(do_share, [chosen, person, mode], outputs, api_visibility="private")
+    return picked
 
 
-def _checked(current: str | None, checked: list[str] | None) -> list[str]:
+def _checked(engine: Engine, who: str, current: str | None, checked: list[str] | None) -> list[str]:
+    """The documents checked under Ask about (None: all of this user's)."""
     if not current:
         raise RagError("Choose a collection first.")
+    if checked is None:
+        return [d.doc_id for d in engine.documents(who)]
     if not checked:
         raise RagError("Check the documents first (under Ask about).")
     return list(checked)

@@ -259,10 +259,11 @@ def _code(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
 
 
-def library_html(docs: Sequence[DocumentInfo]) -> str:
+def library_html(docs: Sequence[DocumentInfo], total: int | None = None) -> str:
     """The library as a table for a narrow column: each document's name (cut short with an ellipsis; the full name,
     title and counts on hover), pages and when it was added, newest first. The headers sort it (name, pages, date;
-    assets/library.js) and, past FILTER_AFTER documents, a box filters it by name. A hint to drop PDFs when empty."""
+    assets/library.js) and, past FILTER_AFTER documents, a box filters it by name. A hint to drop PDFs when empty.
+    ``total``: the library's size, when ``docs`` is one page of it."""
     if not docs:
         return ('<div class="pw-lib-title">Library</div>'
                 '<div class="pw-library-empty">No documents yet: drop PDFs above.</div>')
@@ -274,7 +275,8 @@ def library_html(docs: Sequence[DocumentInfo]) -> str:
         f'<td class="pw-lib-date" title="{time.strftime("%d %B %Y, %H:%M", time.localtime(d.added_at))}">'
         f'{_short_date(d.added_at)}</td></tr>'
         for d in sorted(docs, key=lambda d: -d.added_at))
-    count = f"{len(docs)} document{'s' if len(docs) != 1 else ''}"
+    total = len(docs) if total is None else total  # a page of a larger library says the library's size
+    count = f"{total} document{'s' if total != 1 else ''}"
     search = ('<input type="search" class="pw-lib-filter" placeholder="Filter by name…" '
               'aria-label="Filter the documents by name">' if len(docs) > FILTER_AFTER else "")
     return (f'<div class="pw-lib-head"><div class="pw-lib-title">Library <span>· {count}</span></div>{search}</div>'

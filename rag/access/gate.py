@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from rag.access import users
 from rag.access.library import EDIT, MODES, READ, Collection, Library
@@ -49,7 +49,7 @@ class View:
 
     def can_read(self, doc_id: str) -> bool:
         """Whether the user may see ``doc_id`` (list it, search it, open its pages)."""
-        return doc_id in self.names
+        return self.everything or doc_id in self.names
 
     def rename(self, passage: Passage) -> Passage:
         """``passage`` under the name this user gave its document."""
@@ -108,15 +108,20 @@ class ScopedStore:
 class Access:
     """Who may do what (see the module's docstring), over the ownership library and the store."""
 
-    def __init__(self, settings: Settings, library: Library, store: Store) -> None:
+    def __init__(self, settings: Settings, library: Library, store: Store | Callable[[], Store]) -> None:
         self.settings = settings
         self.library = library
-        self.store = store
+        self._store = store
         self.admins = settings.admin_names
         if not self.admins and settings.users_file:  # no RAG_ADMINS nor RAG_AUTH: the users file's first login
             self.admins = list(users.read(settings.users_file))[:1]
         self.owner = self.admins[0] if self.admins else ""
         self._expired_at = 0.0  # when guests' expiry last ran
+
+    @property
+    def store(self) -> Store:
+        """The index that answers (given as a function where it can change: a re-index switches it)."""
+        return self._store() if callable(self._store) else self._store
 
     # --- who ----------------------------------------------------------------------------------------------------
     def who(self, user: str | None) -> str:
@@ -147,28 +152,33 @@ class Access:
             shown.append((c, mode))
             for doc_id, doc_name in c.docs.items():
                 names.setdefault(doc_id, doc_name)
-        if everything:
+        if everything:  # every document: those nobody holds keep the registry's name (see View.can_read)
             names.update(self.library.names())
-            for d in self.store.documents():
-                names.setdefault(d.doc_id, d.file_name)
         names.update({d: n for d, (n, _) in held.items()})  # the user's own name wins
         return View(name, everything, names, frozenset(held), tuple(shown))
+
+    def stamp(self, user: str | None) -> int:
+        """Changes when what ``user`` may read changes (a document given or let go, a collection shared or no
+        longer), for a page to know when to draw the library again."""
+        view = self.view(user)
+        return hash((frozenset(view.names.items()), tuple((c.id, m, len(c.docs)) for c, m in view.collections)))
 
     def scoped(self, user: str | None) -> ScopedStore:
         """The store as ``user`` may search it."""
         return ScopedStore(self.store, self.view(user))
 
     # --- documents --------------------------------------------------------------------------------------------
-    def documents(self, user: str | None) -> list[DocumentInfo]:
-        """The ready documents ``user`` may read, under their names, oldest first (their own added time)."""
+    def documents(self, user: str | None, among: Iterable[DocumentInfo] | None = None) -> list[DocumentInfo]:
+        """The ready documents ``user`` may read (of ``among``, default the registry's), under their names, oldest
+        first (their own added time)."""
         view = self.view(user)
         held = self.library.holdings(view.user)
         out = []
-        for d in self.store.documents():
+        for d in self.store.documents() if among is None else among:
             if not view.can_read(d.doc_id):
                 continue
             added = held.get(d.doc_id, (d.file_name, d.added_at))[1]
-            out.append(replace(d, file_name=view.names[d.doc_id], added_at=added))
+            out.append(replace(d, file_name=view.names.get(d.doc_id, d.file_name), added_at=added))
         return sorted(out, key=lambda d: (d.added_at, d.file_name))
 
     def find(self, ref: str, user: str | None) -> DocumentInfo:

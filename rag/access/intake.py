@@ -19,34 +19,43 @@ def ingest(access: Access, ingestor: Ingestor, items: Sequence[object], user: st
            collection: str | None) -> Iterator[IngestEvent]:
     """Index ``items`` (files) for ``user``, yielding the ingest's events with each file's outcome as ``user``
     sees it."""
-    files = [SourceFile.of(i) for i in items]  # type: ignore[arg-type]
-    if is_guest(access.who(user)) and not access.settings.guests:  # a visitor who has not signed in
-        for f in files:
-            yield FileFailed(f.name, f"{f.name} was not added: sign in to keep documents here.", "sign in")
+    accepted, refused = admit(access, [SourceFile.of(i) for i in items], user)  # type: ignore[arg-type]
+    yield from refused
+    if not accepted:
         return
-    quota = access.quota_left(user)
-    accepted = files
-    if quota is not None:
-        accepted = []
-        room = quota[0]
-        for f in files:
-            size = f.path.stat().st_size if f.path.exists() else 0
-            if size > room:
-                yield FileFailed(f.name, f"{f.name} ({human_size(size)}) would go over your space as a guest "
-                                 f"({human_size(int(access.settings.guest_mb * 1024 * 1024))}). Remove a "
-                                 "document first.", "quota")
-                continue
-            room -= size
-            accepted.append(f)
     for event in ingestor.ingest(accepted, replace=False):
         if isinstance(event, FileIndexed) and event.doc_id:
-            yield _own(access, event, user, replace, collection)
+            yield own(access, event, user, replace, collection)
         else:
             yield event
 
 
-def _own(access: Access, event: FileIndexed, user: str | None, replace: bool,
-         collection: str | None) -> IngestEvent:
+def admit(access: Access, files: Sequence[SourceFile], user: str | None
+          ) -> tuple[list[SourceFile], list[FileFailed]]:
+    """The files ``user`` may add now, and the others, each with why: a visitor who has not signed in adds
+    nothing; a guest adds what fits in the room left of their quota."""
+    if is_guest(access.who(user)) and not access.settings.guests:  # a visitor who has not signed in
+        return [], [FileFailed(f.name, f"{f.name} was not added: sign in to keep documents here.", "sign in")
+                    for f in files]
+    quota = access.quota_left(user)
+    if quota is None:
+        return list(files), []
+    accepted, refused = [], []
+    room = quota[0]
+    for f in files:
+        size = f.path.stat().st_size if f.path.exists() else 0
+        if size > room:
+            refused.append(FileFailed(f.name, f"{f.name} ({human_size(size)}) would go over your space as a guest "
+                                      f"({human_size(int(access.settings.guest_mb * 1024 * 1024))}). Remove a "
+                                      "document first.", "quota"))
+            continue
+        room -= size
+        accepted.append(f)
+    return accepted, refused
+
+
+def own(access: Access, event: FileIndexed, user: str | None, replace: bool,
+        collection: str | None) -> IngestEvent:
     """``event``'s file given to ``user``; the event as they should see it."""
     name = access.who(user)
     held = access.library.holdings(name)

@@ -265,6 +265,17 @@ class Settings:
     visual_answer: bool = _setting(False, doc="Show the chat model the pages of its first sources as images with the "
                                    "question (a vision model: Ollama qwen3-vl, or one on an OpenAI-compatible server).")
 
+    # --- folder sync, the ingest queue and re-indexing ---------------------------------------------------------------
+    watch: str = _setting("", doc="Folders the app keeps in step while it runs, separated by ':' (new and changed "
+                          "PDFs indexed, deleted ones removed); empty = none. `python -m rag sync` does one pass.")
+    watch_interval: float = _setting(30.0, min=1, max=86400, doc="Seconds between two passes over RAG_WATCH.")
+    sync_grace: float = _setting(300.0, min=0, max=31536000, doc="Seconds a synced PDF may be missing before its "
+                                 "document is removed (0 = at once; a file put back in time is kept).")
+    queue_batch: int = _setting(16, min=1, max=1000, doc="Files the ingest queue hands to the parser processes at "
+                                "once (parsed in parallel).")
+    ingest: bool = _setting(True, doc="Whether this app indexes files (uploads, its queue, RAG_WATCH). false: it only "
+                            "answers questions, for replicas beside one that owns the queue (docs/DEPLOYMENT.md).")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read settings from ``environ`` (default ``os.environ``); ``overrides`` win over the environment."""
@@ -383,6 +394,11 @@ class Settings:
     def max_upload_bytes(self) -> int:
         """Upload limit in bytes."""
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def watch_folders(self) -> list[Path]:
+        """RAG_WATCH as paths (separated by ':', as PATH is)."""
+        return [Path(p).expanduser() for p in self.watch.split(os.pathsep) if p.strip()]
 
     @property
     def effective_parse_workers(self) -> int:

@@ -99,3 +99,6 @@ class AccessDenied(RagError):
 
 class CollectionNotFound(RagError):
     """No collection this user can see matches the given name or id."""
+
+class EmbeddingSizeChanged(ModelError):
+    """The embedding model returns vectors of another size than the index holds (a re-index is the remedy)."""

@@ -272,7 +272,7 @@ class Ingestor:
                             size_bytes=f.path.stat().st_size, pages_without_text=doc.pages_without_text,
                             ocr_pages=doc.ocr_pages)
         try:
-            older = [d for d in self.store.documents() if d.file_name == f.name and d.doc_id != doc_id]
+            older = [d for d in self.store.documents_named(f.name) if d.doc_id != doc_id] if replace else []
             self.store.begin(info)
             self.store.add_chunks(doc_id, f.name, doc.title, chunks, vectors)
             self.store.save_file(doc_id, f.path)

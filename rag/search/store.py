@@ -128,6 +128,12 @@ class Store:
             docs = [d for d in docs if d.status == READY]
         return sorted(docs, key=lambda d: (d.added_at, d.file_name))
 
+    def documents_named(self, file_name: str) -> list[DocumentInfo]:
+        """The ready documents with this file name, oldest first (one registry query, whatever the library's size)."""
+        got = self.registry.get(where={"$and": [{"file_name": file_name}, {"status": READY}]}, include=["metadatas"])
+        docs = [_info(i, m) for i, m in zip(got["ids"], got["metadatas"] or [], strict=False)]
+        return sorted(docs, key=lambda d: (d.added_at, d.file_name))
+
     def get(self, doc_id: str) -> DocumentInfo | None:
         """The registry record of one document, if any."""
         got = self.registry.get(ids=[doc_id], include=["metadatas"])
