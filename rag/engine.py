@@ -333,6 +333,7 @@ class Engine:
         """The queue's way into the pipeline (into the index a re-index is filling, while one runs). Each indexed
         file goes into ``owner``'s library ("" = the machine's owner), under the name it was added with; a new
         version replaces only that user's older one (see ``rag.access.intake``)."""
+        access = self.access  # first: a data folder from before private libraries is upgraded before files come
         ingestor = self.ingestor
         ingestor.store = self._building or self.store
         try:
@@ -341,7 +342,7 @@ class Engine:
                 return
             for event in ingestor.ingest(files, replace=False):
                 if isinstance(event, FileIndexed) and event.doc_id:
-                    event = own(self.access, event, owner or None, replace, collection)
+                    event = own(access, event, owner or None, replace, collection)
                 yield event
         finally:
             self._finish_reindex()

@@ -14,7 +14,6 @@ import pytest
 
 from rag.cli import main as cli_main
 from rag.core.config import Settings
-from rag.core.records import DocumentInfo
 from rag.engine import Engine
 from rag.ingestion import sync as sync_module
 from rag.ingestion.queue import DONE, FAILED, FILE_NAME, QUEUED, RUNNING
@@ -34,19 +33,9 @@ def _drain(engine: Engine) -> list:
     return list(engine.queue.run())
 
 
-def _hooked(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str | None]]:
-    calls: list[tuple[str, str, str | None]] = []
-
-    def record(owner: str, doc_info: DocumentInfo, collection: str | None) -> None:
-        calls.append((owner, doc_info.file_name, collection))
-
-    monkeypatch.setattr(engine, "_indexed_for", record)
-    return calls
-
-
-def test_queued_files_are_indexed_and_a_bad_one_does_not_stop_the_rest(engine: Engine, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = _hooked(engine, monkeypatch)
+def test_queued_files_are_indexed_into_their_owners_library_and_a_bad_one_does_not_stop_the_rest(
+        engine: Engine, tmp_path: Path) -> None:
+    engine.access.create_collection("ann", "work")
     good = [_pdf(tmp_path / "in", f"f{i}.pdf", topic) for i, topic in enumerate(["alpha", "beta"])]
     bad = pf.corrupt_pdf(tmp_path / "in" / "broken.pdf")
     ids = engine.enqueue([good[0], bad, good[1]], owner="ann", collection="work")
@@ -56,15 +45,18 @@ def test_queued_files_are_indexed_and_a_bad_one_does_not_stop_the_rest(engine: E
     assert jobs["f0.pdf"].state == DONE and jobs["f1.pdf"].state == DONE
     assert jobs["broken.pdf"].state == FAILED and "broken.pdf" in jobs["broken.pdf"].detail
     assert sorted(d.file_name for d in engine.documents()) == ["f0.pdf", "f1.pdf"]
-    assert sorted(calls) == [("ann", "f0.pdf", "work"), ("ann", "f1.pdf", "work")]
+    assert sorted(d.file_name for d in engine.documents("ann")) == ["f0.pdf", "f1.pdf"]
+    assert engine.documents("bob") == []  # ann's files are hers
+    assert sorted(engine.access.collection("ann", "work").docs.values()) == ["f0.pdf", "f1.pdf"]
     status = engine.queue.status()
     assert not status.busy and status.done == 2 and status.failed == 1
     assert "2 indexed, 1 failed" in status.describe()
 
-    # The same bytes again: found already indexed (the hook is told, nothing is embedded again).
+    # The same bytes from bob: "indexed" for him (nothing tells him that ann has it; nothing is embedded again).
     again = engine.enqueue([good[0]], owner="bob")
     _drain(engine)
-    assert engine.queue.jobs(again)[0].status == "already indexed" and calls[-1] == ("bob", "f0.pdf", None)
+    assert engine.queue.jobs(again)[0].status == "indexed"
+    assert [d.file_name for d in engine.documents("bob")] == ["f0.pdf"]
     assert len(engine.documents()) == 2
 
 
