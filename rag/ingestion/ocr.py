@@ -33,7 +33,7 @@ from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 from statistics import median
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rag.core.config import Settings
 from rag.core.errors import MissingDependency, RagError
@@ -573,11 +573,13 @@ def _words(text: str) -> list[str]:
 
 
 def read_figures(path: str | Path, pages: Sequence[Page], options: OcrOptions, figures: FigureOptions,
-                 candidates: Sequence[int] | None = None) -> dict[int, tuple[str, tuple[OcrLine, ...]]]:
+                 candidates: Sequence[int] | None = None,
+                 unavailable: Callable[[], str | None] | None = None) -> dict[int, tuple[str, tuple[OcrLine, ...]]]:
     """The words read by OCR inside the figures of ``pages`` (pages with a text layer) that their text layer lacks:
     page number → (text in reading order, not yet cleaned; its lines, boxes as fractions of the page). Only the
     pages in ``candidates`` are looked at when given (those that hold an image, or are short); see
-    ``FigureOptions`` for the bounds. A page that can't be read keeps its text layer."""
+    ``FigureOptions`` for the bounds. A page that can't be read keeps its text layer. ``unavailable`` is asked,
+    only once a figure is found, why the OCR engine can't run (so a document without figures never loads it)."""
     import time
 
     try:
@@ -609,6 +611,10 @@ def read_figures(path: str | Path, pages: Sequence[Page], options: OcrOptions, f
                 page.close()
             if regions:
                 plan.append((sum((b[2] - b[0]) * (b[3] - b[1]) for b in regions), number, regions))
+        cannot = unavailable() if plan and unavailable is not None else None
+        if cannot:
+            log.info("%s: the words inside figures are not read: %s", Path(path).name, cannot)
+            return out
         plan.sort(key=lambda item: (-item[0], item[1]))  # the largest figures first, when the cap leaves some out
         for _, number, regions in sorted(plan[:figures.max_pages], key=lambda item: item[1]):
             if time.perf_counter() - started > figures.budget_s:

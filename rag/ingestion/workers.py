@@ -156,11 +156,8 @@ def _figures(job: ParseJob, doc: ParsedDocument) -> tuple[ParsedDocument, float]
     candidates = figure_candidates(job.path, doc.pages)
     if not candidates:
         return doc, time.perf_counter() - started
-    cannot = missing(job.ocr_options)
-    if cannot:
-        log.info("%s: the words inside figures are not read: %s", job.file_name, cannot)
-        return doc, time.perf_counter() - started
-    read = read_figures(job.path, doc.pages, job.ocr_options, job.figures, candidates)
+    read = read_figures(job.path, doc.pages, job.ocr_options, job.figures, candidates,
+                        unavailable=lambda: missing(job.ocr_options))
     return with_figures(doc, read), time.perf_counter() - started
 
 
