@@ -17,6 +17,7 @@ from tests import pdf_factory as pf
 from tests.chroma_server import ChromaServer, free_port
 from tests.fake_ollama import FakeOllama
 from ui.app import _library_updates
+from ui.library import Library
 
 ACME = ["Acme Corporation annual report for fiscal 2022.",
         "Revenue grew to 41 million dollars in fiscal 2022, driven by sales of rocket skates."]
@@ -95,7 +96,7 @@ def test_the_server_going_away_is_a_clear_error_and_the_app_recovers(tmp_path: P
         health = engine.health()
         assert any("Chroma server" in p for p in health.problems)
         # The web page keeps its library as it was (and warns) instead of failing to load.
-        assert _library_updates(engine, None) == (gr.update(),) * 4
+        assert _library_updates(engine, Library(engine), None) == (gr.update(),) * 10
         # An upload meanwhile fails with the same message and leaves nothing behind.
         failed = [e for e in engine.ingest([pf.text_pdf(tmp_path / "zephyr.pdf", ZEPHYR)])
                   if isinstance(e, FileFailed)]
