@@ -15,6 +15,7 @@ import pytest
 from rag.answering.claims import check_claims, figures, split_claims, summary_line
 from rag.cli import main as cli_main
 from rag.conversations.chats import ChatMessage, ChatStore, claims_from_json, message_record, sources_to_json
+from rag.conversations.markdown import answer_markdown
 from rag.core.config import Settings
 from rag.core.events import Claims, Sources
 from rag.core.records import Citation, Passage
@@ -142,6 +143,15 @@ def test_correct_statements_and_framing_raise_no_alarm() -> None:
     assert summary_line(claims) == "" and claims.added == []
 
 
+def test_list_markers_stay_outside_the_statement_and_its_underline() -> None:
+    answer = "The filing says:\n- Net sales grew 9.9% [2].\n1. Capex was $1,577 million [1]."
+    claims = check_claims(answer, PASSAGES).claims
+    assert [c.text for c in claims] == ["Net sales grew 9.9% [2].", "Capex was $1,577 million [1]."]
+    html = render.answer_html(answer, Sources([Citation(1, CASH_FLOW), Citation(2, SALES)], []),
+                              claims=check_claims(answer, PASSAGES))
+    assert "\n- <span class=\"pw-unsupported\"" in html
+
+
 def test_an_uncited_figure_gets_the_citation_of_its_passage() -> None:
     claims = check_claims("Net income was $5,363 million.", PASSAGES)
     assert claims.claims[0].supported == "re-pointed" and claims.claims[0].citations == [1]
@@ -245,5 +255,8 @@ def test_the_page_re_points_the_chip_and_underlines_what_no_source_holds() -> No
     assert "re-pointed" not in render.plain_text(render.answer_message(answer, sources, claims=claims))
     panel = render.sources_html(sources, answer, claims=claims)
     assert panel.count('class="pw-num"') == 3 and "Other retrieved passages" not in panel  # [3] joined the cited
+    markdown = answer_markdown(answer, sources, claims=claims)
+    assert "*1 statement could not be matched to the sources; 1 citation re-pointed" in markdown
+    assert "9.9%" in markdown.split("**Sources**")[0] and "**[3]**" in markdown  # the re-pointed source is listed
     # without a check (an old saved chat) the answer renders as before
     assert "pw-unsupported" not in render.answer_html(answer, sources)

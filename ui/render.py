@@ -76,6 +76,8 @@ def answer_html(text: str, sources: Sources | None, removed: Collection[str] = (
     for claim in marked:
         if claim.start < last or claim.end > len(text) or text[claim.start:claim.end] != claim.text:
             continue  # the answer changed since the check (it should not): leave the rest plain
+        if "|" in claim.text:
+            continue  # a row of a Markdown table: a tag around it would break the table (the line at the end counts it)
         parts.append(_with_chips(text[last:claim.start], by_number, removed, text))
         parts.append(_claim_html(claim, text, by_number, removed))
         last = claim.end
@@ -136,7 +138,7 @@ def answer_message(text: str, sources: Sources | None, error: str | None = None,
         html = f"{html}\n\n{note}" if text else note
     if not text.strip():
         return html
-    markdown = escape(answer_markdown(text, sources, error, removed)).replace("\n", "&#10;")
+    markdown = escape(answer_markdown(text, sources, error, removed, claims)).replace("\n", "&#10;")
     return (f'{html}\n\n<span class="pw-actions"><span class="pw-copy-md" title="Copy this answer as Markdown, '
             f'with its sources"></span><span class="pw-md" title="{markdown}"></span></span>')
 

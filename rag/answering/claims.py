@@ -229,6 +229,9 @@ def split_claims(answer: str) -> list[tuple[int, int]]:
     for a, b in spans:
         while a < b and answer[a].isspace():
             a += 1
+        marker = _MARKER.match(answer, a, b)
+        if marker:  # a list item's or heading's marker stays outside the statement (and its underline)
+            a = marker.end()
         while b > a and answer[b - 1].isspace():
             b -= 1
         if b > a:
@@ -254,8 +257,14 @@ def split_clauses(answer: str, start: int, end: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in spans if answer[a:b].strip()]
 
 
+_MARKER = re.compile(r"(?:[-*+•>]|#{1,6}|\d{1,3}[.)])[ \t]+")
+
+
 def _is_abbreviation(text: str) -> bool:
-    """Whether a sentence "ends" on an abbreviation or initial rather than a full stop ("Inc.", "U.S.", "e.g.")."""
+    """Whether a sentence "ends" on an abbreviation or initial rather than a full stop ("Inc.", "U.S.", "e.g."), or
+    is the number of a list item ("1.")."""
+    if re.fullmatch(r"\s*\d{1,3}[.)]", text):
+        return True
     return bool(re.search(r"(?:\b(?:inc|corp|co|ltd|no|vs|approx|e\.g|i\.e|etc|mr|ms|dr|u\.s|u\.k)|\b[A-Z])\.$",
                           text.strip(), re.IGNORECASE))
 

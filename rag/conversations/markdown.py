@@ -8,9 +8,10 @@ import time
 from typing import Collection, Sequence
 
 from rag.answering.citations import cited_numbers, cited_sentence
+from rag.answering.claims import summary_line
 from rag.answering.prompts import CITATION
 from rag.conversations.chats import ChatMessage, Conversation
-from rag.core.events import Sources
+from rag.core.events import Claims, Sources
 from rag.core.records import Citation
 
 QUOTE_CHARS = 600  # characters of a passage quoted under its source
@@ -20,14 +21,20 @@ _SPACED_CITATION = re.compile(r"([ \t]*)" + CITATION.pattern, CITATION.flags)  #
 
 
 def answer_markdown(answer: str, sources: Sources | None, error: str | None = None,
-                    removed: Collection[str] = ()) -> str:
+                    removed: Collection[str] = (), claims: Claims | None = None) -> str:
     """An answer as Markdown: its text with the citations that name a source (the others dropped), a note when it
-    was cut short, then the cited sources (file, page, quoted passage). ``removed``: ids of documents no longer in
-    the library (their sources say so)."""
+    was cut short, what the claim check found (``claims``: each statement re-pointed or not matched, with why),
+    then the cited sources (file, page, quoted passage). ``removed``: ids of documents no longer in the library
+    (their sources say so)."""
     cited = {c.number: c for c in (sources.cited if sources else [])}
     parts = [_citations_kept(answer, set(cited)).strip()]
     if error:
         parts.append(f"*{escape_markdown(error)}*")
+    if claims and summary_line(claims):
+        flagged = [c for c in claims.claims if c.supported is not True]
+        parts.append(f"*{summary_line(claims)}*\n\n" + "\n".join(
+            f"- {escape_markdown(c.text)} — {escape_markdown(c.reason)}" for c in flagged))
+        cited.update({c.number: c for c in claims.added if c.number not in cited})
     if cited:
         parts.append("**Sources**\n\n" + "\n".join(_source(c, answer, c.passage.doc_id in removed)
                                                   for c in cited.values()))
@@ -43,7 +50,8 @@ def conversation_markdown(chat: Conversation, messages: Sequence[ChatMessage], r
             parts.append("---")
             parts.append("**Question:** " + m.content.strip())
         else:
-            parts.append("**Answer:**\n\n" + answer_markdown(m.content, m.sources, m.error, removed).strip())
+            parts.append("**Answer:**\n\n" + answer_markdown(m.content, m.sources, m.error, removed,
+                                                             m.claims).strip())
     return "\n\n".join(parts) + "\n"
 
 
