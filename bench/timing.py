@@ -2,6 +2,7 @@
 
 - ``percentile(values, p)``: linear interpolation between the two nearest ranks (Hyndman & Fan's type 7, the
   default of numpy, R and Excel's PERCENTILE.INC): of 20 timings, p95 lies 5% of the way from the 19th to the 20th.
+  It is ``rag.evaluation.metrics``'s, so that `rag eval` reports its p50 and p95 the same way.
   Every table in docs/BENCHMARKS.md that gives a p50 or p95 uses it.
 - ``clock()``: ``time.perf_counter``.
 - ``timed(fn, *args)``: (seconds, result) of one call, garbage collected first.
@@ -13,25 +14,13 @@ from __future__ import annotations
 
 import functools
 import gc
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
+
+from rag.evaluation.metrics import percentile as percentile  # one definition, shared with `rag eval`
 
 clock = time.perf_counter
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """The ``p``-th percentile (0-100) of ``values``, interpolated between the nearest ranks; nan when empty."""
-    if not 0 <= p <= 100:
-        raise ValueError(f"p must be within 0 and 100, not {p}")
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    position = (len(ordered) - 1) * p / 100
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Callable
@@ -16,6 +17,26 @@ from rag.core.errors import StoreError
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _DENIED = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def process_tag() -> str:
+    """``host:pid`` of this process, stamped on the work it claims in the data folder (an ingest, a queued job)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def has_ended(tag: str) -> bool:
+    """True when ``tag`` (a :func:`process_tag`) names a process on this machine that no longer runs; False for this
+    process, a process on another machine (its own restart takes its work up again) and a tag that names none."""
+    host, _, pid = tag.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def check_writable(folder: Path) -> None:

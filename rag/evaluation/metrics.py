@@ -122,7 +122,9 @@ def token_f1(reference: str, answer: str) -> float:
 
 
 def percentile(values: Sequence[float], p: float) -> float:
-    """The ``p``-th percentile (0-100), interpolated between the nearest ranks; nan when empty."""
+    """The ``p``-th percentile (0-100) of ``values``, interpolated between the nearest ranks; nan when empty."""
+    if not 0 <= p <= 100:
+        raise ValueError(f"p must be within 0 and 100, not {p}")
     ordered = sorted(values)
     if not ordered:
         return math.nan

@@ -20,7 +20,6 @@ import logging
 import os
 import queue as queues
 import shutil
-import socket
 import sqlite3
 import threading
 import time
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from rag.core.datadir import has_ended, process_tag
 from rag.core.events import (
     Embedded,
     Failure,
@@ -51,7 +51,7 @@ ADD, REINDEX = "add", "reindex"
 _TRANSIENT = {"stopped", "model", "store"}  # FileFailed kinds that say nothing about the file itself
 _MAX_ATTEMPTS = 5  # a file whose run stopped this many times is failed, so it can't hold the queue for ever
 _KEEP_DONE_S = 7 * 86400  # finished jobs are listed this long, then forgotten
-_RUNNER = f"{socket.gethostname()}:{os.getpid()}"
+_RUNNER = process_tag()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -577,15 +577,7 @@ def _job(row: sqlite3.Row) -> Job:
 def _runner_gone(runner: str) -> bool:
     """Whether the process that marked a job running is gone (this process counts as gone: a job it marked running
     and did not finish was interrupted, since one runner per process works at a time)."""
-    host, _, pid = runner.rpartition(":")
-    if not runner or not pid.isdigit() or int(pid) == os.getpid():
+    _, _, pid = runner.rpartition(":")
+    if not pid.isdigit() or int(pid) == os.getpid():
         return True
-    if host != socket.gethostname():
-        return False  # another machine's runner: its own restart resumes it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return has_ended(runner)

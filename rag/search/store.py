@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import socket
 import threading
 import time
 from dataclasses import replace
@@ -30,7 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rag.core.config import Settings
-from rag.core.datadir import atomic_write, check_writable
+from rag.core.datadir import atomic_write, check_writable, has_ended, process_tag
 from rag.core.errors import StoreError
 from rag.core.records import Chunk, DocumentInfo, Passage, indexed_text
 from rag.search.lexical import LexicalIndex, title_scores, title_terms
@@ -40,7 +38,7 @@ log = logging.getLogger(__name__)
 
 READY = "ready"
 INDEXING = "indexing"
-_OWNER = f"{socket.gethostname()}:{os.getpid()}"
+_OWNER = process_tag()
 _READY_TTL = 1.0  # seconds another process's commit may take to become searchable here (this one's: at once)
 _READY_REREAD = 30.0  # seconds: the ready ids are read whole at least this often, whatever the checks say
 _EXACT_SCAN_LIMIT = 250_000  # chunks; larger scopes go through Chroma's filter (a scan reads 4 KB per chunk)
@@ -216,7 +214,7 @@ class Store:
         got = self.registry.get(where={"status": INDEXING}, include=["metadatas"])
         for doc_id, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
             idle = now - float(meta.get("heartbeat", 0))
-            if _owner_dead(str(meta.get("owner", ""))) or idle > self.settings.stale_ingest_seconds:
+            if has_ended(str(meta.get("owner", ""))) or idle > self.settings.stale_ingest_seconds:
                 log.warning("Removing %s (%s): its indexing never finished", meta.get("file_name"), doc_id)
                 self.delete(doc_id)
                 removed.append(str(meta.get("file_name", doc_id)))
@@ -538,19 +536,3 @@ def _info(doc_id: str, meta: dict[str, Any]) -> DocumentInfo:
                         size_bytes=int(meta.get("size_bytes", 0)),
                         pages_without_text=json.loads(str(meta.get("pages_without_text", "[]"))),
                         ocr_pages=json.loads(str(meta.get("ocr_pages", "[]"))))
-
-
-def _owner_dead(owner: str) -> bool:
-    """True when the ingest's owner was a process on this machine that no longer runs."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
