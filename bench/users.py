@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +36,7 @@ from bench.query import (  # noqa: E402
     Library,
     PrecomputedEmbedder,
     Query,
+    ask_timed,
     build,
     make_queries,
     settings_for,
@@ -46,7 +46,6 @@ from rag.access.gate import UPGRADED  # noqa: E402
 from rag.access.library import FILE_NAME  # noqa: E402
 from rag.access.library import Library as Owners  # noqa: E402
 from rag.answering.answer import AskOptions  # noqa: E402
-from rag.core.events import Sources  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from rag.search.store import Store  # noqa: E402
 
@@ -74,18 +73,11 @@ def run(engine: Engine, queries: list[Query], user_of: object, embedder: Precomp
     options = AskOptions(rerank=False)
     for q in queries:
         user = user_of(q)  # type: ignore[operator]
-        embedder.spent = chat.spent = 0.0
-        engine.store._ready = None  # questions come seconds apart: each one reads the registry afresh
-        started = time.perf_counter()
-        events = list(engine.ask(q.question, options=options, user=user))
-        wall = time.perf_counter() - started
-        sources = [e for e in events if isinstance(e, Sources)]
-        if not sources or not sources[-1].cited:
-            raise SystemExit(f"a question gave no cited sources (events: {events[-3:]!r}); the bench is broken")
+        overhead, _, sources = ask_timed(engine, embedder, chat, q.question, options=options, user=user)
         if user is not None and any(engine.access.view(user).names.get(c.passage.doc_id) is None
-                                    for c in sources[-1].cited):
+                                    for c in sources.cited):
             raise SystemExit("a question cited a document its user does not hold; the gate is broken")
-        out.append((wall - embedder.spent - chat.spent) * 1000)
+        out.append(overhead)
     return out
 
 
