@@ -14,6 +14,7 @@ memory: it costs milliseconds, not model calls.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -180,9 +181,14 @@ reports company company's total""".split())
 
 def content_words(text: str) -> set[str]:
     """The words that carry meaning, lower-cased and lightly stemmed ("revenues" → "revenu")."""
-    return {_stem(w) for w in _WORD.findall(CITATION.sub(" ", text).lower()) if len(w) > 2 and w not in _STOP}
+    return set(_content_list(text))
 
 
+def _content_list(text: str) -> list[str]:
+    return [_stem(w) for w in _WORD.findall(CITATION.sub(" ", text).lower()) if len(w) > 2 and w not in _STOP]
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a passage's words recur in the next answer's passages
 def _stem(word: str) -> str:
     for suffix in ("ing", "ies", "es", "ed", "s", "e", "y"):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
@@ -197,7 +203,10 @@ def lexical_support(statement_words: set[str], passage_words: set[str]) -> float
 
 def word_pairs(text: str) -> set[tuple[str, str]]:
     """Consecutive content words of ``text`` (stemmed), as pairs: the phrasing, not only the vocabulary."""
-    words = [_stem(w) for w in _WORD.findall(CITATION.sub(" ", text).lower()) if len(w) > 2 and w not in _STOP]
+    return _pairs(_content_list(text))
+
+
+def _pairs(words: list[str]) -> set[tuple[str, str]]:
     return set(zip(words, words[1:], strict=False))
 
 
@@ -294,11 +303,27 @@ def check_claims(answer: str, passages: Sequence[Passage], scorer: SupportScorer
 
 
 class _Source:
+    """A passage as the check reads it, each part worked out the first time a claim needs it (most claims are
+    settled by the passages they cite)."""
+
     def __init__(self, passage: Passage) -> None:
         self.passage = passage
-        self.figures = PassageFigures(passage)
-        self.words = content_words(f"{passage.title} {passage.text}")
-        self.pairs = word_pairs(passage.text)
+
+    @functools.cached_property
+    def figures(self) -> PassageFigures:
+        return PassageFigures(self.passage)
+
+    @functools.cached_property
+    def _words(self) -> list[str]:
+        return _content_list(self.passage.text)
+
+    @functools.cached_property
+    def words(self) -> set[str]:
+        return set(self._words) | content_words(self.passage.title)
+
+    @functools.cached_property
+    def pairs(self) -> set[tuple[str, str]]:
+        return _pairs(self._words)
 
 
 def _judge(text: str, start: int, end: int, cited: list[int], figs: list[Figure], words: set[str],
