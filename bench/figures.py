@@ -187,7 +187,7 @@ def scores(ranks: dict[str, int | None], items: Sequence[Item], kind: str | None
 def child(args: argparse.Namespace) -> int:
     """Run inside the baseline checkout: its ranks and parse rates, as JSON."""
     items = questions()
-    ranks = search_ranks(items, "baseline", args.embedder, args.cache, {"before": {}})
+    ranks = {} if args.rates_only else search_ranks(items, "baseline", args.embedder, args.cache, {"before": {}})
     figure_files = sorted({EVALDATA / q.file for q in items})
     rates = {"figure PDFs": parse_rates(figure_files, False), "text-only PDFs":
              parse_rates([EVALDATA / f for f in TEXT_ONLY], False, repeat=2)}
@@ -202,6 +202,7 @@ def main() -> int:
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--reuse-baseline", action="store_true", help="take the baseline's results of the last run")
     parser.add_argument("--labels-only", action="store_true")
+    parser.add_argument("--rates-only", action="store_true", help="only the parser's pages per second")
     parser.add_argument("--cache", type=Path, default=HERE / ".cache")
     parser.add_argument("--embedder", default="")
     parser.add_argument("--emit", default="", help=argparse.SUPPRESS)  # child mode: write results here
@@ -215,6 +216,8 @@ def main() -> int:
     if args.emit:
         return child(args)
 
+    if args.rates_only:
+        return rates(args)
     print("Page labels of the shared PDFs (only those whose printed numbers differ from their positions):\n")
     print("| PDF | pages | pages printed otherwise | e.g. (position→label) |\n|---|---|---|---|")
     mapping = label_mapping()
@@ -233,12 +236,7 @@ def main() -> int:
     if args.reuse_baseline and out.exists():
         baseline = json.loads(out.read_text(encoding="utf-8"))
     elif not args.skip_baseline:
-        started = time.perf_counter()
-        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--emit", str(out), "--cache", str(args.cache),
-                        "--embedder", args.embedder], check=True,
-                       env={**os.environ, "FIGURES_ROOT": str(args.baseline.resolve())})
-        baseline = json.loads(out.read_text(encoding="utf-8"))
-        print(f"(baseline {args.baseline} run in {time.perf_counter() - started:.0f} s)", file=sys.stderr)
+        baseline = run_baseline(args, out)
     rows = dict(baseline.get("ranks", {}))
     # The figures' time cap is lifted so that the shared machine's load doesn't decide which figures are read.
     rows.update(search_ranks(items, "after", args.embedder, args.cache,
@@ -260,6 +258,28 @@ def main() -> int:
         print("\nQuestions whose first hit moved (before → after): "
               + ", ".join(f"{qid} {b or '-'}→{a or '-'}" for qid, b, a in moved))
 
+    print_rates(baseline, items)
+    return 0
+
+
+def run_baseline(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """The baseline checkout's results (``child``), run in a process that imports its ``rag/``."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--emit", str(out), "--cache", str(args.cache),
+                    "--embedder", args.embedder, *(["--rates-only"] if args.rates_only else [])], check=True,
+                   env={**os.environ, "FIGURES_ROOT": str(args.baseline.resolve())})
+    print(f"(baseline {args.baseline} run in {time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def rates(args: argparse.Namespace) -> int:
+    """Only the parser's cost: the baseline's, then this checkout's with figures off and on, in one run."""
+    baseline = {} if args.skip_baseline else run_baseline(args, args.cache / "figures-baseline-rates.json")
+    print_rates(baseline, questions())
+    return 0
+
+
+def print_rates(baseline: dict[str, Any], items: Sequence[Item]) -> None:
     print("\nParser cost (text layer, figures, chunking; no embedding), pages per second, best of runs:\n")
     print("| PDFs | pages | before | after, figures off | after, figures on | of which figures |")
     print("|---|---|---|---|---|---|")
@@ -271,9 +291,8 @@ def main() -> int:
         before = baseline.get("rates", {}).get(name)
         cell = f"{before[0] / before[1]:.1f}" if before else "–"
         print(f"| {name} | {off[0]} | {cell} | {off[0] / off[1]:.1f} | {on[0] / on[1]:.1f} | {on[2]:.0f} s of "
-              f"{on[1]:.0f} s |")
+              f"{on[1]:.0f} s |", flush=True)
     print("\n(The machine is shared: compare within a row.)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -305,13 +305,11 @@ class Access:
         many documents it took in."""
         if self.library.meta(UPGRADED):
             return 0
-        docs = self.store.documents()
-        unowned = [d for d in docs if d.doc_id not in self.library.held_ids()]
+        held = self.library.held_ids()
+        unowned = [d for d in self.store.documents() if d.doc_id not in held]
         if unowned:
             shared = self.library.create(self.owner, SHARED, everyone=READ)
-            for d in unowned:
-                self.library.hold(self.owner, d.doc_id, d.file_name, d.added_at)
-                self.library.put(shared.id, d.doc_id, d.file_name, self.owner)
+            self.library.hold_all(self.owner, [(d.doc_id, d.file_name, d.added_at) for d in unowned], shared.id)
             log.info("%d documents from before private libraries now belong to %s, in '%s' (read by everyone "
                      "signed in)", len(unowned), self.owner or "the local user", SHARED)
         self.library.set_meta(UPGRADED, str(time.time()), only_if_missing=True)

@@ -20,7 +20,7 @@ import uuid
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from rag.core.datadir import storage_problem
 from rag.core.errors import StoreError
@@ -122,6 +122,16 @@ class Library:
             cur = con.execute("INSERT OR IGNORE INTO holdings VALUES (?, ?, ?, ?)",
                               (user, doc_id, file_name, added_at or time.time()))
             return cur.rowcount > 0
+
+    def hold_all(self, user: str, docs: Sequence[tuple[str, str, float]], collection_id: str | None = None) -> None:
+        """Put each (doc_id, file_name, added_at) of ``docs`` in ``user``'s library, and in a collection when given,
+        in one transaction (an upgrade of a library of thousands)."""
+        with self._tx() as con:
+            con.executemany("INSERT OR IGNORE INTO holdings VALUES (?, ?, ?, ?)",
+                            [(user, d, n, a) for d, n, a in docs])
+            if collection_id is not None:
+                con.executemany("INSERT OR IGNORE INTO members VALUES (?, ?, ?, ?)",
+                                [(collection_id, d, n, user) for d, n, _ in docs])
 
     def release(self, user: str, doc_id: str) -> bool:
         """Take ``doc_id`` out of ``user``'s library and out of the collections ``user`` owns; False if not held."""
