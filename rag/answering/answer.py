@@ -12,9 +12,10 @@ from typing import Any, Iterator, Sequence
 from rag.answering.citations import resolve
 from rag.answering.claims import check_claims
 from rag.answering.prompts import build_messages, needs_rewrite, rewrite_messages, strip_citations
+from rag.answering.support import SupportOutOfTime, support_scorer
 from rag.core.config import Settings
 from rag.core.errors import GenerationError, ModelError, RagError
-from rag.core.events import AnswerDelta, AnswerEvent, Failure, Progress, Sources
+from rag.core.events import AnswerDelta, AnswerEvent, Claims, Failure, Progress, Sources
 from rag.core.records import Passage
 from rag.models.budget import RerankBudget, RerankPlan
 from rag.models.embedder import Embedder
@@ -64,6 +65,7 @@ class Answerer:
     def ask(self, question: str, history: Sequence[dict[str, str]] = (), doc_ids: Sequence[str] | None = None,
             options: AskOptions = AskOptions()) -> Iterator[AnswerEvent]:
         """Answer ``question`` from the documents ``doc_ids`` (default: all), yielding events."""
+        asked = time.perf_counter()
         s = self.settings
         think = s.think if options.think is None else options.think
         top_k = options.top_k or s.top_k
@@ -134,16 +136,37 @@ class Answerer:
         yield Sources(cited, other + passages[len(sent):], dropped, query)
         text = "".join(answer)
         if s.claim_check and text.strip() and not failure:  # a cut-short answer's last statement is cut too
-            started = time.perf_counter()
-            claims = check_claims(text, sent, question=question)
-            claims = replace(claims, seconds=time.perf_counter() - started)
-            log.info("Checked %d statements in %.1f ms: %d re-pointed, %d unsupported", len(claims.claims),
-                     claims.seconds * 1000, claims.repointed, claims.unsupported)
-            yield claims
+            yield self._check(text, sent, question, time.perf_counter() - asked)
         if failure:
             yield Failure(failure)
 
     # --- steps --------------------------------------------------------------------------------------------------
+    def _check(self, text: str, sent: Sequence[Passage], question: str, elapsed: float) -> Claims:
+        """The claim check of an answer that took ``elapsed`` seconds so far: statements without figures judged by
+        the reranker where RAG_CLAIM_CHECK_RERANKER lets it, else (and whenever the reranker fails) by their
+        words."""
+        started = time.perf_counter()
+        reranker = self.reranker if self._reranker_failed is None else None
+        judge = "words"
+        try:
+            scorer = support_scorer(self.settings.claim_check_reranker, reranker, self.budget, text, sent, question,
+                                    elapsed)
+            claims = check_claims(text, sent, scorer, question=question)
+            if scorer is not None and scorer.calls:
+                judge = f"the reranker ({scorer.calls} calls, {scorer.spent:.2f} s)"
+        except SupportOutOfTime as exc:
+            log.info("Claim check by words: %s", exc)
+            claims = check_claims(text, sent, question=question)
+        except (RagError, RuntimeError, OSError, ValueError) as exc:  # the answer stands; the words judge
+            log.warning("The reranker could not judge the answer's statements, judged by their words instead: %s",
+                        exc)
+            claims = check_claims(text, sent, question=question)
+        claims = replace(claims, seconds=time.perf_counter() - started)
+        log.info("Checked %d statements in %.1f ms (%.1f%% of the answer's %.1f s; words without figures judged by "
+                 "%s): %d re-pointed, %d unsupported", len(claims.claims), claims.seconds * 1000,
+                 100 * claims.seconds / max(elapsed, 1e-9), elapsed, judge, claims.repointed, claims.unsupported)
+        return claims
+
     def _with_page_images(self, messages: list[dict[str, Any]], sent: Sequence[Passage]) -> list[dict[str, Any]]:
         """The messages with the pages of the first ``VISUAL_ANSWER_PAGES`` sources attached to the question as
         images (RAG_VISUAL_ANSWER), as the chat protocol carries them: Ollama's ``images`` (base64 PNG), or

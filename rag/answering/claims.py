@@ -5,11 +5,12 @@ A statement is a sentence (or a line of a list) with the ``[n]`` markers inside 
 them ("1,234.5", "$1.2 billion", "1.2bn", "(370)" for -370, "(in millions)" tables); faithful rounding is accepted
 ("$1.2 billion" for 1,234 million), a changed digit or scale is not. A statement without figures is matched by its
 words (a lexical support score), or by a support scorer (the reranker asked "does the passage support the
-statement") when one is given.
+statement", ``rag.answering.support``) when one is given: it judges the cited passages, and the passage whose words
+match best when they fail.
 
 A statement unsupported by what it cites but supported by another passage the model was given has its citation
-re-pointed there; one that no passage supports is marked, with the reason. The check reads only text already in
-memory: it costs milliseconds, not model calls.
+re-pointed there; one that no passage supports is marked, with the reason. Without a scorer the check reads only
+text already in memory: it costs milliseconds, not model calls.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from rag.answering.citations import cited_numbers
 from rag.answering.prompts import CITATION
@@ -32,6 +33,8 @@ PHRASE_REPOINT = 0.6  # a passage that says the statement this closely (words an
 PHRASE_MARGIN = 0.3  # ... and this much more closely than the cited ones takes the citation, even from a match
 MIN_WORDS = 3  # statements with fewer content words (and no figure) are not judged by their words
 SupportScorer = Callable[[str, Sequence[str]], list[float]]  # (statement, passages) → support 0..1 each
+SUPPORT_LINE = 0.5  # a support scorer's line between "supports" and "does not"
+SUPPORT_MARGIN = 0.2  # ... and how much better another passage must score to take the citation
 
 # --- figures ------------------------------------------------------------------------------------------------------
 _SCALES = {"thousand": 1e3, "k": 1e3, "million": 1e6, "millions": 1e6, "mn": 1e6, "mm": 1e6, "m": 1e6,
@@ -283,23 +286,54 @@ def check_claims(answer: str, passages: Sequence[Passage], scorer: SupportScorer
                  question: str = "") -> Claims:
     """Check each statement of ``answer`` against ``passages`` (the numbered sources the model was given, [1]
     first). Statements that cite nothing and hold no figure are not judged; years the question names count as
-    given. ``scorer`` (optional) judges statements without amounts instead of the word overlap."""
+    given. ``scorer`` (optional) judges statements without amounts instead of the word overlap; whatever it
+    raises goes to the caller."""
     found = [_Source(p) for p in passages]
+    claims = [_judge(c.text, c.start, c.end, c.cited, c.figs, c.words, found, scorer)
+              for c in _clauses(answer, len(found), question)]
+    added = {n for c in claims for n in c.citations} - {n for c in claims for n in c.cited}
+    return Claims(claims, [Citation(n, passages[n - 1]) for n in sorted(added)])
+
+
+def support_pairs(answer: str, passages: Sequence[Passage], question: str = "") -> list[tuple[str, list[int]]]:
+    """The statements a support scorer would judge (cited, without amounts, with enough words), each with the
+    numbers of the passages it cites: what asking the scorer would cost is for the caller to weigh."""
+    found = [_Source(p) for p in passages]
+    return [(c.text, c.cited) for c in _clauses(answer, len(found), question) if _judged_by_words(c, found)]
+
+
+@dataclass(frozen=True)
+class _Clause:
+    """A statement to judge: its text and span, the passages it cites, its figures and content words."""
+
+    text: str
+    start: int
+    end: int
+    cited: list[int]
+    figs: list[Figure]
+    words: set[str]
+
+
+def _clauses(answer: str, count: int, question: str) -> Iterator[_Clause]:
     asked_years = {int(f.value) for f in figures(question) if f.year}
-    claims: list[Claim] = []
     for sentence in split_claims(answer):
         inherited: list[int] = []
         for start, end in split_clauses(answer, *sentence):
             text = answer[start:end]
-            written = [n for n in cited_numbers(text) if 1 <= n <= len(found)]
+            written = [n for n in cited_numbers(text) if 1 <= n <= count]
             cited = written or inherited  # a clause after the last citation of its sentence draws on it too
             inherited = cited
             figs = [f for f in figures(text) if not (f.year and int(f.value) in asked_years)]
             if not cited and not any(not f.year for f in figs):
                 continue  # an uncited sentence without an amount: framing, not a claim about the sources
-            claims.append(_judge(text, start, end, cited, figs, content_words(text), found, scorer))
-    added = {n for c in claims for n in c.citations} - {n for c in claims for n in c.cited}
-    return Claims(claims, [Citation(n, passages[n - 1]) for n in sorted(added)])
+            yield _Clause(text, start, end, cited, figs, content_words(text))
+
+
+def _judged_by_words(clause: _Clause, sources: list[_Source]) -> bool:
+    """Whether ``_judge`` decides this clause by its words (where a support scorer is asked): as it goes."""
+    if not clause.cited or any(not f.year for f in clause.figs) or len(clause.words) < MIN_WORDS:
+        return False
+    return all(any(s.figures.holds(f) for s in sources) for f in clause.figs)  # no year missing everywhere
 
 
 class _Source:
@@ -368,18 +402,20 @@ def _judge(text: str, start: int, end: int, cited: list[int], figs: list[Figure]
         return claim(cited, UNSUPPORTED, f"{_quote(absent)} in none of the passages the answer was given")
     if len(words) < MIN_WORDS:
         return claim(cited, SUPPORTED)
-    scores = _support(text, words, sources, scorer)
+    if scorer is not None:
+        return _judge_by_scorer(text, cited, years, words, sources, scorer, claim)
+    scores = [lexical_support(words, s.words) for s in sources]
     best_cited = max(scores[n - 1] for n in cited)
-    if scorer is None:  # another passage that says the statement far more closely takes the citation
-        pairs = word_pairs(text)
-        phrase = [phrase_support(words, pairs, s.words, s.pairs) for s in sources]
-        cited_phrase = max(phrase[n - 1] for n in cited)
-        closest = max((i for i in range(1, len(sources) + 1) if i not in cited), key=lambda i: phrase[i - 1],
-                      default=None)
-        if closest is not None and phrase[closest - 1] >= PHRASE_REPOINT and \
-                phrase[closest - 1] - cited_phrase >= PHRASE_MARGIN:
-            return claim([closest], REPOINTED, f"The statement is what source [{closest}] says, more closely than "
-                         f"{_numbers(cited)}: citation re-pointed")
+    # another passage that says the statement far more closely takes the citation
+    pairs = word_pairs(text)
+    phrase = [phrase_support(words, pairs, s.words, s.pairs) for s in sources]
+    cited_phrase = max(phrase[n - 1] for n in cited)
+    closest = max((i for i in range(1, len(sources) + 1) if i not in cited), key=lambda i: phrase[i - 1],
+                  default=None)
+    if closest is not None and phrase[closest - 1] >= PHRASE_REPOINT and \
+            phrase[closest - 1] - cited_phrase >= PHRASE_MARGIN:
+        return claim([closest], REPOINTED, f"The statement is what source [{closest}] says, more closely than "
+                     f"{_numbers(cited)}: citation re-pointed")
     if best_cited >= LEXICAL_SUPPORT and all(any(sources[n - 1].figures.holds(f) for n in cited) for f in years):
         return claim(cited, SUPPORTED)
     other = max((i for i in range(1, len(sources) + 1) if i not in cited), key=lambda i: scores[i - 1], default=None)
@@ -393,19 +429,27 @@ def _judge(text: str, start: int, end: int, cited: list[int], figs: list[Figure]
                  f"({best_cited:.0%} of them), nor in another passage")
 
 
-def _words_ok(words: set[str], cited: list[_Source], text: str, scorer: SupportScorer | None) -> bool:
-    if len(words) < MIN_WORDS:
-        return True
-    if scorer is not None:
-        return max(scorer(text, [s.passage.text for s in cited])) >= 0.5
-    return max(lexical_support(words, s.words) for s in cited) >= LEXICAL_SUPPORT
-
-
-def _support(text: str, words: set[str], sources: list[_Source], scorer: SupportScorer | None) -> list[float]:
-    if scorer is not None:
-        # the scorer's 0.5 is the line between support and not; lined up with the lexical thresholds
-        return [s * 2 * LEXICAL_SUPPORT for s in scorer(text, [s.passage.text for s in sources])]
-    return [lexical_support(words, s.words) for s in sources]
+def _judge_by_scorer(text: str, cited: list[int], years: list[Figure], words: set[str], sources: list[_Source],
+                     scorer: SupportScorer, claim: Callable[..., Claim]) -> Claim:
+    """A statement without amounts judged by the support scorer: its cited passages first; when none supports it
+    (or none holds its years), the uncited passage its words match best, which takes the citation if the scorer
+    finds it supports the statement clearly better. At most one call more than the cited passages."""
+    scores = scorer(text, [sources[n - 1].passage.text for n in cited])
+    best_cited = max(scores)
+    if best_cited >= SUPPORT_LINE and all(any(sources[n - 1].figures.holds(f) for n in cited) for f in years):
+        return claim(cited, SUPPORTED)
+    lexical = {i: lexical_support(words, s.words) for i, s in enumerate(sources, 1)
+               if i not in cited and all(s.figures.holds(f) for f in years)}
+    other = max(lexical, key=lambda i: lexical[i], default=None)
+    if other is not None and lexical[other] > 0:
+        score = scorer(text, [sources[other - 1].passage.text])[0]
+        if score >= SUPPORT_LINE and score - best_cited >= SUPPORT_MARGIN:
+            return claim([other], REPOINTED, f"The reranker finds the statement supported by source [{other}] "
+                         f"({score:.0%}) rather than {_numbers(cited)} ({best_cited:.0%}): citation re-pointed")
+    if best_cited >= SUPPORT_LINE:
+        return claim(cited, SUPPORTED)  # a year the cited passage leaves out, but it supports the rest
+    return claim(cited, UNSUPPORTED, f"The reranker finds the statement not supported by {_numbers(cited)} "
+                 f"({best_cited:.0%}), nor by another passage")
 
 
 def _numbers(numbers: Sequence[int]) -> str:

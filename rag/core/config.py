@@ -236,6 +236,10 @@ class Settings:
     claim_check: bool = _setting(True, doc="After an answer, check each statement against its cited passages: "
                                  "figures must be there; citations that point at the wrong passage are re-pointed, "
                                  "statements no passage supports are marked.")
+    claim_check_reranker: str = _setting("auto", choices=("auto", "on", "off"), doc="Let the reranker judge the "
+                                         "statements without figures (\"does the passage support the statement\") "
+                                         "instead of their word overlap: auto = when its measured speed keeps the "
+                                         "check within 10% of the answer's time, on = always, off = never.")
     rerank_focused_cuts: bool = _setting(True, doc="When the reranking time budget cuts a passage, keep its lead and "
                                          "the sentences that best match the question (off = keep its head).")
 

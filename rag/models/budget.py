@@ -117,7 +117,7 @@ class RerankBudget:
     def plan(self, reranker: Any, query: str, passages: Sequence[str], breadth: int) -> RerankPlan:
         """Choose how many of ``passages`` (best first) to send and how far to cut them."""
         _ensure_loaded(reranker)
-        count_many = self._counter(reranker)
+        count_many = self.counter(reranker)
         lengths = count_many(list(passages))
         instruction = getattr(reranker, "instruction", None) or self.instruction
         prefix = count_many([prompt_head(instruction) + query])[0]
@@ -175,7 +175,8 @@ class RerankBudget:
         size = max(1, int(getattr(reranker, "batch_size", 8)))
         return [(0, first)] + [(a, min(a + size, plan.count)) for a in range(first, plan.count, size)]
 
-    def _counter(self, reranker: Any) -> Callable[[list[str]], list[int]]:
+    def counter(self, reranker: Any) -> Callable[[list[str]], list[int]]:
+        """Counts tokens as the reranker does (its own tokenizer), else by the built-in estimate."""
         own = getattr(reranker, "count_tokens", None)
         return own if callable(own) else (lambda texts: [self.estimate(t) for t in texts])
 

@@ -27,6 +27,8 @@ _PROMPT_HEAD = "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n<Instr
 _PROMPT_MIDDLE = "\n<Document>: "
 _PROMPT_TAIL = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
 PASSAGE_FRAME = _PROMPT_MIDDLE + _PROMPT_TAIL  # the prompt text around each passage, read once per pair
+# The task the claim check gives the reranker instead of the retrieval one: the Query is a statement of the answer.
+SUPPORT_INSTRUCTION = "Judge whether the Document supports the statement in the Query"
 
 
 class RerankerUnavailable(RuntimeError):
@@ -41,7 +43,9 @@ class Reranker(Protocol):
     (the reranker's own tokenizer; without it, tokens are estimated); ``loaded``/``load()`` (a model loaded in
     this process: the budget loads it before timing, so loading never counts as scoring time); and ``incremental``
     with ``batch_size`` (true when scoring one query's passages in several calls costs no more than in one: the
-    budget then sends them a batch at a time and stops when the time is up).
+    budget then sends them a batch at a time and stops when the time is up); and ``takes_instruction`` (true when
+    ``score`` accepts ``instruction=``, a task for that call only in place of the retrieval one, as a backend that
+    builds the Qwen3 prompt itself does: the claim check asks with ``SUPPORT_INSTRUCTION``).
     """
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
@@ -52,6 +56,11 @@ class Reranker(Protocol):
     def describe(self) -> str:
         """Where reranking happens, in a few words (for the status badge and ``rag settings``)."""
         ...
+
+
+def takes_instruction(reranker: object) -> bool:
+    """Whether ``reranker.score`` accepts ``instruction=`` (see ``Reranker``)."""
+    return bool(getattr(reranker, "takes_instruction", False))
 
 
 def cut_passages(texts: list[str], lengths: list[int], cap: int,

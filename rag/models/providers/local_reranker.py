@@ -66,6 +66,7 @@ class Qwen3Reranker:
     """Qwen3-Reranker run in-process through sentence-transformers' CrossEncoder; loaded lazily, once, thread-safe."""
 
     incremental = True  # one query's passages may come in several calls: its prefix is computed once (kept)
+    takes_instruction = True  # ``score(..., instruction=)``: another task for one call (see rag.models.reranker)
 
     def __init__(
         self,
@@ -243,9 +244,11 @@ class Qwen3Reranker:
         """The full prompt texts for each passage, after truncation."""
         return [format_prompt(self.instruction, query, p) for p in self.truncate(passages)]
 
-    def encode(self, query: str, passages: Sequence[str]) -> PromptTokens:
-        """Tokenize the prompts and split off the longest token prefix they all share (at most the query part)."""
-        return _encode(self._state().tokenizer, self.instruction, query, passages, self.max_passage_tokens)
+    def encode(self, query: str, passages: Sequence[str], instruction: str | None = None) -> PromptTokens:
+        """Tokenize the prompts (with ``instruction``, default the reranker's own) and split off the longest token
+        prefix they all share (at most the query part)."""
+        return _encode(self._state().tokenizer, instruction or self.instruction, query, passages,
+                       self.max_passage_tokens)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens of each text alone, as this reranker's tokenizer counts them (the time budget sizes by them)."""
@@ -254,20 +257,24 @@ class Qwen3Reranker:
             return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
     # --- scoring ------------------------------------------------------------------------------------------------
-    def score(self, query: str, passages: Sequence[str]) -> list[float]:
-        """Relevance of each passage to ``query`` in 0..1, in input order; the shared prefix is computed once."""
+    def score(self, query: str, passages: Sequence[str], instruction: str | None = None) -> list[float]:
+        """Relevance of each passage to ``query`` in 0..1, in input order; the shared prefix is computed once.
+        ``instruction`` replaces the reranker's own task for this call only (the claim check's support question)."""
         if not passages:
             return []
-        return gpu_call(self, "_score", query, list(passages), seconds=self.gpu_seconds)
+        return gpu_call(self, "_score", query, list(passages), instruction, seconds=self.gpu_seconds)
 
-    def _score(self, query: str, passages: list[str]) -> list[float]:
+    def _score(self, query: str, passages: list[str], instruction: str | None = None) -> list[float]:
         state = self._state()
         if state.lean is None:
+            if instruction and instruction != self.instruction:  # its chat template holds the reranker's own task
+                raise RerankerUnavailable(f"{self.model_name!r} is not plain Qwen3: it is scored through its chat "
+                                          "template, which holds only the reranking instruction")
             return self._score_uncached(query, passages)
         torch = _import_backend()[0]
         with self._run_lock, torch.inference_mode():
             started = time.perf_counter()
-            tokens = self.encode(query, passages)
+            tokens = self.encode(query, passages, instruction)
             scores = self._score_tokens(state, tokens)
             log.debug("Reranked %d passages (%d prefix + %d own tokens) in %.2f s", len(passages),
                       len(tokens.prefix), sum(map(len, tokens.suffixes)), time.perf_counter() - started)

@@ -240,11 +240,15 @@ class OllamaReranker:
         if capabilities and "completion" not in capabilities:
             raise WrongModelKind(self._wrong_kind())
 
-    def score(self, query: str, passages: Sequence[str]) -> list[float]:
-        """Relevance of each passage to ``query`` in 0..1, in input order."""
+    takes_instruction = True  # ``score(..., instruction=)``: another task for one call (see rag.models.reranker)
+
+    def score(self, query: str, passages: Sequence[str], instruction: str | None = None) -> list[float]:
+        """Relevance of each passage to ``query`` in 0..1, in input order; ``instruction`` replaces the reranker's
+        own task for this call only."""
         if not passages:
             return []
-        prompts = [format_prompt(self.instruction, query, p) for p in clip(passages, self.max_passage_tokens, query)]
+        task = instruction or self.instruction
+        prompts = [format_prompt(task, query, p) for p in clip(passages, self.max_passage_tokens, query)]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts))) as pool:
             return list(pool.map(self._one, prompts))
 

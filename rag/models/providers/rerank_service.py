@@ -55,13 +55,22 @@ class HttpReranker:
         if self._answered_at is None or time.monotonic() - self._answered_at >= RECHECK_SECONDS:
             self.score("ping", ["pong"])
 
-    def score(self, query: str, passages: Sequence[str]) -> list[float]:
-        """Relevance of each passage to ``query`` in 0..1, in input order."""
+    @property
+    def takes_instruction(self) -> bool:
+        """Whether ``score`` takes ``instruction=``: only when this side builds the Qwen3 prompt
+        (RAG_RERANK_PROMPT=qwen3); a plain /rerank server applies its own template, with its own task."""
+        return self.qwen3_prompt
+
+    def score(self, query: str, passages: Sequence[str], instruction: str | None = None) -> list[float]:
+        """Relevance of each passage to ``query`` in 0..1, in input order; ``instruction`` (with the qwen3 prompt
+        only) replaces the reranker's own task for this call."""
         if not passages:
             return []
+        if instruction and not self.qwen3_prompt:
+            raise ValueError("a plain /rerank request carries no instruction (RAG_RERANK_PROMPT=plain)")
         texts = clip(passages, self.max_passage_tokens, query)
         if self.qwen3_prompt:
-            query, texts = query_part(self.instruction, query), [document_part(t) for t in texts]
+            query, texts = query_part(instruction or self.instruction, query), [document_part(t) for t in texts]
         batches = [list(range(i, min(i + self.batch_size, len(texts)))) for i in range(0, len(texts), self.batch_size)]
         try:
             with ThreadPoolExecutor(max_workers=min(self.concurrency, len(batches))) as pool:
