@@ -5,6 +5,12 @@ skipped; a file whose name is indexed with other bytes is a new version that rep
 fully written. One bad file never stops the others; a model server that fails, a full disk or a read-only data
 folder stops the run, since every later file would fail the same way, and leaves nothing half-written. Every file
 gets a result either way, saying what happened and what to do.
+
+Small files are embedded together: a file's last, partial batch of chunks is filled with the chunks of the files
+parsed after it and ready by then, so a folder of one-page PDFs costs one embedding request per
+``RAG_EMBED_BATCH_SIZE`` chunks rather than one per file (``RAG_EMBED_ACROSS_FILES``). Each file is still written and
+committed on its own, in order. When such a request fails, each of its files is tried on its own: only a file the
+model can't embed fails; when they all fail, or the server is away, the run stops as above.
 """
 
 from __future__ import annotations
