@@ -8,11 +8,15 @@
 4. ``python -m rag sync`` killed with SIGKILL at a random point, then resumed: every file indexed once, whole, and
    nothing left half-written;
 5. the library page: the app's start-up events (library table, "Ask about", queue line) with as many registry
-   entries as ``--library`` says, timed through the real Gradio app in headless Chromium (see ``--library``).
+   entries as ``--library`` says, timed through the real Gradio app in headless Chromium (see ``--library``);
+6. many one-page PDFs (``--small``) against a stand-in that charges a fixed latency per embedding request
+   (``--latency-ms``, like a remote server): embedding requests and pages/s with batching across files off
+   (``RAG_EMBED_ACROSS_FILES=false``, one file's chunks a request) and on, direct and through the queue.
 
     nice python bench/sync.py                       # 60 PDFs: a few minutes on a shared 2-core machine
     nice python bench/sync.py --files 1000          # the issue's benchmark (about 40 min on 2 cores)
     nice python bench/sync.py --files 10000 --pages 2   # the longer run (hours on 2 cores; see docs/BENCHMARKS.md)
+    nice python bench/sync.py --batching-only           # only 6: 60 one-page PDFs, 20 ms a request
 """
 
 from __future__ import annotations
@@ -46,10 +50,11 @@ WORDS = ("revenue margin dividend leave policy orbit turbine contract clause war
          "forecast pipeline reactor enzyme protein lattice kernel scheduler").split()
 
 
-def _serve_stand_in(queue: Any) -> None:
+def _serve_stand_in(queue: Any, delay_s: float = 0.0) -> None:
     from tests.fake_ollama import FakeOllama
 
     server = FakeOllama(embed_models={"qwen3-embedding:0.6b": 1024}).start()
+    server.embed_delay = delay_s  # seconds each /api/embed request takes
     queue.put(server.url)
     while True:
         time.sleep(3600)
@@ -91,6 +96,67 @@ def direct(url: str, folder: Path, data: Path) -> tuple[float, int]:
         return clock() - started, pages
     finally:
         engine.close()
+
+
+def count_requests(engine: Engine) -> list[int]:
+    """A list that gets the number of texts of each embedding request ``engine`` sends (the provider's one-request
+    method, wrapped on this engine's embedder only)."""
+    sizes: list[int] = []
+    embedder = engine.embedder
+    send = embedder._embed
+
+    def counted(texts: Any, *, query: bool) -> list[list[float]]:
+        sizes.append(len(texts))
+        return send(texts, query=query)
+
+    embedder._embed = counted  # type: ignore[method-assign]
+    return sizes
+
+
+def embed_batching(url: str, folder: Path, root: Path, rounds: int) -> dict[tuple[str, bool], list[tuple[float, int,
+                                                                                                          int]]]:
+    """(seconds, pages, embedding requests) per (path, batching across files) and round: ``Engine.ingest`` over
+    the folder ("direct") and a first sync through the queue ("queue"), each into a fresh data folder; the order of
+    off and on alternates between rounds."""
+    from rag.ingestion.ingest import expand_paths
+
+    out: dict[tuple[str, bool], list[tuple[float, int, int]]] = {}
+    for round_ in range(rounds):
+        for across in (False, True) if round_ % 2 == 0 else (True, False):
+            for path in ("direct", "queue"):
+                data = root / f"batching-{round_}-{path}-{'on' if across else 'off'}"
+                engine = Engine(settings_for(url, data).with_(embed_across_files=across))
+                try:
+                    sizes = count_requests(engine)
+                    if path == "direct":
+                        started = clock()
+                        pages = sum(e.pages for e in engine.ingest(expand_paths([folder]))
+                                    if isinstance(e, FileIndexed))
+                        seconds = clock() - started
+                    else:
+                        seconds, _, pages = sync_once(engine, folder)
+                finally:
+                    engine.close()
+                out.setdefault((path, across), []).append((seconds, pages, len(sizes)))
+    return out
+
+
+def report_batching(files: int, latency_ms: float, results: dict[tuple[str, bool], list[tuple[float, int, int]]]
+                    ) -> None:
+    print(f"{files} one-page PDFs, stand-in embedder at {latency_ms:g} ms a request "
+          f"(RAG_EMBED_BATCH_SIZE={Settings().embed_batch_size}):")
+    for path in ("direct", "queue"):
+        rates = {}
+        for across in (False, True):
+            runs = results[(path, across)]
+            rates[across] = sum(p for _, p, _ in runs) / sum(s for s, _, _ in runs)
+            each = ", ".join(f"{p / s:.1f}" for s, p, _ in runs)
+            requests = "/".join(str(n) for _, _, n in runs)
+            print(f"  {path:6} across files {'on ' if across else 'off'}: {requests} embedding requests, "
+                  f"{rates[across]:.1f} pages/s (runs: {each})")
+        off, on = results[(path, False)], results[(path, True)]
+        print(f"  {path:6} on/off: requests x{sum(n for *_, n in on) / max(1, sum(n for *_, n in off)):.2f}, "
+              f"pages/s x{rates[True] / rates[False]:.2f}")
 
 
 def kill_and_resume(url: str, folder: Path, data: Path, files: int, rng: random.Random) -> dict[str, Any]:
@@ -206,6 +272,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--library-only", action="store_true", help="only the page-load timing")
     parser.add_argument("--rescan", type=int, default=10000, help="unchanged files for the re-sync timing")
+    parser.add_argument("--small", type=int, default=60, help="one-page PDFs for the embedding-batching timing "
+                        "(0: skip it)")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="the slow stand-in's time per embedding "
+                        "request")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each batching setting (order alternating)")
+    parser.add_argument("--batching-only", action="store_true", help="only the embedding-batching timing")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     q: Any = mp.get_context("spawn").Queue()
@@ -214,6 +286,18 @@ def main() -> None:
     url = q.get(timeout=60)
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
         root = Path(tmp)
+        if args.batching_only or args.small:
+            slow = mp.get_context("spawn").Process(target=_serve_stand_in, args=(q, args.latency_ms / 1000),
+                                                   daemon=True)
+            slow.start()
+            slow_url = q.get(timeout=60)
+            make_folder(root / "small", args.small, 1)
+            report_batching(args.small, args.latency_ms,
+                            embed_batching(slow_url, root / "small", root, max(1, args.rounds)))
+            slow.terminate()
+            if args.batching_only:
+                server.terminate()
+                return
         if args.library_only:
             for k, v in library_page([10, args.library], root, url).items():
                 print(f"library page, {k}: {v:.2f} s")

@@ -15,7 +15,8 @@ A reranker tag (``rerank_models``) answers ``/api/generate`` as Qwen3-Reranker w
 older than 0.12.11, which ignores the request for them.
 
 Switches on :class:`FakeOllama` simulate an outage (:meth:`FakeOllama.stop`), Ollama dying mid-ingest
-(``fail_embed_after``), a model crashing mid-answer (``chat_error_after``), a slow embedder
+(``fail_embed_after``), a model runner that crashes on one text (``fail_embed_when``), a model crashing mid-answer
+(``chat_error_after``), a slow embedder
 (``embed_delay``) and a model that streams at a human pace (``chat_delay``, seconds before each piece).
 """
 
@@ -421,7 +422,8 @@ class HttpDouble:
 class FakeOllama(HttpDouble):
     """Test double: an Ollama-protocol HTTP server on 127.0.0.1 (any free port).
 
-    Plain attributes are switches a test may flip at any time: ``fail_embed_after``,
+    Plain attributes are switches a test may flip at any time: ``fail_embed_after``, ``fail_embed_when`` (an
+    ``/api/embed`` request with an input containing this text fails with HTTP 500, as a runner crashing on it),
     ``chat_error_after``, ``embed_delay``, ``chat_delay``, ``responder``, ``no_think_models`` (chat models that refuse
     ``think``), ``token`` (when set, every request must carry ``Authorization: Bearer <token>`` or gets
     a 401, as from an authenticating proxy), and the ``embed_models`` /
@@ -444,6 +446,7 @@ class FakeOllama(HttpDouble):
         self.embed_models: dict[str, int] = {}
         self.chat_models: set[str] = set()
         self.fail_embed_after: int | None = None
+        self.fail_embed_when: str | None = None
         self.chat_error_after: int | None = None
         self.embed_delay = 0.0
         self.chat_delay = 0.0
@@ -470,6 +473,7 @@ class FakeOllama(HttpDouble):
         self.embed_models = dict(self._initial_embed_models)
         self.chat_models = set(self._initial_chat_models)
         self.fail_embed_after = None
+        self.fail_embed_when = None
         self.chat_error_after = None
         self.embed_delay = 0.0
         self.chat_delay = 0.0
@@ -590,6 +594,8 @@ class FakeOllama(HttpDouble):
             return
         with self._lock:
             failing = self.fail_embed_after is not None and self._embed_ok >= self.fail_embed_after
+        poison = self.fail_embed_when
+        failing = failing or (poison is not None and any(poison in t for t in texts))
         if failing:
             h.send_json(500, {"error": EMBED_FAILURE_MESSAGE})
             return

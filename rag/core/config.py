@@ -64,6 +64,9 @@ class Settings:
     embed_dimensions: int | None = _setting(None, min=32, max=8192,
                                             doc="Matryoshka output size (empty = the model's full size).")
     embed_batch_size: int = _setting(32, min=1, max=1024, doc="Texts per embedding request.")
+    embed_across_files: bool = _setting(True, doc="Fill an embedding request with the chunks of several small files "
+                                        "(each file is still written on its own); false: one file's chunks a "
+                                        "request.")
     embed_num_ctx: int | None = _setting(None, min=512, max=131072,
                                          doc="Context window for embedding calls (empty = sized from the chunk size).")
     keep_alive: str = _setting("10m", doc="How long Ollama keeps a model loaded after a call.")

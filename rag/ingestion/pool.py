@@ -121,11 +121,12 @@ class ParserPool:
         self._idle: list[_Worker] = []
         self._running: tuple[_Run, threading.Thread] | None = None  # the run that owns the workers now
 
-    def parse(self, jobs: Sequence[ParseJob]) -> Iterator[ParseResult | PageProgress]:
+    def parse(self, jobs: Sequence[ParseJob], lookahead: int | None = None) -> Iterator[ParseResult | PageProgress]:
         """Parse ``jobs`` in parallel; yield their results in job order, with a ``PageProgress`` for each page read
-        by OCR as it comes back. Closing the iterator early stops the work and kills the busy workers."""
+        by OCR as it comes back. At most ``lookahead`` files (default: twice the workers) are read ahead of the
+        results taken. Closing the iterator early stops the work and kills the busy workers."""
         self._stop_running()  # an earlier run abandoned without being closed
-        run = _Run(self, list(jobs))
+        run = _Run(self, list(jobs), lookahead)
         thread = threading.Thread(target=run.loop, name="parser-pool", daemon=True)
         self._running = (run, thread)
         thread.start()
@@ -141,6 +142,11 @@ class ParserPool:
                 yield item
         finally:
             self._stop_running(run)
+
+    def ready(self) -> int:
+        """How many parsed files of the current run wait to be taken: the next that many results come without
+        waiting."""
+        return self._running[0].waiting() if self._running is not None else 0
 
     def _stop_running(self, run: _Run | None = None) -> None:
         """Stop the run that owns the workers (only ``run``, when given: a later run is left alone)."""
@@ -207,7 +213,7 @@ class _Run:
     """One ``ParserPool.parse`` call, run on the pool's thread: hands tasks to workers, enforces their time limits,
     and puts results (in job order) and page progress on ``out``."""
 
-    def __init__(self, pool: ParserPool, jobs: list[ParseJob]) -> None:
+    def __init__(self, pool: ParserPool, jobs: list[ParseJob], lookahead: int | None = None) -> None:
         self.pool = pool
         self.jobs = jobs
         self.out: queue.Queue[Any] = queue.Queue()
@@ -216,7 +222,7 @@ class _Run:
         self.busy: list[_Worker] = []
         self.next_job = 0  # the next job to start reading
         self.next_out = 0  # the next result to hand out
-        self.lookahead = 2 * pool.size  # files read ahead of the one the caller is on
+        self.lookahead = max(1, lookahead or 2 * pool.size)  # files read ahead of the one the caller is on
         self._taken = 0
         self._wake = threading.Condition()
         self._stopping = False
@@ -226,6 +232,11 @@ class _Run:
         with self._wake:
             self._taken += 1
             self._wake.notify()
+
+    def waiting(self) -> int:
+        """Results handed out (on ``out``) and not taken yet."""
+        with self._wake:
+            return self.next_out - self._taken
 
     def stop(self) -> None:
         with self._wake:
