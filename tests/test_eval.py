@@ -21,13 +21,8 @@ from rag.evaluation.questions import QuestionFileError, load_questions
 from rag.evaluation.runner import EvalRun, run
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama
+from tests.test_answer import ACME, ZEPHYR
 
-ACME = ["Acme Corporation annual report for fiscal 2022. Letter from the chief executive.",
-        "Revenue grew to 41 million dollars in fiscal 2022, driven by sales of rocket skates.",
-        "The board approved a dividend of 3 cents per share in December 2022."]
-ZEPHYR = ["Employee handbook of the Zephyr Institute. Welcome to the team.",
-          "Vacation policy: every employee receives 30 days of paid leave each year.",
-          "Parking is free in the north garage for cyclists and electric cars."]
 QUESTIONS = [
     {"id": "revenue", "question": "How much did Acme revenue grow to in fiscal 2022?", "file": "acme.pdf",
      "pages": [2], "answer": "$41 million"},

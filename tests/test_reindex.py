@@ -67,14 +67,19 @@ def test_a_size_change_behind_the_same_name_is_explained_and_the_reindex_cures_i
         again.close()
 
 
-def test_after_a_model_change_the_old_index_answers_until_the_new_one_is_complete(
-        settings: Settings, tmp_path: Path, fake_ollama: FakeOllama) -> None:
+def _old_library(settings: Settings, tmp_path: Path, fake_ollama: FakeOllama) -> None:
+    """A library indexed with the settings' model, then another model the stand-in serves (128-d vectors)."""
     old = Engine(settings)
     try:
         _library(old, tmp_path)
     finally:
         old.close()
     fake_ollama.embed_models[OTHER_MODEL] = 128
+
+
+def test_after_a_model_change_the_old_index_answers_until_the_new_one_is_complete(
+        settings: Settings, tmp_path: Path, fake_ollama: FakeOllama) -> None:
+    _old_library(settings, tmp_path, fake_ollama)
     engine = Engine(settings.with_(embed_model=OTHER_MODEL))
     try:
         assert engine.store.documents() == []  # the new model's own index is empty
@@ -98,12 +103,7 @@ def test_after_a_model_change_the_old_index_answers_until_the_new_one_is_complet
 
 def test_the_reindex_command(settings: Settings, tmp_path: Path, fake_ollama: FakeOllama,
                              monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    old = Engine(settings)
-    try:
-        _library(old, tmp_path)
-    finally:
-        old.close()
-    fake_ollama.embed_models[OTHER_MODEL] = 128
+    _old_library(settings, tmp_path, fake_ollama)
     monkeypatch.setenv("OLLAMA_HOST", settings.ollama_host)
     monkeypatch.setenv("RAG_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("RAG_EMBED_MODEL", OTHER_MODEL)

@@ -14,14 +14,10 @@ from rag.core.config import Settings
 from tests import pdf_factory as pf
 from tests.fake_ollama import FakeOllama
 from tests.live_app import LiveApp
+from tests.test_access import HANDBOOK, PRICE, SECRET
 from tests.test_ui import CHROMIUM, ask, drop_files, open_app, shot
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-SECRET = ["Project Nightjar merger memo. Confidential.", "The acquisition price is 812 million euros.",
-          "Closing is planned for the third quarter."]
-HANDBOOK = ["Employee handbook of the Zephyr Institute.", "Vacation policy: staff receive 30 days of leave.",
-            "Parking is free in the north garage for cyclists."]
-PRICE = "What is the acquisition price in the merger memo?"
 
 
 def _settings(ollama: FakeOllama, data: Path, **extra: Any) -> Settings:
