@@ -158,6 +158,52 @@ def test_an_uncited_figure_gets_the_citation_of_its_passage() -> None:
     assert [c.number for c in claims.added] == [1]
 
 
+# --- a figure where the passage says it -----------------------------------------------------------------------------
+CASH = passage(1, "Cash and cash equivalents were $58 million at year end. Restricted cash held in escrow for the "
+                  "pending acquisition was $50 million.")
+PROFIT = passage(1, "Consolidated Gross Profit ($ in millions) 2023 2022 Gross profit $ 2,725 $ 2,820 Operating "
+                    "income 512 498 Net sales 14,700 14,540")
+GROWTH = passage(1, "In 2022, worldwide sales increased 1.3% to $94.9 billion as compared to an increase of 13.6% in "
+                    "2021. Revenue was $5 million and net income $1 million in the new segment.")
+
+
+def test_a_figure_the_passage_gives_for_something_else_is_marked() -> None:
+    claim = only("Cash and cash equivalents were $50 million [1].", [CASH])
+    assert claim.supported is False
+    assert "“$50 million”" in claim.reason and "“$58 million”" in claim.reason
+
+
+def test_a_passage_that_says_the_figure_in_its_context_takes_the_citation() -> None:
+    elsewhere = passage(2, "At the end of the year, cash and cash equivalents stood at $50 million.")
+    claim = only("Cash and cash equivalents were $50 million [1].", [CASH, elsewhere])
+    assert claim.supported == "re-pointed" and claim.citations == [2]
+
+
+@pytest.mark.parametrize(("statement", "supported"), [
+    ("Gross profit was $2,725 million in 2023 [1].", True),
+    ("Gross profit in 2022 was $2,820 million [1].", True),          # the row's other column
+    ("Net sales came to $14.7 billion [1].", True),
+    ("Net sales came to $2,725 million [1].", False),                # the gross profit row's figure
+])
+def test_a_table_row_gives_its_label_to_its_figures(statement: str, supported: bool) -> None:
+    claim = only(statement, [PROFIT])
+    assert claim.supported is supported, claim.reason
+    if not supported:
+        assert "“14,700”" in claim.reason
+
+
+@pytest.mark.parametrize("statement", [
+    "Sales worldwide grew by 13.6% in 2021 [1].",                     # a paraphrase, its words a clause away
+    "The company's worldwide sales reached $94.9 billion [1].",
+    "The new segment's net income was $1 million [1].",
+    "The segment had revenue of $5 million and net income of $1 million [1].",   # two figures, one set of words
+    "It reported $1 million [1].",                                    # no words to place it: held
+])
+def test_a_correct_statement_in_other_words_stays_supported(statement: str) -> None:
+    claim = only(statement, [GROWTH])
+    assert claim.supported is True, claim.reason
+
+
 # --- through the engine, the CLI, the saved chat and the page -------------------------------------------------------
 ACME = ["Acme Corporation annual report for fiscal 2022. Letter from the chief executive.",
         "Revenue grew to 41 million dollars in fiscal 2022, driven by sales of rocket skates.",

@@ -3,7 +3,10 @@
 A statement is a sentence (or a line of a list) with the ``[n]`` markers inside or right after it. Its figures
 (amounts, percentages, years, plain numbers) must appear in a cited passage after normalising how filings write
 them ("1,234.5", "$1.2 billion", "1.2bn", "(370)" for -370, "(in millions)" tables); faithful rounding is accepted
-("$1.2 billion" for 1,234 million), a changed digit or scale is not. A statement without figures is matched by its
+("$1.2 billion" for 1,234 million), a changed digit or scale is not. A figure counts where the passage says it of
+what the statement speaks of: when the statement's words lead up to another figure of the passage (its row's label,
+its clause) and are near no place the figure is written, the passage gives that other figure for it (a statement of
+one figure; where the words are unclear, the figure counts). A statement without figures is matched by its
 words (a lexical support score), or by a support scorer (the reranker asked "does the passage support the
 statement", ``rag.answering.support``) when one is given: it judges the cited passages, and the passage whose words
 match best when they fail.
@@ -31,6 +34,9 @@ LEXICAL_REPOINT = 0.5  # ... and another passage must hold to take the citation 
 LEXICAL_MARGIN = 0.25
 PHRASE_REPOINT = 0.6  # a passage that says the statement this closely (words and phrasing) ...
 PHRASE_MARGIN = 0.3  # ... and this much more closely than the cited ones takes the citation, even from a match
+LABEL_WORDS = 12  # a figure's label: at most this many content words leading up to it
+AFTER_WORDS = 4  # ... and the words after it that count as near it
+CONTEXT_WORDS = 2  # another figure's label must hold this many of the statement's words to speak for it
 MIN_WORDS = 3  # statements with fewer content words (and no figure) are not judged by their words
 SupportScorer = Callable[[str, Sequence[str]], list[float]]  # (statement, passages) → support 0..1 each
 SUPPORT_LINE = 0.5  # a support scorer's line between "supports" and "does not"
@@ -75,8 +81,11 @@ class Figure:
 def figures(text: str, everything: bool = False) -> list[Figure]:
     """The figures written in ``text`` (citation markers, list numbers and references like "Note 7" left out,
     unless ``everything``: a passage's figures are all kept, as an answer may quote any of them)."""
-    text = CITATION.sub(" ", text)
-    found = []
+    return [f for f, _, _ in _figure_spans(CITATION.sub(" ", text), everything)]
+
+
+def _figure_spans(text: str, everything: bool) -> Iterator[tuple[Figure, int, int]]:
+    """``figures`` with where each is written in ``text`` (start, end)."""
     for m in _FIGURE.finditer(text):
         raw = m.group("num")
         before = text[max(0, m.start() - 12):m.start()]
@@ -98,8 +107,8 @@ def figures(text: str, everything: bool = False) -> list[Figure]:
                 and scale == 1.0)
         if _MONTH.search(before) and value <= 31 and not decimals:
             continue  # the day of a date; its year is checked
-        found.append(Figure(m.group(0).strip(), abs(value), scale, percent, year, _step(digits, decimals, year)))
-    return found
+        figure = Figure(m.group(0).strip(), abs(value), scale, percent, year, _step(digits, decimals, year))
+        yield figure, m.start(), m.end()
 
 
 def _step(digits: str, decimals: int, year: bool) -> float:
@@ -134,11 +143,11 @@ class PassageFigures:
     bare numbers in its declared unit or as written; with no unit declared, in thousands or millions)."""
 
     def __init__(self, passage: Passage) -> None:
-        text = passage.text
+        text = self._text = CITATION.sub(" ", passage.text)
         head = f"{passage.title}\n{passage.file_name}\n{text}"
         self.years = {int(y) for y in re.findall(r"(?<!\d)((?:19|20)\d\d)(?!\d)", head)}
         # Filings' tables are in units, thousands or millions; a table in billions declares it.
-        scales = {1.0} | (declared_scales(text) or {1e3, 1e6})
+        scales = self._scales = {1.0} | (declared_scales(text) or {1e3, 1e6})
         values: set[float] = set()
         bare: set[float] = set()  # what a figure written without a scale word may stand for
         plain: set[float] = set()
@@ -157,18 +166,87 @@ class PassageFigures:
         self.bare = sorted(values | bare | words)
         # A percentage is looked for among the passage's percentages, and among its bare numbers only where a
         # "%" stands alone (a table's column header: "% change").
-        loose = text.count("%") + len(re.findall(r"\bper ?cent", text, re.IGNORECASE)) > len(percents)
-        self.percents = sorted(plain | words) if loose else sorted(percents)
+        self._loose = text.count("%") + len(re.findall(r"\bper ?cent", text, re.IGNORECASE)) > len(percents)
+        self.percents = sorted(plain | words) if self._loose else sorted(percents)
 
     def holds(self, f: Figure) -> bool:
         """Whether the passage says figure ``f``: the same value, or ``f`` a faithful rounding of one of its values
         ("$1.2 billion" for 1,234 million; "12%" for 11.8%)."""
         if f.year:
             return int(f.value) in self.years
+        return _near(f, self.percents if f.percent else self.values if f.scale != 1.0 else self.bare)
+
+    def context(self, f: Figure, words: set[str]) -> tuple[int, int, str]:
+        """How the words around ``f`` in the passage bear on a statement with content ``words``: the most of them
+        near an occurrence of ``f`` (its row or clause, the one before, the next few words: read generously), the
+        most in the label of another figure of the same kind (the words that lead up to it: read strictly), and
+        that figure as written."""
+        near, best, other = 0, (0, 0.0), ""
+        words = words - _UNIT_WORDS  # "billion", "percent": how the figure is written, not what it is of
         wanted = f.value if f.percent else f.full
-        tolerance = 0.5 * f.step * f.scale * (1 + 1e-9) + 1e-9 * abs(wanted)
-        pool = self.percents if f.percent else self.values if f.scale != 1.0 else self.bare
-        return any(abs(v - wanted) <= tolerance for v in pool)
+        for occurrence in self._occurrences:
+            figure = occurrence.figure
+            if figure.year or (figure.percent and not f.percent):
+                continue
+            values = self._stands_for(figure, f)
+            if _near(f, values):
+                near = max(near, len(words & occurrence.near))
+            elif figure.percent == f.percent and values:
+                # of the figures its words lead up to equally, the one closest to the statement's
+                score = (len(words & occurrence.label), -min(abs(v - wanted) for v in values))
+                if score > best:
+                    best, other = score, figure.text
+        return near, best[0], other
+
+    def _stands_for(self, figure: Figure, wanted: Figure) -> list[float]:
+        """The values one written figure may stand for, as ``holds`` reads them for ``wanted``."""
+        if wanted.percent:
+            return [figure.value] if figure.percent or self._loose else []
+        if figure.scale != 1.0:
+            return [figure.full] if wanted.scale != 1.0 else [figure.full / s for s in (1.0, 1e3, 1e6, 1e9)]
+        return [figure.value * s for s in self._scales]
+
+    @functools.cached_property
+    def _occurrences(self) -> list[_Occurrence]:
+        """The passage's figures (years aside) in order, each with its label and surroundings. Figures written
+        together (a table row's columns, "3.5% to $32,765 million") share the label that leads up to the first."""
+        spans = [(f, a, b) for f, a, b in _figure_spans(self._text, True) if not f.year]
+        ends = [0] + [b for _, _, b in spans]
+        gaps = [self._text[a:b] for a, b in zip(ends, [a for _, a, _ in spans] + [len(self._text)], strict=True)]
+        out: list[_Occurrence] = []
+        label: list[str] = []
+        before: list[str] = []
+        for i, (figure, _, _) in enumerate(spans):
+            sentences = _SENTENCE_END.split(gaps[i])
+            words = _content_list(sentences[-1])
+            if words or len(sentences) > 1:  # words between it and the figure before: a new row or clause
+                before = label if len(sentences) == 1 else []  # the clause before, in the same sentence
+                label = words[-LABEL_WORDS:]
+            after: list[str] = []  # the first words after it, up to the end of its sentence
+            for gap in gaps[i + 1:]:
+                parts = _SENTENCE_END.split(gap)
+                after = _content_list(parts[0])[:AFTER_WORDS]
+                if after or len(parts) > 1:
+                    break
+            out.append(_Occurrence(figure, set(label), set(label) | set(before) | set(after)))
+        return out
+
+
+@dataclass(frozen=True)
+class _Occurrence:
+    """A figure as a passage writes it: the words that lead up to it (``label``), and those around it (``near``:
+    the label, the label before it, the first words after it)."""
+
+    figure: Figure
+    label: set[str]
+    near: set[str]
+
+
+def _near(f: Figure, pool: Sequence[float]) -> bool:
+    """Whether ``f`` is one of ``pool``'s values, or a faithful rounding of one."""
+    wanted = f.value if f.percent else f.full
+    tolerance = 0.5 * f.step * f.scale * (1 + 1e-9) + 1e-9 * abs(wanted)
+    return any(abs(v - wanted) <= tolerance for v in pool)
 
 
 # --- words --------------------------------------------------------------------------------------------------------
@@ -197,6 +275,10 @@ def _stem(word: str) -> str:
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
             return word[: -len(suffix)]
     return word
+
+
+_SENTENCE_END = re.compile(r"(?<=[a-z)%])[.!?;]\s+(?=[A-Z(])|\n\s*\n")
+_UNIT_WORDS = frozenset(_stem(w) for w in [*_SCALES, "percent", "cent", "dollars", "usd"])
 
 
 def lexical_support(statement_words: set[str], passage_words: set[str]) -> float:
@@ -371,6 +453,12 @@ def _judge(text: str, start: int, end: int, cited: list[int], figs: list[Figure]
     if amounts:
         amounts = figs
         missing = [f for f in amounts if not any(sources[n - 1].figures.holds(f) for n in cited)]
+        # a figure the cited passages hold, but where they give another for what the statement speaks of
+        # (only with one: the words of a statement of several figures are not each one's)
+        alone = [f for f in amounts if not f.year]
+        elsewhere = {f: said for f in alone if len(alone) == 1 and f not in missing
+                     and (said := _said_instead(f, words, cited, sources))}
+        missing += list(elsewhere)
         if not missing:
             idle = [n for n in cited if not any(sources[n - 1].figures.holds(f) for f in amounts if not f.year)]
             if idle and len(idle) < len(cited):
@@ -378,16 +466,21 @@ def _judge(text: str, start: int, end: int, cited: list[int], figs: list[Figure]
                              f"{_numbers(idle)} hold{'s' if len(idle) == 1 else ''} none of its figures: citation "
                              "dropped")
             return claim(cited, SUPPORTED)
-        holders = [i for i, s in enumerate(sources, 1) if i not in cited and all(s.figures.holds(f) for f in missing)]
+        holders = [i for i, s in enumerate(sources, 1) if i not in cited and all(s.figures.holds(f) for f in missing)
+                   and not any(_said_instead(f, words, [i], sources) for f in elsewhere)]
         if holders:  # the best-worded of the passages that hold what the cited ones lack
             best = max(holders, key=lambda i: lexical_support(words, sources[i - 1].words))
-            keep = [n for n in cited if any(sources[n - 1].figures.holds(f) for f in amounts)]
+            keep = [n for n in cited if any(sources[n - 1].figures.holds(f) for f in amounts if f not in elsewhere)]
             if cited:
                 reason = f"{_quote(missing)} in source [{best}], not in {_numbers(cited)}: citation re-pointed"
             else:
                 reason = f"{_quote(missing)} in source [{best}]: citation added"
             return claim(keep + [best], REPOINTED, reason)
-        if cited:
+        if elsewhere:
+            f, said = next(iter(elsewhere.items()))
+            reason = (f"“{f.text}” is not what {_numbers(cited)} say{'s' if len(cited) == 1 else ''} for this: "
+                      f"{said}")
+        elif cited:
             reason = (f"{_quote(missing)} neither in the cited source{'s' if len(cited) > 1 else ''} "
                       f"{_numbers(cited)} nor in any other passage the answer was given")
         else:
@@ -450,6 +543,23 @@ def _judge_by_scorer(text: str, cited: list[int], years: list[Figure], words: se
         return claim(cited, SUPPORTED)  # a year the cited passage leaves out, but it supports the rest
     return claim(cited, UNSUPPORTED, f"The reranker finds the statement not supported by {_numbers(cited)} "
                  f"({best_cited:.0%}), nor by another passage")
+
+
+def _said_instead(f: Figure, words: set[str], cited: list[int], sources: list[_Source]) -> str:
+    """Where the cited passages hold ``f`` but say another figure for what the statement speaks of (its words
+    lead up to that one, and are not near any place ``f`` is written), that: "source [3] gives “58”"; else ""."""
+    if f.year:
+        return ""
+    near, best, other, where = 0, 0, "", 0
+    for n in cited:
+        held = sources[n - 1].figures
+        n_near, n_best, n_other = held.context(f, words)
+        if held.holds(f):
+            near = max(near, n_near)
+        if n_best > best:
+            best, other, where = n_best, n_other, n
+    other = re.sub(r"([$€£¥])\s+", r"\1", other)
+    return f"source [{where}] gives “{other}”" if best >= CONTEXT_WORDS and best > near else ""
 
 
 def _numbers(numbers: Sequence[int]) -> str:
