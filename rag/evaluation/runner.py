@@ -73,7 +73,7 @@ class EvalRun:
         rerank = s.rerank if options.rerank is None else options.rerank
         info = {"label": label or self.folder.name, "questions": str(questions_file), "started": time.time(),
                 "chat_model": options.chat_model or s.chat_model, "embedder": engine.embedder.model_id,
-                "rerank": s.rerank_model if rerank else "off", "top_k": options.top_k or s.top_k,
+                "rerank": _describe(engine.reranker) if rerank else "off", "top_k": options.top_k or s.top_k,
                 "think": s.think if options.think is None else options.think, "fusion": s.fusion,
                 "claim_check": s.claim_check}
         path.write_text(json.dumps(info, indent=2), encoding="utf-8")
@@ -151,3 +151,8 @@ def _answer(engine: Engine, q: EvalQuestion, doc_ids: list[str] | None, options:
             result.error = event.message
     result.timings["total"] = time.perf_counter() - started
     result.answer = "".join(answer)
+
+
+def _describe(reranker: Any) -> str:
+    """The reranker as the run used it (model and where it ran), not only the in-process model's setting."""
+    return str(getattr(reranker, "describe", None) or type(reranker).__name__)
