@@ -60,6 +60,22 @@ def test_queued_files_are_indexed_into_their_owners_library_and_a_bad_one_does_n
     assert len(engine.documents()) == 2
 
 
+def test_the_queue_line_tells_each_user_of_their_own_files_only(engine: Engine, tmp_path: Path) -> None:
+    from ui import library as library_view
+
+    engine.enqueue([_pdf(tmp_path / "in", f"ann{i}.pdf", t) for i, t in enumerate(["alpha", "beta"])], owner="ann")
+    late = engine.enqueue([_pdf(tmp_path / "in", "bob.pdf", "delta")], owner="bob")
+    assert engine.queue.status(owner="bob").queued == 1 and engine.queue.status().queued == 3
+    _drain(engine)
+    assert engine.queue.jobs(late)[0].state == DONE
+    assert "1 files handled: 1 indexed" in library_view.queue_html(engine, "bob")
+    assert "2 files handled: 2 indexed" in library_view.queue_html(engine, "ann")
+    assert library_view.queue_html(engine, "carl") == ""  # nothing of his: not even that others added files
+    mine = library_view.api_status(engine, "carl")
+    assert (mine["done"], mine["queued"], mine["current"]) == (0, 0, "")
+    assert "3 files handled" in library_view.queue_html(engine, None)  # the machine's owner sees the whole queue
+
+
 def test_an_upload_is_copied_so_its_temporary_file_may_go(engine: Engine, tmp_path: Path) -> None:
     upload = _pdf(tmp_path / "tmp", "upload.pdf", "gamma")
     (job_id,) = engine.enqueue([upload], copy=True)

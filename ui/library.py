@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from html import escape
 from typing import Any, Sequence
 
@@ -172,11 +172,10 @@ def pager_text(view: View) -> str:
 
 def _queue_for(engine: Engine, user: str | None) -> tuple[Any, list[Any]]:
     """The queue's status and the watched folders as ``user`` may see them: an admin sees the file at hand and
-    the folders; anyone else only counts and the time left (another user's file names are theirs)."""
-    status = engine.queue.status()
+    the folders; anyone else only their own files (another user's files, even their number, are theirs)."""
     if user is None or engine.access.is_admin(user):
-        return status, engine.watched_folders()
-    return replace(status, current="", current_detail=""), []
+        return engine.queue.status(), engine.watched_folders()
+    return engine.queue.status(owner=user), []
 
 
 def queue_html(engine: Engine, user: str | None = None) -> str:

@@ -320,21 +320,31 @@ class IngestQueue:
         """What a running job is doing now ("embedding 40/120"), or ""."""
         return self._live.get(job_id, "")
 
-    def status(self) -> QueueStatus:
-        """Counts, the file being worked on and the estimated time left."""
+    def status(self, owner: str | None = None) -> QueueStatus:
+        """Counts, the file being worked on and the estimated time left; with ``owner``, of that owner's files
+        only (their time left counts the files queued before theirs), so that nobody learns of anyone else's."""
+        mine, args = ("", ()) if owner is None else (" AND owner = ?", (owner,))
         with self._db() as db:
-            counts = dict(db.execute("SELECT state, COUNT(*) FROM jobs WHERE state IN (?, ?) GROUP BY state",
-                                     (QUEUED, RUNNING)).fetchall())
-            finished = dict(db.execute("SELECT state, COUNT(*) FROM jobs WHERE finished_at >= ? GROUP BY state",
-                                       (self._session.started,)).fetchall())
-            running = db.execute("SELECT id, name FROM jobs WHERE state = ? ORDER BY id LIMIT 1",
-                                 (RUNNING,)).fetchone()
+            counts = dict(db.execute("SELECT state, COUNT(*) FROM jobs WHERE state IN (?, ?)" + mine +
+                                     " GROUP BY state", (QUEUED, RUNNING, *args)).fetchall())
+            finished = dict(db.execute("SELECT state, COUNT(*) FROM jobs WHERE finished_at >= ?" + mine +
+                                       " GROUP BY state", (self._session.started, *args)).fetchall())
+            running = db.execute("SELECT id, name FROM jobs WHERE state = ?" + mine + " ORDER BY id LIMIT 1",
+                                 (RUNNING, *args)).fetchone()
+            (handled,) = db.execute("SELECT COUNT(*) FROM jobs WHERE finished_at >= ?",
+                                    (self._session.started,)).fetchone()  # the rate counts everyone's files
+            waiting = None
+            if owner is not None:  # the files before the owner's last one wait too
+                (waiting,) = db.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?) AND id <= (SELECT MAX(id) "
+                                        "FROM jobs WHERE state IN (?, ?) AND owner = ?)",
+                                        (QUEUED, RUNNING, QUEUED, RUNNING, owner)).fetchone()
         queued, busy = int(counts.get(QUEUED, 0)), int(counts.get(RUNNING, 0))
         done, failed = int(finished.get(DONE, 0)), int(finished.get(FAILED, 0))
         s = self._session
         eta = pages_per_s = None
-        if done + failed and s.busy_s > 0:
-            eta = (queued + busy) * s.busy_s / (done + failed)
+        if handled and s.busy_s > 0:
+            ahead = queued + busy if waiting is None else int(waiting)
+            eta = ahead * s.busy_s / int(handled)
             pages_per_s = s.pages / s.busy_s if s.pages else None
         paused = self._paused_why if time.time() < self._paused_until else ""
         return QueueStatus(queued, busy, done, failed, running["name"] if running else "",
