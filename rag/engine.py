@@ -178,8 +178,11 @@ class Engine:
         """Load the in-process models now (downloading them on first use) rather than on the first question.
 
         In the background by default, with progress in the log and in ``health().loading``; ZeroGPU needs it done
-        in the foreground before the app starts. Ollama's models are Ollama's business and are not touched.
+        in the foreground before the app starts. Ollama's models are Ollama's business and are not touched. In the
+        background, the search index is read too (``Store.warm``).
         """
+        if background:
+            self._warm_index()
         models = [self.embedder, self.chat] + ([self.reranker] if self.settings.rerank else [])
         todo = [(_model_name(m), m) for m in models if _needs_load(m)]
         if self._untimed_reranker() and not _needs_load(self.reranker):  # on a server: timed, nothing to load
@@ -195,6 +198,21 @@ class Engine:
             self._load_all(todo)
             return None
         thread = threading.Thread(target=self._load_all, args=(todo,), name="warm-up", daemon=True)
+        thread.start()
+        return thread
+
+    def _warm_index(self) -> threading.Thread:
+        """Read the search index in the background (see ``Store.warm``), so that the first question after a start
+        doesn't wait for it. Silent: a question asked meanwhile waits for the read, as it would have read it."""
+        def read() -> None:
+            started = time.perf_counter()
+            try:
+                self._answering()[1].warm()
+                log.info("The search index is read (%.1f s)", time.perf_counter() - started)
+            except Exception as exc:  # noqa: BLE001 - logged; the first question reads it (and reports a problem)
+                log.warning("Could not read the search index ahead of the first question: %s", exc)
+
+        thread = threading.Thread(target=read, name="index-warm-up", daemon=True)
         thread.start()
         return thread
 

@@ -11,6 +11,7 @@ import pytest
 
 from rag.core.config import Settings
 from rag.core.records import Chunk, DocumentInfo
+from rag.engine import Engine
 from rag.search.store import Store
 
 
@@ -117,3 +118,39 @@ def test_ready_documents_follow_another_process_without_rereading_an_unchanged_r
     store._registry_seen = (seen[0], seen[1], seen[2] - 31.0, seen[3])
     store._ready = None
     assert sorted(store.ready_ids()) == sorted([ids[2], "new", "newer"])
+
+
+def test_warming_a_reopened_store_reads_its_indexes_before_a_question(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    store, ids, vectors = _library(tmp_path, docs=2, chunks=5)
+    reopened = Store(Settings.from_env({}, data_dir=tmp_path), "test-16")
+    searched: list[int] = []
+    query = reopened.chunks.query
+
+    def counted(**kwargs: object) -> object:
+        searched.append(len(kwargs["query_embeddings"]))  # type: ignore[arg-type]
+        return query(**kwargs)
+
+    monkeypatch.setattr(reopened.chunks, "query", counted)
+    assert reopened.lexical._synced != frozenset(ids)
+    reopened.warm()
+    assert reopened.lexical._synced == frozenset(ids)  # BM25 read
+    assert searched == [1]  # one search with a stored vector: Chroma has read its vector index
+    assert reopened.lexical.search("text 1", 3, ids)  # and it answers as before
+
+    empty = Store(Settings.from_env({}, data_dir=tmp_path / "empty"), "test-16")
+    empty.warm()  # nothing to read: no error
+    assert empty.query(vectors[0, 0].tolist(), 3, None) == []
+
+
+def test_the_app_reads_the_index_in_the_background_as_it_starts(engine: Engine,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    warmed = []
+    monkeypatch.setattr(Store, "warm", lambda self: warmed.append(self.index_name))
+    engine.warm_up(background=False)  # the CLI and ZeroGPU: the question reads it
+    assert warmed == []
+    engine.warm_up()
+    deadline = time.time() + 10
+    while not warmed and time.time() < deadline:
+        time.sleep(0.05)
+    assert warmed == [engine.store.index_name]

@@ -291,6 +291,15 @@ class Store:
         found = self.get_passages([cid for cid, _ in hits])
         return [replace(found[cid], score=score) for cid, score in hits if cid in found]
 
+    def warm(self) -> None:
+        """Read now what the first question would otherwise wait for: the BM25 index, and Chroma's vector index
+        (loaded from disk on its first search: seconds for a few hundred thousand chunks), by one search with a
+        stored vector. Nothing is read from an empty index."""
+        self.lexical.sync(self.ready_ids())
+        stored = self.chunks.peek(1).get("embeddings")
+        if stored is not None and len(stored):
+            self.chunks.query(query_embeddings=[list(stored[0])], n_results=1, include=["distances"])
+
     def nearest(self, vector: Sequence[float], k: int, doc_ids: Sequence[str] | None = None
                 ) -> list[tuple[str, float]]:
         """(chunk_id, cosine similarity) of the ``k`` chunks nearest to ``vector``, best first, among ready
