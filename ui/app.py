@@ -100,8 +100,8 @@ def build(engine: Engine) -> gr.Blocks:
                 scope = gr.CheckboxGroup(label="Ask about", info="Questions are answered from the checked documents.",
                                          elem_id="pw-scope")
                 with gr.Row():
-                    all_btn = gr.Button("All", size="sm")
-                    none_btn = gr.Button("None", size="sm")
+                    all_btn = gr.Button("All", size="sm", min_width=60)
+                    none_btn = gr.Button("None", size="sm", min_width=60)
                 # The selection questions are asked about (None = the whole library) and the library's page, per tab.
                 chosen = gr.State(None)
                 lib_page = gr.State(0)
