@@ -110,12 +110,11 @@ def panel(engine: Engine, demo: gr.Blocks, selection: gr.State) -> Any:
         if value == ALL:
             return None
         view = engine.access.view(who)
-        ready = {d.doc_id for d in engine.documents(who)}
         if value == MINE:
-            ids = set(view.own) & ready
+            ids = set(view.held)
         else:
             found = next((c for c, _ in view.collections if c.id == value), None)
-            ids = set(found.docs) & ready if found else set()
+            ids = set(found.docs) if found else set()
         return [d.doc_id for d in engine.documents(who) if d.doc_id in ids]
 
     picked = group.input(pick, group, selection, api_visibility="private")

@@ -22,7 +22,7 @@ from rag.access.library import EDIT, MODES, READ, Collection, Library
 from rag.core.config import Settings
 from rag.core.errors import AccessDenied, CollectionNotFound, DocumentNotFound
 from rag.core.records import DocumentInfo, Passage
-from rag.search.store import Store
+from rag.search.store import READY, Store
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +38,24 @@ def is_guest(user: str) -> bool:
 
 @dataclass(frozen=True)
 class View:
-    """What one user may read: each document's id with the name this user knows it by, which of them the user
-    holds, and the collections they see with what they may do with each ("owner", "edit", "read")."""
+    """What one user may read: each document's id with the name this user knows it by, those the user holds (with
+    when they added each), and the collections they see with what they may do with each ("owner", "edit",
+    "read")."""
 
     user: str
     everything: bool
     names: dict[str, str]
-    own: frozenset[str]
+    held: dict[str, float]
     collections: tuple[tuple[Collection, str], ...] = ()
 
     def can_read(self, doc_id: str) -> bool:
         """Whether the user may see ``doc_id`` (list it, search it, open its pages)."""
         return self.everything or doc_id in self.names
+
+    def seen(self, doc: DocumentInfo) -> DocumentInfo:
+        """``doc`` as this user knows it: under their name, added when they added it."""
+        return replace(doc, file_name=self.names.get(doc.doc_id, doc.file_name),
+                       added_at=self.held.get(doc.doc_id, doc.added_at))
 
     def rename(self, passage: Passage) -> Passage:
         """``passage`` under the name this user gave its document."""
@@ -101,7 +107,7 @@ class ScopedStore:
         """Stored chunks of this user's documents, under their names."""
         from rag.search.store import split_chunk_id
 
-        wanted = [cid for cid in ids if self._view.everything or self._view.can_read(split_chunk_id(cid)[0])]
+        wanted = [cid for cid in ids if self._view.can_read(split_chunk_id(cid)[0])]
         return {cid: self._view.rename(p) for cid, p in self._store.get_passages(wanted).items()}
 
 
@@ -155,7 +161,7 @@ class Access:
         if everything:  # every document: those nobody holds keep the registry's name (see View.can_read)
             names.update(self.library.names())
         names.update({d: n for d, (n, _) in held.items()})  # the user's own name wins
-        return View(name, everything, names, frozenset(held), tuple(shown))
+        return View(name, everything, names, {d: added for d, (_, added) in held.items()}, tuple(shown))
 
     def stamp(self, user: str | None) -> int:
         """Changes when what ``user`` may read changes (a document given or let go, a collection shared or no
@@ -172,18 +178,17 @@ class Access:
         """The ready documents ``user`` may read (of ``among``, default the registry's), under their names, oldest
         first (their own added time)."""
         view = self.view(user)
-        held = self.library.holdings(view.user)
-        out = []
-        for d in self.store.documents() if among is None else among:
-            if not view.can_read(d.doc_id):
-                continue
-            added = held.get(d.doc_id, (d.file_name, d.added_at))[1]
-            out.append(replace(d, file_name=view.names.get(d.doc_id, d.file_name), added_at=added))
+        out = [view.seen(d) for d in (self.store.documents() if among is None else among) if view.can_read(d.doc_id)]
         return sorted(out, key=lambda d: (d.added_at, d.file_name))
 
     def find(self, ref: str, user: str | None) -> DocumentInfo:
         """One of ``user``'s readable documents by id, file name or id prefix (6+ characters); DocumentNotFound
         otherwise, the same whether it does not exist or belongs to someone else."""
+        view = self.view(user)
+        if view.can_read(ref):  # an id (what the app passes): one registry record, not the whole registry
+            info = self.store.get(ref)
+            if info is not None and info.status == READY:
+                return view.seen(info)
         docs = self.documents(user)
         matches = [d for d in docs if d.doc_id == ref] or [d for d in docs if d.file_name == ref] or \
             [d for d in docs if len(ref) >= 6 and d.doc_id.startswith(ref)]
@@ -243,8 +248,8 @@ class Access:
 
     def collection(self, user: str | None, ref: str, wants: str = READ) -> Collection:
         """One of ``user``'s collections by id or name, if they may ``wants`` ("read", "edit", "owner") it."""
-        found = [(c, m) for c, m in self.collections(user) if c.id == ref] or \
-            [(c, m) for c, m in self.collections(user) if c.name == ref]
+        seen = self.collections(user)
+        found = [(c, m) for c, m in seen if c.id == ref] or [(c, m) for c, m in seen if c.name == ref]
         if not found:
             raise CollectionNotFound(f"No collection of yours is called '{ref}'.")
         if len(found) > 1:
