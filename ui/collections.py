@@ -6,7 +6,7 @@ Hugging Face sign-in button, and the collection endpoints of the API. Every deci
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -136,23 +136,20 @@ def panel(engine: Engine, demo: gr.Blocks, selection: gr.State) -> Any:
             gr.Warning(str(exc))
         return refreshed(who, current)
 
-    def do_add(current: str | None, checked: list[str] | None, request: gr.Request) -> tuple[Any, ...]:
-        who = owner(request)
-        try:
-            for doc_id in _checked(engine, who, current, checked):
-                engine.access.add_to_collection(who, str(current), doc_id)
-        except RagError as exc:
-            gr.Warning(str(exc))
-        return refreshed(who, current)
+    def members(change: Callable[[str, str, str], object]) -> Callable[..., tuple[Any, ...]]:
+        """A handler that puts the checked documents in the chosen collection, or takes them out."""
+        def handle(current: str | None, checked: list[str] | None, request: gr.Request) -> tuple[Any, ...]:
+            who = owner(request)
+            try:
+                for doc_id in _checked(engine, who, current, checked):
+                    change(who, str(current), doc_id)
+            except RagError as exc:
+                gr.Warning(str(exc))
+            return refreshed(who, current)
+        return handle
 
-    def do_take(current: str | None, checked: list[str] | None, request: gr.Request) -> tuple[Any, ...]:
-        who = owner(request)
-        try:
-            for doc_id in _checked(engine, who, current, checked):
-                engine.access.remove_from_collection(who, str(current), doc_id)
-        except RagError as exc:
-            gr.Warning(str(exc))
-        return refreshed(who, current)
+    do_add = members(lambda who, current, doc: engine.access.add_to_collection(who, current, doc))
+    do_take = members(lambda who, current, doc: engine.access.remove_from_collection(who, current, doc))
 
     def do_share(current: str | None, to: str, how: str, request: gr.Request) -> tuple[Any, ...]:
         who = owner(request)
