@@ -325,8 +325,8 @@ class Access:
         name = self.who(user)
         if not is_guest(name):
             return None
-        held = set(self.library.usage(name))
-        docs = [d for d in self.store.documents() if d.doc_id in held]
+        found = (self.store.get(d) for d in self.library.usage(name))  # a guest's few, not the whole registry
+        docs = [d for d in found if d is not None and d.status == READY]
         s = self.settings
         return (int(s.guest_mb * 1024 * 1024) - sum(d.size_bytes for d in docs),
                 s.guest_pages - sum(d.pages for d in docs))
