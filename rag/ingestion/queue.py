@@ -331,20 +331,21 @@ class IngestQueue:
                                        " GROUP BY state", (self._session.started, *args)).fetchall())
             running = db.execute("SELECT id, name FROM jobs WHERE state = ?" + mine + " ORDER BY id LIMIT 1",
                                  (RUNNING, *args)).fetchone()
-            (handled,) = db.execute("SELECT COUNT(*) FROM jobs WHERE finished_at >= ?",
-                                    (self._session.started,)).fetchone()  # the rate counts everyone's files
-            waiting = None
-            if owner is not None:  # the files before the owner's last one wait too
+            handled = waiting = None
+            if owner is not None:  # the rate counts everyone's files; the files before the owner's last one wait too
+                (handled,) = db.execute("SELECT COUNT(*) FROM jobs WHERE finished_at >= ?",
+                                        (self._session.started,)).fetchone()
                 (waiting,) = db.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?) AND id <= (SELECT MAX(id) "
                                         "FROM jobs WHERE state IN (?, ?) AND owner = ?)",
                                         (QUEUED, RUNNING, QUEUED, RUNNING, owner)).fetchone()
         queued, busy = int(counts.get(QUEUED, 0)), int(counts.get(RUNNING, 0))
         done, failed = int(finished.get(DONE, 0)), int(finished.get(FAILED, 0))
+        handled = done + failed if handled is None else int(handled)
         s = self._session
         eta = pages_per_s = None
         if handled and s.busy_s > 0:
             ahead = queued + busy if waiting is None else int(waiting)
-            eta = ahead * s.busy_s / int(handled)
+            eta = ahead * s.busy_s / handled
             pages_per_s = s.pages / s.busy_s if s.pages else None
         paused = self._paused_why if time.time() < self._paused_until else ""
         return QueueStatus(queued, busy, done, failed, running["name"] if running else "",
