@@ -16,6 +16,7 @@ from tests.fake_ollama import FakeOllama
 from tests.live_app import LiveApp
 from tests.test_access import HANDBOOK, PRICE, SECRET
 from tests.test_ui import CHROMIUM, ask, drop_files, open_app, shot
+from tests.test_ui_conversations import _log_in
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 
@@ -23,13 +24,6 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's ch
 def _settings(ollama: FakeOllama, data: Path, **extra: Any) -> Settings:
     return Settings.from_env({}, ollama_host=ollama.url, data_dir=data, rerank=False, parse_workers=1, think=False,
                              **extra)
-
-
-def _log_in(context: Any, url: str, user: str, password: str) -> Any:
-    assert context.request.post(f"{url}/login", form={"username": user, "password": password}).ok
-    page = context.new_page()
-    open_app(page, url)
-    return page
 
 
 def _upload(page: Any, pdf: Path) -> None:
