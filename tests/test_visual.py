@@ -104,7 +104,7 @@ def test_page_images_join_the_search(settings: Settings, vision: FakeVisionEmbed
         assert len(pages) == 3 and all(w * h <= 100_000 for w, h in vision.sizes)  # one request a page, as vLLM takes
         assert pages[0]["model"] == "Qwen/Qwen3-VL-Embedding-2B"
         assert pages[0]["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
-        assert list(engine.store.vectors_dir.glob(f"{doc.doc_id}.pages-*.npz"))
+        assert list(engine.store.vectors_dir.glob(f"{doc.doc_id}.pages-*.npy"))
 
         fusion = Fusion.from_settings(engine.settings)
         question = "Which page of the notes on the harbour has the dark picture?"
@@ -118,7 +118,31 @@ def test_page_images_join_the_search(settings: Settings, vision: FakeVisionEmbed
         assert asked[-1]["content"] == [{"type": "text", "text": question}] and asked[0]["role"] == "system"
 
         engine.delete(doc.doc_id)
-        assert not list(engine.store.vectors_dir.glob(f"{doc.doc_id}.pages-*.npz"))
+        assert not list(engine.store.vectors_dir.glob(f"{doc.doc_id}.pages-*.npy"))
+    finally:
+        engine.close()
+
+
+def test_page_vectors_are_mapped_once_and_read_again_when_they_change(settings: Settings) -> None:
+    import numpy as np
+
+    engine = Engine(settings)
+    try:
+        store = engine.store
+        store.save_page_vectors("doc-a", "vl", [1, 2, 3], [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+        assert [(d, p) for d, p, _ in store.page_scores([0.0, 1.0], "vl", ["doc-a"], 2)] == [("doc-a", 2), ("doc-a", 3)]
+        mapped = store._page_rows("doc-a", "vl")
+        assert isinstance(mapped, np.memmap)
+        assert store._page_rows("doc-a", "vl") is mapped  # the next question reuses the mapping
+
+        store.save_page_vectors("doc-a", "vl", [7], [[0.0, 3.0]])  # re-indexed: the file changes, the mapping follows
+        assert store.page_scores([0.0, 1.0], "vl", ["doc-a"], 5) == [("doc-a", 7, 1.0)]
+
+        # A file of the earlier layout (pages and vectors apart, in an .npz) is read, and rewritten in the new one.
+        legacy = store.vectors_dir / "doc-b.pages-vl.npz"
+        np.savez(legacy, pages=np.array([4, 9], dtype=np.int32), vectors=np.array([[1, 0], [0, 1]], dtype=np.float32))
+        assert store.page_scores([1.0, 0.0], "vl", ["doc-b", "doc-c"], 1) == [("doc-b", 4, 1.0)]
+        assert not legacy.exists() and (store.vectors_dir / "doc-b.pages-vl.npy").exists()
     finally:
         engine.close()
 

@@ -204,7 +204,7 @@ class Store:
         self._title_terms.pop(doc_id, None)
         self.file_path(doc_id).unlink(missing_ok=True)
         self.ocr_path(doc_id).unlink(missing_ok=True)
-        for path in self.vectors_dir.glob(f"{doc_id}.pages-*.npz"):  # page-image vectors, any model
+        for path in self.vectors_dir.glob(f"{doc_id}.pages-*.np[yz]"):  # page-image vectors, any model
             path.unlink(missing_ok=True)
 
     def recover(self) -> list[str]:
@@ -350,27 +350,20 @@ class Store:
 
     def _matrices_for(self, doc_ids: Sequence[str]) -> list[tuple[str, Any]] | None:
         """The saved (normalised, memory-mapped) vectors of each document, or None if any has none."""
-        import numpy as np
-
         out = []
-        with self._matrices_lock:
-            for doc_id in doc_ids:
-                path = self._vectors_path(doc_id)
-                try:
-                    if not path.exists() and not self._fetch_vectors(doc_id):
+        for doc_id in doc_ids:
+            path = self._vectors_path(doc_id)
+            if not path.exists():
+                with self._matrices_lock:  # one writer of a missing file at a time
+                    try:
+                        if not path.exists() and not self._fetch_vectors(doc_id):
+                            return None
+                    except (OSError, ValueError):
                         return None
-                    stat = path.stat()
-                    stamp = (stat.st_mtime_ns, stat.st_size)  # re-read a file rewritten by any process
-                    cached = self._matrices.get(doc_id)
-                    if cached is None or cached[0] != stamp:
-                        cached = (stamp, np.load(path, mmap_mode="r"))
-                        self._matrices[doc_id] = cached
-                except (OSError, ValueError):
-                    self._matrices.pop(doc_id, None)
-                    return None
-                if cached[1].ndim != 2:
-                    return None
-                out.append((doc_id, cached[1]))
+            matrix = self._mapped(doc_id, path)
+            if matrix is None:
+                return None
+            out.append((doc_id, matrix))
         return out
 
     def _save_vectors(self, doc_id: str, indices: Sequence[int], vectors: Sequence[Sequence[float]]) -> None:
@@ -440,37 +433,79 @@ class Store:
 
     def save_page_vectors(self, doc_id: str, model: str, pages: Sequence[int],
                           vectors: Sequence[Sequence[float]]) -> None:
-        """Keep a document's page-image vectors (of the visual embedder named ``model``) beside its chunk vectors."""
+        """Keep a document's page-image vectors (of the visual embedder named ``model``) beside its chunk vectors:
+        one memory-mapped matrix, each row a page's number followed by its normalised vector."""
         import numpy as np
 
         matrix = np.asarray(vectors, dtype=np.float32)
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True) if matrix.size else matrix
-        matrix = matrix / np.where(norms > 0, norms, 1.0) if matrix.size else matrix
+        if matrix.ndim != 2:
+            matrix = matrix.reshape(len(list(pages)), -1)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix = matrix / np.where(norms > 0, norms, 1.0)
+        rows = np.concatenate([np.asarray(list(pages), dtype=np.float32).reshape(-1, 1), matrix], axis=1)
 
         def write(tmp: Path) -> None:
-            with tmp.open("wb") as fh:  # np.savez would add ".npz" to a path
-                np.savez(fh, pages=np.asarray(list(pages), dtype=np.int32), vectors=matrix)
+            with tmp.open("wb") as fh:  # np.save would add ".npy" to a path
+                np.save(fh, rows)
 
-        atomic_write(self.vectors_dir / f"{doc_id}.pages-{model}.npz", write)
+        atomic_write(self._pages_path(doc_id, model), write)
 
     def page_scores(self, vector: Sequence[float], model: str, doc_ids: Sequence[str],
                     k: int) -> list[tuple[str, int, float]]:
         """The ``k`` pages of ``doc_ids`` whose page-image vectors (of ``model``) are nearest ``vector``: (doc_id,
-        page, cosine), best first. Documents indexed without page images have none."""
+        page, cosine), best first. Documents indexed without page images have none. Each document's file is mapped
+        once and read again only when it changes, as the chunk vectors are."""
         import numpy as np
 
         query = _unit(vector)
         found: list[tuple[str, int, float]] = []
         for doc_id in doc_ids:
-            path = self.vectors_dir / f"{doc_id}.pages-{model}.npz"
-            if not path.exists():
+            rows = self._page_rows(doc_id, model)
+            if rows is None or not len(rows) or rows.shape[1] != len(query) + 1:
                 continue
-            with np.load(path) as data:
-                pages, matrix = data["pages"], data["vectors"]
-            if len(pages) and matrix.shape[1] == len(query):
-                sims = matrix @ query
-                found.extend((doc_id, int(p), float(s)) for p, s in zip(pages, sims, strict=True))
+            sims = np.einsum("ij,j->i", rows[:, 1:], query)
+            found.extend((doc_id, int(p), float(s)) for p, s in zip(rows[:, 0], sims, strict=True))
         return sorted(found, key=lambda item: -item[2])[:k]
+
+    def _pages_path(self, doc_id: str, model: str) -> Path:
+        return self.vectors_dir / f"{doc_id}.pages-{model}.npy"
+
+    def _page_rows(self, doc_id: str, model: str) -> Any:
+        """The memory-mapped page rows of a document (page number, then vector), or None if it has none. A file of
+        the earlier layout (``.npz``: pages and vectors apart) is rewritten in this one the first time it is read."""
+        import numpy as np
+
+        path = self._pages_path(doc_id, model)
+        if not path.exists():
+            legacy = path.with_suffix(".npz")
+            if not legacy.exists():
+                return None
+            try:
+                with np.load(legacy) as data:
+                    pages, vectors = data["pages"], data["vectors"]
+                self.save_page_vectors(doc_id, model, pages.tolist(), vectors)
+                legacy.unlink(missing_ok=True)
+            except (OSError, ValueError, KeyError):
+                return None
+        return self._mapped(f"pages:{model}:{doc_id}", path)
+
+    def _mapped(self, key: str, path: Path) -> Any:
+        """``path``'s 2-d array, memory-mapped and kept under ``key`` until the file changes (any process may
+        rewrite it); None if it can't be read."""
+        import numpy as np
+
+        with self._matrices_lock:
+            try:
+                stat = path.stat()
+                stamp = (stat.st_mtime_ns, stat.st_size)
+                cached = self._matrices.get(key)
+                if cached is None or cached[0] != stamp:
+                    cached = (stamp, np.load(path, mmap_mode="r"))
+                    self._matrices[key] = cached
+            except (OSError, ValueError):
+                self._matrices.pop(key, None)
+                return None
+        return cached[1] if cached[1].ndim == 2 else None
 
     def count_chunks(self, doc_id: str | None = None) -> int:
         """Number of stored chunks (of one document, or all)."""
