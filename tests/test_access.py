@@ -279,3 +279,24 @@ def test_a_visitor_who_has_not_signed_in_can_look_but_not_upload(fake_ollama: Fa
         assert engine.store.documents() == [] and engine.documents("guest-cafe") == []
     finally:
         engine.close()
+
+
+def test_who_may_read_what_is_read_once_and_again_after_any_write(tmp_path: Path) -> None:
+    from rag.access.library import Library
+
+    path = tmp_path / "library.sqlite3"
+    app, other = Library(path), Library(path)  # ``other``: another process on the same data folder (the CLI)
+    app.hold("bob", "doc-1", "memo.pdf")
+    assert app.holdings("bob") == {"doc-1": ("memo.pdf", app.holdings("bob")["doc-1"][1])}
+    reads = []
+    app._reader.set_trace_callback(reads.append)
+    app.holdings("bob")
+    app.holdings("bob")
+    assert [r for r in reads if "holdings" in r] == []  # unchanged: the rows kept are reused
+
+    other.release("bob", "doc-1")  # written elsewhere: the very next read sees it
+    assert app.holdings("bob") == {}
+    other.hold("carol", "doc-2", "handbook.pdf")
+    app.hold("bob", "doc-3", "notes.pdf")  # and this process's own writes
+    assert set(app.holdings("bob")) == {"doc-3"} and set(app.holdings("carol")) == {"doc-2"}
+    assert any("holdings" in r for r in reads)

@@ -28,6 +28,8 @@ from rag.core.errors import StoreError
 FILE_NAME = "library.sqlite3"
 READ, EDIT = "read", "edit"
 MODES = (READ, EDIT)
+_CACHED_READS = 512  # distinct queries whose rows are kept until the database changes
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS holdings (
     user TEXT NOT NULL, doc_id TEXT NOT NULL, file_name TEXT NOT NULL, added_at REAL NOT NULL,
@@ -80,6 +82,9 @@ class Library:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None  # kept open: it tells when any connection has written
+        self._rows: dict[tuple[str, tuple], list[tuple]] = {}  # (query, arguments) -> rows, while unchanged
+        self._version: int | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with closing(self._connect()) as con:
@@ -109,11 +114,34 @@ class Library:
                 from exc
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """The rows of a query. Every question asks who may read what, so rows are kept until the database
+        changes: SQLite's ``data_version`` on the open reading connection moves with every write committed by any
+        other connection, this process's own writes (each its own connection) and other processes' alike."""
         try:
-            with closing(self._connect()) as con:
-                return con.execute(sql, args).fetchall()
+            with self._lock:
+                if self._reader is None:
+                    self._reader = self._connect()
+                version = self._reader.execute("PRAGMA data_version").fetchone()[0]
+                if version != self._version:
+                    self._rows.clear()
+                    self._version = version
+                rows = self._rows.get((sql, args))
+                if rows is None:
+                    rows = self._reader.execute(sql, args).fetchall()
+                    if len(self._rows) >= _CACHED_READS:
+                        self._rows.clear()
+                    self._rows[(sql, args)] = rows
+                return list(rows)
         except (sqlite3.Error, OSError) as exc:
+            self._close_reader()
             raise StoreError(f"Can't read the library of owners: {storage_problem(self.path.parent, exc)}") from exc
+
+    def _close_reader(self) -> None:
+        with self._lock:
+            reader, self._reader, self._version = self._reader, None, None
+            self._rows.clear()
+        if reader is not None:
+            reader.close()
 
     # --- holdings ---------------------------------------------------------------------------------------------
     def hold(self, user: str, doc_id: str, file_name: str, added_at: float | None = None) -> bool:
