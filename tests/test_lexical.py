@@ -377,3 +377,46 @@ def test_a_damaged_saved_segment_is_skipped(tmp_path: Path, monkeypatch: pytest.
     again.sync(docs)
     fresh = build(tmp_path / "fresh", docs)
     assert {q: again.search(q, 5, docs) for q in QUERIES} == {q: fresh.search(q, 5, docs) for q in QUERIES}
+
+
+def _title_bm25(query: str, titles: dict[str, list[str]]) -> dict[str, float]:
+    """BM25 over titles written out plainly, every title scored (what the title index must agree with)."""
+    import math
+    from collections import Counter
+
+    terms = set(lexical.title_terms(query))
+    counts = {d: Counter(t) for d, t in titles.items()}
+    average = max(1.0, sum(len(t) for t in titles.values()) / len(titles))
+    df = Counter(term for c in counts.values() for term in terms if term in c)
+    scores = {}
+    for d, c in counts.items():
+        norm = lexical.TITLE_K1 * (1 - lexical.B + lexical.B * len(titles[d]) / average)
+        score = sum(math.log1p((len(titles) - df[t] + 0.5) / (df[t] + 0.5)) * c[t] * (lexical.TITLE_K1 + 1)
+                    / (c[t] + norm) for t in terms if t in c)
+        if score > 0:
+            scores[d] = score
+    best = max(scores.values(), default=0.0)
+    return {d: s / best for d, s in scores.items()} if best > 0 else {}
+
+
+def test_the_title_index_scores_as_bm25_over_the_titles_searched_and_follows_changes() -> None:
+    rng = np.random.default_rng(5)
+    words = ["annual", "report", "acme", "globex", "initech", "2021", "2022", "2023", "filing", "quarterly",
+             "handbook", "policy", "umbrella", "corp"]
+    titles = {f"d{i}": " ".join(rng.choice(words, size=int(rng.integers(0, 6)))) for i in range(60)}
+    index = lexical.TitleIndex()
+    for doc_id, title in titles.items():
+        index.put(doc_id, lexical.title_terms(title))
+    terms = {d: lexical.title_terms(t) for d, t in titles.items()}
+    for _ in range(40):
+        question = "What does the " + " ".join(rng.choice(words, size=3)) + " say?"
+        scope = sorted(rng.choice(list(titles), size=int(rng.integers(1, 60)), replace=False).tolist())
+        expected = _title_bm25(question, {d: terms[d] for d in scope})
+        got = index.scores(question, scope)
+        assert got.keys() == expected.keys() and all(abs(got[d] - expected[d]) < 1e-12 for d in got), question
+    assert index.scores("acme annual report", ["d0", "nowhere"]) == _title_bm25("acme annual report",
+                                                                                {"d0": terms["d0"]})
+    index.put("d1", lexical.title_terms("Zephyr Institute handbook"))  # a document indexed again, retitled
+    index.drop("d2")
+    assert "d2" not in index and set(index.scores("zephyr", list(titles))) == {"d1"}
+    assert "d2" not in index.scores(titles["d2"], list(titles))

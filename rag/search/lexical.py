@@ -90,22 +90,71 @@ def title_scores(query: str, titles: dict[str, Sequence[str]]) -> dict[str, floa
     """How well each document's title (as ``title_terms``) matches ``query``: BM25 over the given titles (k1
     ``TITLE_K1``, b ``B``), scaled so the best match is 1; documents whose title shares no term with the query are
     left out (so a question in another language than the titles boosts none)."""
-    terms = set(title_terms(query))
-    if not terms or not titles:
-        return {}
-    counts = {doc_id: Counter(tokens) for doc_id, tokens in titles.items()}
-    average = max(1.0, sum(len(t) for t in titles.values()) / len(titles))
-    df = Counter(term for c in counts.values() for term in terms if term in c)
-    n = len(titles)
-    scores: dict[str, float] = {}
-    for doc_id, c in counts.items():
-        norm = TITLE_K1 * (1 - B + B * len(titles[doc_id]) / average)
-        score = sum(math.log1p((n - df[t] + 0.5) / (df[t] + 0.5)) * c[t] * (TITLE_K1 + 1) / (c[t] + norm)
-                    for t in terms if t in c)
-        if score > 0:
-            scores[doc_id] = score
-    best = max(scores.values(), default=0.0)
-    return {doc_id: score / best for doc_id, score in scores.items()} if best > 0 else {}
+    index = TitleIndex()
+    for doc_id, terms in titles.items():
+        index.put(doc_id, terms)
+    return index.scores(query, list(titles))
+
+
+class TitleIndex:
+    """Document titles' terms (as ``title_terms``), kept between questions and inverted, so that ``scores`` (what
+    ``title_scores`` computes) works only on the titles sharing a term with the question, not on every title of
+    the documents searched. Safe to use from several threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, Counter[str]] = {}  # doc_id -> its title's term counts
+        self._lengths: dict[str, int] = {}  # doc_id -> its title's length in terms
+        self._postings: dict[str, dict[str, int]] = {}  # term -> {doc_id: count}
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._lengths
+
+    def put(self, doc_id: str, terms: Sequence[str]) -> None:
+        """Index (or index again) a document's title terms."""
+        with self._lock:
+            self._drop(doc_id)
+            counts = Counter(terms)
+            self._counts[doc_id], self._lengths[doc_id] = counts, len(terms)
+            for term, count in counts.items():
+                self._postings.setdefault(term, {})[doc_id] = count
+
+    def drop(self, doc_id: str) -> None:
+        """Forget a document's title (it is read again the next time it is searched)."""
+        with self._lock:
+            self._drop(doc_id)
+
+    def _drop(self, doc_id: str) -> None:
+        self._lengths.pop(doc_id, None)
+        for term in self._counts.pop(doc_id, ()):
+            postings = self._postings.get(term)
+            if postings is not None:
+                postings.pop(doc_id, None)
+                if not postings:
+                    del self._postings[term]
+
+    def scores(self, query: str, doc_ids: Sequence[str]) -> dict[str, float]:
+        """``title_scores`` of ``query`` over the titles of ``doc_ids`` (those indexed here)."""
+        terms = set(title_terms(query))
+        if not terms:
+            return {}
+        with self._lock:
+            scope = {d for d in doc_ids if d in self._lengths}
+            if not scope:
+                return {}
+            n = len(scope)
+            average = max(1.0, sum(self._lengths[d] for d in scope) / n)
+            scores: dict[str, float] = {}
+            for term in terms:
+                docs = {d: c for d, c in self._postings.get(term, {}).items() if d in scope}
+                if not docs:
+                    continue
+                idf = math.log1p((n - len(docs) + 0.5) / (len(docs) + 0.5))
+                for doc_id, count in docs.items():
+                    norm = TITLE_K1 * (1 - B + B * self._lengths[doc_id] / average)
+                    scores[doc_id] = scores.get(doc_id, 0.0) + idf * count * (TITLE_K1 + 1) / (count + norm)
+        best = max(scores.values(), default=0.0)
+        return {doc_id: score / best for doc_id, score in scores.items() if score > 0} if best > 0 else {}
 
 
 def term_key(term: str) -> int:

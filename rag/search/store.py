@@ -31,7 +31,7 @@ from rag.core.config import Settings
 from rag.core.datadir import atomic_write, check_writable, has_ended, process_tag
 from rag.core.errors import StoreError
 from rag.core.records import Chunk, DocumentInfo, Passage, indexed_text
-from rag.search.lexical import LexicalIndex, title_scores, title_terms
+from rag.search.lexical import LexicalIndex, TitleIndex, title_terms
 from rag.text.tokencount import measure, remember
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class Store:
         self._matrices_lock = threading.Lock()
         self._ready: tuple[float, list[str]] | None = None  # (when read, ids); one registry read per question
         self._registry_seen: tuple[int, frozenset[str], float, list[str]] | None = None  # see _read_ready
-        self._title_terms: dict[str, list[str]] = {}  # doc_id -> its title's tokens (a doc id is the PDF's hash)
+        self._titles = TitleIndex()  # each document's title terms, read once (a doc id is the PDF's hash)
         self._max_batch = max(1, int(self.client.get_max_batch_size()))
         self.registry = self.client.get_or_create_collection(f"docs-{index_name}", embedding_function=None)
         self.chunks = self.client.get_or_create_collection(
@@ -192,7 +192,7 @@ class Store:
         """Make a fully written document searchable."""
         self.registry.upsert(ids=[info.doc_id], embeddings=[[1.0]], metadatas=[_meta(info, status=READY)])
         self._ready = None  # after the write, so a concurrent read can't cache the state before it
-        self._title_terms.pop(info.doc_id, None)
+        self._titles.drop(info.doc_id)
 
     def delete(self, doc_id: str) -> None:
         """Remove a document: its chunks, its registry record and its stored file."""
@@ -201,7 +201,7 @@ class Store:
         self.lexical.remove(doc_id)
         self.registry.delete(ids=[doc_id])
         self._ready = None
-        self._title_terms.pop(doc_id, None)
+        self._titles.drop(doc_id)
         self.file_path(doc_id).unlink(missing_ok=True)
         self.ocr_path(doc_id).unlink(missing_ok=True)
         for path in self.vectors_dir.glob(f"{doc_id}.pages-*.np[yz]"):  # page-image vectors, any model
@@ -254,12 +254,12 @@ class Store:
 
     def title_scores(self, query: str, doc_ids: Sequence[str]) -> dict[str, float]:
         """How well each document's title matches ``query``, among ``doc_ids`` (best 1; no match left out)."""
-        missing = [d for d in dict.fromkeys(doc_ids) if d not in self._title_terms]
+        missing = [d for d in dict.fromkeys(doc_ids) if d not in self._titles]
         if missing:
             got = self.registry.get(ids=missing, include=["metadatas"])
             for doc_id, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
-                self._title_terms[doc_id] = title_terms(str(meta.get("title") or meta.get("file_name", "")))
-        return title_scores(query, {d: self._title_terms[d] for d in doc_ids if d in self._title_terms})
+                self._titles.put(doc_id, title_terms(str(meta.get("title") or meta.get("file_name", ""))))
+        return self._titles.scores(query, doc_ids)
 
     def dense_scores(self, vector: Sequence[float], chunk_ids: Sequence[str]) -> dict[str, float]:
         """Cosine similarity of ``vector`` to each of the given chunks (those that exist)."""
