@@ -135,6 +135,7 @@ def test_warming_a_reopened_store_reads_its_indexes_before_a_question(tmp_path: 
     assert reopened.lexical._synced != frozenset(ids)
     reopened.warm()
     assert reopened.lexical._synced == frozenset(ids)  # BM25 read
+    assert set(reopened._matrices) == set(ids)  # each document's vector file mapped
     assert searched == [1]  # one search with a stored vector: Chroma has read its vector index
     assert reopened.lexical.search("text 1", 3, ids)  # and it answers as before
 

@@ -263,6 +263,8 @@ class Store:
 
     def dense_scores(self, vector: Sequence[float], chunk_ids: Sequence[str]) -> dict[str, float]:
         """Cosine similarity of ``vector`` to each of the given chunks (those that exist)."""
+        import numpy as np
+
         q = _unit(vector)
         out: dict[str, float] = {}
         rows: dict[str, list[tuple[str, int]]] = {}
@@ -276,9 +278,10 @@ class Store:
                 missing.extend(cid for cid, _ in wanted)
                 continue
             matrix = matrices[0][1]
-            for cid, index in wanted:
-                if 0 <= index < matrix.shape[0]:
-                    out[cid] = float(matrix[index] @ q)
+            present = [(cid, index) for cid, index in wanted if 0 <= index < matrix.shape[0]]
+            if present:  # one product per document, not one per chunk
+                picked = np.asarray(matrix[np.fromiter((i for _, i in present), dtype=np.intp)])
+                out.update(zip((cid for cid, _ in present), (picked @ q).tolist(), strict=True))
         if missing:
             got = self.chunks.get(ids=missing, include=["embeddings"])
             for cid, emb in zip(got["ids"], got["embeddings"], strict=True):
@@ -292,10 +295,14 @@ class Store:
         return [replace(found[cid], score=score) for cid, score in hits if cid in found]
 
     def warm(self) -> None:
-        """Read now what the first question would otherwise wait for: the BM25 index, and Chroma's vector index
-        (loaded from disk on its first search: seconds for a few hundred thousand chunks), by one search with a
-        stored vector. Nothing is read from an empty index."""
-        self.lexical.sync(self.ready_ids())
+        """Read now what the first question would otherwise wait for: the BM25 index, each document's vector file
+        (mapped, not read), and Chroma's vector index (loaded from disk on its first search: seconds for a few
+        hundred thousand chunks), by one search with a stored vector. Nothing is read from an empty index."""
+        ready = self.ready_ids()
+        self.lexical.sync(ready)
+        for doc_id in ready:  # map each document's vector file now (the scoped scans and cross-scoring read them)
+            if self._vectors_path(doc_id).exists():
+                self._matrices_for([doc_id])
         stored = self.chunks.peek(1).get("embeddings")
         if stored is not None and len(stored):
             self.chunks.query(query_embeddings=[list(stored[0])], n_results=1, include=["distances"])
@@ -309,7 +316,8 @@ class Store:
         if not scope or k <= 0:
             return []
         found = None
-        if len(scope) == len(ready) and self.registry.count() == len(ready):
+        seen = self._registry_seen  # the registry as ready_ids last read it (a hit outside the scope is checked)
+        if len(scope) == len(ready) and seen is not None and not seen[1] and seen[0] == len(ready):
             found = self._nearest_everything(vector, k, ready)  # nothing is pending: no filter needed
         else:
             found = self._nearest_exact(vector, k, scope)
