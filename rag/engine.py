@@ -207,8 +207,12 @@ class Engine:
         def read() -> None:
             started = time.perf_counter()
             try:
-                self._answering()[1].warm()
+                store = self._answering()[1]
+                store.warm()
                 log.info("The search index is read (%.1f s)", time.perf_counter() - started)
+                written = store.fill_passages()  # once, for a library indexed before passages were kept apart
+                if written:
+                    log.info("Kept the passages of %d documents beside their vectors", written)
             except Exception as exc:  # noqa: BLE001 - logged; the first question reads it (and reports a problem)
                 log.warning("Could not read the search index ahead of the first question: %s", exc)
 

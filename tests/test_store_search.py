@@ -148,10 +148,54 @@ def test_the_app_reads_the_index_in_the_background_as_it_starts(engine: Engine,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     warmed = []
     monkeypatch.setattr(Store, "warm", lambda self: warmed.append(self.index_name))
+    monkeypatch.setattr(Store, "fill_passages", lambda self: warmed.append("passages") or 0)
     engine.warm_up(background=False)  # the CLI and ZeroGPU: the question reads it
     assert warmed == []
     engine.warm_up()
     deadline = time.time() + 10
-    while not warmed and time.time() < deadline:
+    while len(warmed) < 2 and time.time() < deadline:
         time.sleep(0.05)
-    assert warmed == [engine.store.index_name]
+    assert warmed == [engine.store.index_name, "passages"]  # then the passages of an older library kept apart
+
+
+def test_passages_are_read_from_their_documents_files_as_chroma_holds_them(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(Settings.from_env({}, data_dir=tmp_path), "test-16")
+    chunks = [Chunk(0, "Der Umsatz stieg um 12 % auf 3,4 Mrd. €.", 1, 1, 0, 40, "Bericht, Seite 1"),
+              Chunk(1, "图 3：收入", 2, 2, 41, 47, "Bericht, Seite 2", ocr=True, page_label="ii", figure=True),
+              Chunk(2, 'A "quoted" line\nand a tab\there', 2, 3, 48, 80)]
+    info = DocumentInfo(doc_id="docA", file_name="bericht.pdf", title="Bericht", pages=3, chunks=3,
+                        status="indexing", added_at=time.time())
+    store.begin(info)
+    store.add_chunks("docA", "bericht.pdf", "Bericht", chunks, np.eye(3, 16).tolist())
+    store.commit(info)
+    ids = ["docA:2", "docA:0", "docA:1", "docA:7"]  # the last one does not exist
+
+    def from_chroma() -> dict:
+        got = store.chunks.get(ids=ids[:3], include=["documents", "metadatas"])
+        return {cid: (text, meta) for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])}
+
+    held = from_chroma()
+    asked: list[object] = []
+    get = store.chunks.get
+    monkeypatch.setattr(store.chunks, "get", lambda **kw: asked.append(kw.get("ids")) or get(**kw))
+    found = store.get_passages(ids)
+    assert asked == []  # read from the document's file, not from Chroma
+    assert set(found) == set(ids[:3])
+    def rounded(rows: dict) -> dict:  # Chroma hands floats back through its own encoding (15.342 for 15.3419…)
+        return {k: (text, {m: round(v, 9) if isinstance(v, float) else v for m, v in meta.items()})
+                for k, (text, meta) in rows.items()}
+
+    kept = store._read_passages("docA", [0, 1, 2])
+    assert rounded(kept) == rounded({int(cid.split(":")[1]): held[cid] for cid in held})
+    assert found["docA:1"].page_label == "ii" and found["docA:1"].figure and found["docA:1"].ocr
+    assert found["docA:0"].text == chunks[0].text and found["docA:0"].file_name == "bericht.pdf"
+
+    store._passages_path("docA").unlink()  # indexed before passages were kept apart: Chroma answers
+    assert store.get_passages(ids) == found and asked == [ids]
+    assert store.fill_passages() == 1 and store.fill_passages() == 0  # written once, from Chroma
+    asked.clear()
+    assert store.get_passages(ids) == found and asked == []  # from the file fill_passages wrote
+
+    store.delete("docA")
+    assert not store._passages_path("docA").exists() and store.get_passages(ids) == {}

@@ -9,6 +9,9 @@ documents. A document left ``indexing`` by a process that died (``kill -9``, pow
 Beside Chroma, each document's normalised vectors are kept in ``<data_dir>/vectors/<index>/<doc_id>.npy``, so a
 search limited to some documents is an exact scan of those rows: Chroma's ``where`` filter on ``doc_id`` costs
 tens to hundreds of milliseconds at 100k chunks, and a search over every document skips the filter altogether.
+Each document's chunks (text and metadata) are kept beside them too, in ``<doc_id>.passages`` (row i at a known
+offset): reading the passages a question keeps is then a few reads of their documents' files, where Chroma's
+``get`` by id costs a few tenths of a millisecond a chunk, more as the collection outgrows the page cache.
 
 Chroma holds the truth; the files under the data dir are caches. With several app instances sharing one Chroma
 server, the set of searchable documents always comes from the registry, and a document's vector file and BM25
@@ -20,7 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import struct
 import threading
 import time
 from dataclasses import replace
@@ -42,6 +47,7 @@ _OWNER = process_tag()
 _READY_TTL = 1.0  # seconds another process's commit may take to become searchable here (this one's: at once)
 _READY_REREAD = 30.0  # seconds: the ready ids are read whole at least this often, whatever the checks say
 _EXACT_SCAN_LIMIT = 250_000  # chunks; larger scopes go through Chroma's filter (a scan reads 4 KB per chunk)
+_PASSAGES_MAGIC = b"pagewise-passages-1\n"
 
 
 def open_client(settings: Settings) -> Any:
@@ -173,19 +179,21 @@ class Store:
     def add_chunks(self, doc_id: str, file_name: str, title: str, chunks: Sequence[Chunk],
                    vectors: Sequence[Sequence[float]]) -> None:
         """Write a document's chunks in batches Chroma accepts, refreshing the ingest's heartbeat."""
+        metadatas = [{"doc_id": doc_id, "file_name": file_name, "title": title, "index": c.index,
+                      "page_start": c.page_start, "page_end": c.page_end, "char_start": c.char_start,
+                      "char_end": c.char_end, "context": c.context, "ocr": c.ocr,
+                      **_chunk_extras(c), **token_count(c.text)} for c in chunks]
         for i in range(0, len(chunks), self._max_batch):
             batch = chunks[i:i + self._max_batch]
             self.chunks.upsert(
                 ids=[chunk_id(doc_id, c.index) for c in batch],
                 embeddings=[list(v) for v in vectors[i:i + self._max_batch]],
                 documents=[c.text for c in batch],
-                metadatas=[{"doc_id": doc_id, "file_name": file_name, "title": title, "index": c.index,
-                            "page_start": c.page_start, "page_end": c.page_end, "char_start": c.char_start,
-                            "char_end": c.char_end, "context": c.context, "ocr": c.ocr,
-                            **_chunk_extras(c), **token_count(c.text)} for c in batch],
+                metadatas=metadatas[i:i + self._max_batch],
             )
             self._heartbeat(doc_id)
         self._save_vectors(doc_id, [c.index for c in chunks], vectors)
+        self._save_passages(doc_id, [c.index for c in chunks], [c.text for c in chunks], metadatas)
         self.lexical.add(doc_id, [chunk_id(doc_id, c.index) for c in chunks], [c.embed_text for c in chunks])
 
     def commit(self, info: DocumentInfo) -> None:
@@ -198,6 +206,7 @@ class Store:
         """Remove a document: its chunks, its registry record and its stored file."""
         self.chunks.delete(where={"doc_id": doc_id})
         self._vectors_path(doc_id).unlink(missing_ok=True)
+        self._passages_path(doc_id).unlink(missing_ok=True)
         self.lexical.remove(doc_id)
         self.registry.delete(ids=[doc_id])
         self._ready = None
@@ -413,15 +422,93 @@ class Store:
         return self.vectors_dir / f"{doc_id}.npy"
 
     def get_passages(self, ids: Sequence[str]) -> dict[str, Passage]:
-        """Stored chunks by id (those that exist)."""
+        """Stored chunks by id (those that exist): from their documents' passage files, from Chroma for a
+        document that has none (indexed by an older version or another instance; see ``fill_passages``)."""
         if not ids:
             return {}
-        got = self.chunks.get(ids=list(ids), include=["documents", "metadatas"])
-        for text, meta in zip(got["documents"], got["metadatas"], strict=True):
+        rows: dict[str, list[tuple[str, int]]] = {}
+        for cid in dict.fromkeys(ids):
+            doc_id, index = split_chunk_id(cid)
+            rows.setdefault(doc_id, []).append((cid, index))
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        missing: list[str] = []
+        for doc_id, wanted in rows.items():
+            read = self._read_passages(doc_id, [index for _, index in wanted])
+            if read is None:
+                missing.extend(cid for cid, _ in wanted)
+                continue
+            found.update((cid, read[index]) for cid, index in wanted if index in read)
+        if missing:
+            got = self.chunks.get(ids=missing, include=["documents", "metadatas"])
+            found.update((cid, (text, meta)) for cid, text, meta in zip(
+                got["ids"], got["documents"], got["metadatas"], strict=True))
+        for text, meta in found.values():
             if isinstance(meta.get("tokens"), (int, float)):  # counted at ingestion (not in older indexes)
                 remember(text, str(meta.get("language") or "") or None, float(meta["tokens"]))
-        return {cid: passage(cid, text, meta, 0.0)
-                for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
+        return {cid: passage(cid, text, meta, 0.0) for cid, (text, meta) in found.items()}
+
+    def _passages_path(self, doc_id: str) -> Path:
+        return self.vectors_dir / f"{doc_id}.passages"
+
+    def _save_passages(self, doc_id: str, indices: Sequence[int], texts: Sequence[str],
+                       metadatas: Sequence[dict[str, Any]]) -> None:
+        """Keep a document's chunks beside its vectors (row i is the chunk of index i): a magic line, the row
+        count, the rows' offsets, then each row as JSON ``[text, metadata]``."""
+        path = self._passages_path(doc_id)
+        if not indices or list(indices) != list(range(len(indices))):
+            path.unlink(missing_ok=True)  # rows wouldn't map to chunk ids: this document is read from Chroma
+            return
+        blobs = [json.dumps([text, meta], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                 for text, meta in zip(texts, metadatas, strict=True)]
+        offsets, total = [], 0
+        for blob in [b"", *blobs]:
+            total += len(blob)
+            offsets.append(total)
+        head = _PASSAGES_MAGIC + struct.pack(f"<Q{len(offsets)}Q", len(blobs), *offsets)
+        atomic_write(path, lambda tmp: tmp.write_bytes(head + b"".join(blobs)))
+
+    def _read_passages(self, doc_id: str, indices: Sequence[int]) -> dict[int, tuple[str, dict[str, Any]]] | None:
+        """Rows ``indices`` of a document's passage file (those it has), or None if it has no readable file."""
+        try:
+            fd = os.open(self._passages_path(doc_id), os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            start = len(_PASSAGES_MAGIC) + 8
+            head = os.pread(fd, start, 0)
+            if len(head) != start or not head.startswith(_PASSAGES_MAGIC):
+                return None
+            (count,) = struct.unpack("<Q", head[len(_PASSAGES_MAGIC):])
+            body = start + 8 * (count + 1)
+            out = {}
+            for index in indices:
+                if 0 <= index < count:
+                    lo, hi = struct.unpack("<QQ", os.pread(fd, 16, start + 8 * index))
+                    text, meta = json.loads(os.pread(fd, hi - lo, body + lo))
+                    out[index] = (text, meta)
+            return out
+        except (OSError, ValueError, struct.error):
+            return None
+        finally:
+            os.close(fd)
+
+    def fill_passages(self, limit: int | None = None) -> int:
+        """Write the passage file of each ready document that lacks one (indexed before they were kept, or by
+        another instance sharing a Chroma server), from its chunks in Chroma; how many were written. Run in the
+        background as the app starts: until then such a document's passages are read from Chroma."""
+        written = 0
+        for doc_id in self.ready_ids():
+            if limit is not None and written >= limit:
+                break
+            if self._passages_path(doc_id).exists():
+                continue
+            got = self.chunks.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
+            rows = sorted(zip(got["documents"], got["metadatas"], strict=True), key=lambda r: int(r[1]["index"]))
+            if rows:
+                self._save_passages(doc_id, [int(m["index"]) for _, m in rows], [t for t, _ in rows],
+                                    [m for _, m in rows])
+                written += 1
+        return written
 
     def find_chunks(self, doc_ids: Sequence[str], where: dict[str, Any] | None = None,
                     contains: Sequence[str] = (), limit: int = 200) -> dict[str, Passage]:
