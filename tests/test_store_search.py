@@ -171,11 +171,8 @@ def test_passages_are_read_from_their_documents_files_as_chroma_holds_them(tmp_p
     store.commit(info)
     ids = ["docA:2", "docA:0", "docA:1", "docA:7"]  # the last one does not exist
 
-    def from_chroma() -> dict:
-        got = store.chunks.get(ids=ids[:3], include=["documents", "metadatas"])
-        return {cid: (text, meta) for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])}
-
-    held = from_chroma()
+    got = store.chunks.get(ids=ids[:3], include=["documents", "metadatas"])
+    held = {cid: (text, meta) for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
     asked: list[object] = []
     get = store.chunks.get
     monkeypatch.setattr(store.chunks, "get", lambda **kw: asked.append(kw.get("ids")) or get(**kw))
