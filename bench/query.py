@@ -67,7 +67,8 @@ CACHE = ROOT / "bench" / ".cache"
 TARGET_MS = 25.0
 DIM = 1024
 INDEX_NAME = "synthetic-bench-1024"
-FORMAT = 3  # bump when the synthetic data changes, so a stale cache is rebuilt (2: + saved vectors, 3: + token counts)
+FORMAT = 4  # bump when the synthetic data changes, so a stale cache is rebuilt (2: + saved vectors, 3: + token counts,
+#             4: + passage files)
 CHUNKS_PER_PAGE = 2
 
 
@@ -145,6 +146,15 @@ def build(lib: Library, rebuild: bool) -> None:
         LexicalIndex(lexical).search("convert", 1, [])
     if built == expected:
         return
+    if built == {**expected, "format": 3}:
+        # A cache built before the store kept each document's passages in a file: written from Chroma, as the app
+        # does for such a library when it starts (Store.fill_passages, in the background there).
+        print("writing each document's passage file from Chroma (once)", flush=True)
+        started = time.perf_counter()
+        written = Store(settings_for(lib), INDEX_NAME).fill_passages()
+        print(f"  {written} documents in {time.perf_counter() - started:.0f} s", flush=True)
+        marker.write_text(json.dumps(expected))
+        return
     if built == {**expected, "format": 2}:
         # A cache built before the store kept each chunk's token count: add it the way add_chunks writes it.
         add_token_counts(Store(settings_for(lib), INDEX_NAME), lib, lib.docs)
@@ -181,6 +191,9 @@ def build(lib: Library, rebuild: bool) -> None:
             elapsed = time.perf_counter() - started
             print(f"  {d + 1}/{lib.docs} documents, {elapsed:.0f} s "
                   f"(~{elapsed / (d + 1 - first) * (lib.docs - d - 1):.0f} s left)", flush=True)
+    if first and first_format < 4:  # the documents copied from a library built before passage files
+        print(f"writing the passage files of the first {first} documents from Chroma (once)", flush=True)
+        store.fill_passages()
     marker.write_text(json.dumps(expected))
 
 
@@ -200,7 +213,7 @@ def grow_from(lib: Library) -> tuple[int, int]:
     best: tuple[int, Path, int] | None = None
     for marker in CACHE.glob(f"query-*x{lib.chunks}-{lib.words}w-{lib.vocab}v-{DIM}d-s{lib.seed}/BUILT.json"):
         built = json.loads(marker.read_text())
-        if built.get("format") in (2, FORMAT) and built.get("chunks") == lib.chunks and built["docs"] < lib.docs:
+        if built.get("format") in (2, 3, FORMAT) and built.get("chunks") == lib.chunks and built["docs"] < lib.docs:
             if best is None or built["docs"] > best[0]:
                 best = (int(built["docs"]), marker.parent, int(built["format"]))
     if best is None:

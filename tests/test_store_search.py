@@ -87,11 +87,13 @@ def test_ready_documents_follow_another_process_without_rereading_an_unchanged_r
 
     reads: list[object] = []
     get = store.registry.get
+    count = store.registry.count
     monkeypatch.setattr(store.registry, "get", lambda *a, **kw: reads.append(kw.get("where")) or get(*a, **kw))
+    monkeypatch.setattr(store.registry, "count", lambda: reads.append("count") or count())
     for _ in range(3):
         store._ready = None  # a question a while later
         assert sorted(store.ready_ids()) == ids
-    assert {"status": "ready"} not in reads  # nothing changed: the ready ids were not read again
+    assert reads == []  # nothing changed, as the writers' change file says: the registry was not read at all
 
     def added(doc_id: str) -> DocumentInfo:
         return DocumentInfo(doc_id=doc_id, file_name=f"{doc_id}.pdf", title="", pages=1, chunks=1,
@@ -115,7 +117,7 @@ def test_ready_documents_follow_another_process_without_rereading_an_unchanged_r
     other.commit(added("newer"))
     seen = store._registry_seen
     assert seen is not None
-    store._registry_seen = (seen[0], seen[1], seen[2] - 31.0, seen[3])
+    store._registry_seen = (seen[0], seen[1], seen[2] - 31.0, seen[3], seen[4])
     store._ready = None
     assert sorted(store.ready_ids()) == sorted([ids[2], "new", "newer"])
 
@@ -196,3 +198,25 @@ def test_passages_are_read_from_their_documents_files_as_chroma_holds_them(tmp_p
 
     store.delete("docA")
     assert not store._passages_path("docA").exists() and store.get_passages(ids) == {}
+
+
+def test_replicas_behind_a_chroma_server_see_each_others_documents(tmp_path: Path, chroma: object) -> None:
+    # Each replica has its own data folder, so no change file is shared: the registry's own checks tell.
+    def replica(name: str) -> Store:
+        settings = Settings.from_env({}, data_dir=tmp_path / name, chroma_host=chroma.host,  # type: ignore[attr-defined]
+                                     chroma_port=chroma.port)  # type: ignore[attr-defined]
+        return Store(settings, "test-16")
+
+    one, two = replica("one"), replica("two")
+    assert two.ready_ids() == []
+    info = DocumentInfo(doc_id="shared", file_name="s.pdf", title="", pages=1, chunks=1, status="indexing",
+                        added_at=time.time())
+    one.begin(info)
+    one.add_chunks("shared", "s.pdf", "", [Chunk(0, "text", 1, 1, 0, 4)], [[1.0] * 16])
+    one.commit(info)
+    two._ready = None  # a question a moment later
+    assert two.ready_ids() == ["shared"]
+    assert two.get_passages(["shared:0"])["shared:0"].text == "text"  # from Chroma: no file in its folder
+    one.delete("shared")
+    two._ready = None
+    assert two.ready_ids() == []

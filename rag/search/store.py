@@ -116,7 +116,10 @@ class Store:
         self._matrices: dict[str, tuple[tuple[int, int], Any]] = {}  # doc_id -> (file stamp, memory-mapped rows)
         self._matrices_lock = threading.Lock()
         self._ready: tuple[float, list[str]] | None = None  # (when read, ids); one registry read per question
-        self._registry_seen: tuple[int, frozenset[str], float, list[str]] | None = None  # see _read_ready
+        self._registry_seen: tuple[int, frozenset[str], float, list[str], str | None] | None = None  # _read_ready
+        # Embedded, every writer of the registry is a Store on this data folder, and each says so in this file.
+        self._registry_changes = None if settings.chroma_host else self.vectors_dir / "registry.changed"
+        self._changes = 0
         self._titles = TitleIndex()  # each document's title terms, read once (a doc id is the PDF's hash)
         self._max_batch = max(1, int(self.client.get_max_batch_size()))
         self.registry = self.client.get_or_create_collection(f"docs-{index_name}", embedding_function=None)
@@ -158,23 +161,53 @@ class Store:
         return list(cached[1])
 
     def _read_ready(self) -> list[str]:
-        """The ready ids, read again only when the registry may have changed: its size, or the documents being
-        written, differ from the last read (reading 2,000 ids costs ~10-20 ms, those two checks ~1-2 ms), and at
-        least every ``_READY_REREAD`` seconds (a delete and a whole ingest by another process between two checks)."""
+        """The ready ids, read again only when the registry may have changed, and at least every
+        ``_READY_REREAD`` seconds. Embedded, a change is told by the file every writer rewrites after its write
+        (``_changed``: a stat and a read); behind a server, by the registry's size or the documents being written
+        differing from the last read (reading 2,000 ids costs ~10-20 ms, those two checks ~1-2 ms; a delete and
+        a whole ingest by another process between two checks are seen within ``_READY_REREAD``)."""
+        stamp = self._registry_stamp()
+        known = self._registry_seen
+        fresh = known is not None and time.monotonic() - known[2] < _READY_REREAD
+        if known is not None and fresh and stamp is not None and known[4] == stamp:
+            return known[3]
         count = int(self.registry.count())
         pending = frozenset(self.registry.get(where={"status": INDEXING}, include=[])["ids"])
-        known = self._registry_seen
-        if known is not None and known[:2] == (count, pending) and time.monotonic() - known[2] < _READY_REREAD:
+        if known is not None and fresh and stamp is None and known[:2] == (count, pending):
             return known[3]
         ids = list(self.registry.get(where={"status": READY}, include=[])["ids"])
-        self._registry_seen = (count, pending, time.monotonic(), ids)
+        self._registry_seen = (count, pending, time.monotonic(), ids, stamp)
         return ids
+
+    def _registry_stamp(self) -> str | None:
+        """What the registry's change file says now ("" before any change); None behind a server."""
+        if self._registry_changes is None:
+            return None
+        try:
+            return self._registry_changes.read_text()
+        except FileNotFoundError:
+            return ""
+        except OSError:
+            return None  # unreadable: fall back to the registry's own checks
+
+    def _changed(self) -> None:
+        """Tell every Store on this data folder (this process's and others') that the registry changed."""
+        self._ready = None
+        if self._registry_changes is None:
+            return
+        self._changes += 1
+        try:
+            self._registry_changes.parent.mkdir(parents=True, exist_ok=True)
+            self._registry_changes.write_text(f"{time.time_ns()} {os.getpid()} {id(self)} {self._changes}")
+        except OSError as exc:  # the registry checks still see it (see _read_ready)
+            log.warning("Could not record a change of the document registry: %s", exc)
+            self._registry_changes = None
 
     def begin(self, info: DocumentInfo) -> None:
         """Record that ``info`` is being written (not searchable until ``commit``)."""
         self.registry.upsert(ids=[info.doc_id], embeddings=[[1.0]],
                              metadatas=[_meta(info, status=INDEXING)])
-        self._ready = None
+        self._changed()
 
     def add_chunks(self, doc_id: str, file_name: str, title: str, chunks: Sequence[Chunk],
                    vectors: Sequence[Sequence[float]]) -> None:
@@ -199,7 +232,7 @@ class Store:
     def commit(self, info: DocumentInfo) -> None:
         """Make a fully written document searchable."""
         self.registry.upsert(ids=[info.doc_id], embeddings=[[1.0]], metadatas=[_meta(info, status=READY)])
-        self._ready = None  # after the write, so a concurrent read can't cache the state before it
+        self._changed()  # after the write, so a concurrent read can't cache the state before it
         self._titles.drop(info.doc_id)
 
     def delete(self, doc_id: str) -> None:
@@ -209,7 +242,7 @@ class Store:
         self._passages_path(doc_id).unlink(missing_ok=True)
         self.lexical.remove(doc_id)
         self.registry.delete(ids=[doc_id])
-        self._ready = None
+        self._changed()
         self._titles.drop(doc_id)
         self.file_path(doc_id).unlink(missing_ok=True)
         self.ocr_path(doc_id).unlink(missing_ok=True)
