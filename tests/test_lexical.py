@@ -420,3 +420,21 @@ def test_the_title_index_scores_as_bm25_over_the_titles_searched_and_follows_cha
     index.drop("d2")
     assert "d2" not in index and set(index.scores("zephyr", list(titles))) == {"d1"}
     assert "d2" not in index.scores(titles["d2"], list(titles))
+
+
+def test_a_question_is_analysed_once_for_its_search_and_the_scoring_of_other_finds(tmp_path: Path) -> None:
+    analysed: list[str] = []
+
+    def analyzer(text: str) -> list[str]:
+        analysed.append(text)
+        return tokenize(text)
+
+    index = LexicalIndex(tmp_path, analyzer=analyzer)
+    index.add("d", ["d:0", "d:1"], ["the harbour crane lifts containers", "the orbit of the moon"])
+    analysed.clear()
+    found = index.search("harbour crane", 2, ["d"])
+    assert [cid for cid, _ in found] == ["d:0"]
+    assert index.scores("harbour crane", ["d:0", "d:1"]) == {"d:0": found[0][1], "d:1": 0.0}
+    assert analysed == ["harbour crane"]
+    index.search("orbit", 2, ["d"])
+    assert analysed == ["harbour crane", "orbit"]

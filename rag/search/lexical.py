@@ -639,6 +639,7 @@ class LexicalIndex:
         self._seen: str | None = None  # VERSION content when the folder was last listed
         self._changes = 0
         self._merger: threading.Thread | None = None
+        self._asked: dict[str, list[str]] = {}  # a question's terms: searched, then its other finds scored
 
     # --- writing ------------------------------------------------------------------------------------------------
     def add(self, doc_id: str, chunk_ids: Sequence[str], texts: Sequence[str]) -> None:
@@ -681,7 +682,7 @@ class LexicalIndex:
     def search(self, query: str, k: int, doc_ids: Iterable[str]) -> list[tuple[str, float]]:
         """The ``k`` best (chunk_id, score) among the chunks of ``doc_ids``, best first; only positive scores."""
         snap = self._current()
-        q = _Query(snap, self.analyzer(query))
+        q = _Query(snap, self._question(query))
         if k <= 0 or q.empty:
             return []
         wanted = doc_ids if isinstance(doc_ids, (set, frozenset)) else set(doc_ids)
@@ -702,7 +703,7 @@ class LexicalIndex:
         """The BM25 score of each of ``chunk_ids`` (0.0 for chunks that don't match or aren't indexed)."""
         snap = self._current()
         out = dict.fromkeys(chunk_ids, 0.0)
-        q = _Query(snap, self.analyzer(query))
+        q = _Query(snap, self._question(query))
         if q.empty:
             return out
         by_segment: dict[_Segment, list[tuple[int, str]]] = {}
@@ -716,6 +717,16 @@ class LexicalIndex:
             for (_, cid), score in zip(wanted, q.at(seg, rows).tolist(), strict=True):
                 out[cid] = score
         return out
+
+    def _question(self, query: str) -> list[str]:
+        """A question's terms, analysed once for the search and the scoring of the other retriever's finds."""
+        terms = self._asked.get(query)
+        if terms is None:
+            terms = self.analyzer(query)
+            if len(self._asked) >= 64:
+                self._asked.clear()
+            self._asked[query] = terms
+        return terms
 
     def _current(self) -> _Snapshot:
         """The snapshot to search; without sync, first catch up with files added or removed by any process."""

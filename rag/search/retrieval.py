@@ -55,6 +55,7 @@ the embedder reads poorly and ``rrf`` up to 0.74 (0.60).
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
@@ -119,7 +120,10 @@ def min_max(values: dict[str, float]) -> dict[str, float]:
 def above_mean(values: dict[str, float]) -> dict[str, float]:
     """Standard scores (how many standard deviations above the mean), 0 for those at or below the mean; all 0
     when the scores are all equal."""
-    mean, spread = statistics.fmean(values.values()), statistics.pstdev(values.values())
+    n, low, high = len(values), min(values.values()), max(values.values())
+    mean = math.fsum(values.values()) / n
+    # pstdev, without its exact fractions (a third of a question's fusion); exactly 0 when the scores are equal
+    spread = math.sqrt(math.fsum((v - mean) ** 2 for v in values.values()) / n) if high > low else 0.0
     return {cid: max(0.0, (v - mean) / spread) if spread > 0 else 0.0 for cid, v in values.items()}
 
 
