@@ -118,7 +118,8 @@ class Store:
         self._ready: tuple[float, list[str]] | None = None  # (when read, ids); one registry read per question
         self._registry_seen: tuple[int, frozenset[str], float, list[str], str | None] | None = None  # _read_ready
         # Embedded, every writer of the registry is a Store on this data folder, and each says so in this file.
-        self._registry_changes = None if settings.chroma_host else self.vectors_dir / "registry.changed"
+        self._registry_changes = None if settings.chroma_host else \
+            settings.data_dir / "changes" / f"registry-{index_name}"
         self._changes = 0
         self._titles = TitleIndex()  # each document's title terms, read once (a doc id is the PDF's hash)
         self._max_batch = max(1, int(self.client.get_max_batch_size()))
