@@ -128,6 +128,7 @@ def test_chunks_of_an_older_index_are_counted_once_when_quoted(tmp_path: Path,
     texts = [TEXTS["en"][0], TEXTS["ru"][0]]
     store = _store(tmp_path, texts)
     store.chunks.update(ids=["doc:0", "doc:1"], metadatas=[{"tokens": None, "language": None}] * 2)
+    store._passages_path("doc").unlink()  # nor had it passage files: its passages come from Chroma
     assert all("tokens" not in m for m in store.chunks.get(ids=["doc:0"], include=["metadatas"])["metadatas"])
     tokencount.forget()
     calls: list[str] = []

@@ -246,6 +246,9 @@ def test_a_failing_reranker_leaves_the_verdict_to_the_words(settings: Settings, 
 
 def test_auto_with_a_fast_reranker_uses_it(settings: Settings, tmp_path: Path, fake_ollama: FakeOllama) -> None:
     reranker = ScriptedReranker(support=lambda s, p: 0.05)
+    # the answer streams at a model's pace (as a real one does), so that a tenth of it leaves the instant
+    # reranker room even when a loaded machine stretches one of its calls
+    fake_ollama.chat_delay = 0.05
     assert _claim(_ask(settings, tmp_path, fake_ollama, reranker, "auto")).supported is False
     assert reranker.support_calls()
 
