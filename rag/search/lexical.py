@@ -341,6 +341,8 @@ def _map_segment(path: Path) -> _Segment:
     the file (the system can drop and reread them) instead of being this process's own memory."""
     with path.open("rb") as fh:
         data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    if hasattr(mmap, "MADV_WILLNEED"):  # let the system read it ahead, so that early searches don't wait on the disk
+        data.madvise(mmap.MADV_WILLNEED)
     header, a = _parse(data, _SEGMENT_MAGIC)
     if header.get("format") != _FORMAT:
         raise ValueError(f"format {header.get('format')}, expected {_FORMAT}")

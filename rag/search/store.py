@@ -345,7 +345,8 @@ class Store:
         self.lexical.sync(ready)
         for doc_id in ready:  # map each document's vector file now (the scoped scans and cross-scoring read them)
             if self._vectors_path(doc_id).exists():
-                self._matrices_for([doc_id])
+                mapped = self._matrices_for([doc_id])
+                _read_ahead(mapped[0][1] if mapped else None)
         stored = self.chunks.peek(1).get("embeddings")
         if stored is not None and len(stored):
             self.chunks.query(query_embeddings=[list(stored[0])], n_results=1, include=["distances"])
@@ -648,6 +649,18 @@ class Store:
             meta = dict(got["metadatas"][0])
             meta["heartbeat"] = time.time()
             self.registry.update(ids=[doc_id], metadatas=[meta])
+
+
+def _read_ahead(matrix: Any) -> None:
+    """Ask the system to read a memory-mapped file into its cache in the background (a hint; Linux)."""
+    import mmap
+
+    mapped = getattr(matrix, "_mmap", None)
+    if mapped is not None and hasattr(mmap, "MADV_WILLNEED"):
+        try:
+            mapped.madvise(mmap.MADV_WILLNEED)
+        except (OSError, ValueError):
+            pass
 
 
 def chunk_id(doc_id: str, index: int) -> str:
