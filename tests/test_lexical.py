@@ -99,15 +99,20 @@ def test_pruned_top_k_is_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         return found
 
     monkeypatch.setattr(_Query, "top", counting)
+    merged = LexicalIndex(tmp_path)  # read from the files at a start: one segment holding every document, so a
+    merged.sync(list(docs))  # scope of a few documents is several runs of its rows
+    assert len(merged._snap.segments) == 1 and len(merged._snap.segments[0].docs) == len(docs)
     for i in range(40):  # frequent words only, or with a rare word or two
         words = rng.choice(vocab[:60], size=5).tolist() + rng.choice(vocab[100:], size=i % 3).tolist()
         query = " ".join(words)
         expected = bm25s_scores(docs, query)
-        for k, scope in ((1, list(docs)), (3, list(docs)), (10, list(docs)), (3, ["doc2", "doc5"])):
+        for k, scope in ((1, list(docs)), (3, list(docs)), (10, list(docs)), (3, ["doc2", "doc5"]),
+                         (1, ["doc0", "doc3", "doc7"]), (25, ["doc1", "doc4", "doc6"]), (3, ["doc3"])):
             best = sorted((s for c, s in expected.items() if s > 0 and c.split(":")[0] in scope), reverse=True)
-            hits = index.search(query, k, scope)
-            assert [s for _, s in hits] == pytest.approx(best[:k], abs=1e-5), (query, k)
-            assert all(abs(expected[c] - s) < 1e-5 for c, s in hits)
+            for searched in (index, merged):
+                hits = searched.search(query, k, scope)
+                assert [s for _, s in hits] == pytest.approx(best[:k], abs=1e-5), (query, k, scope)
+                assert all(abs(expected[c] - s) < 1e-5 for c, s in hits)
     assert any(skipped), "no query let the index skip a term's column"
 
 

@@ -556,6 +556,9 @@ class _Query:
         term first; once the terms left weigh less than the k-th best score so far, a chunk that none of the terms
         read matched can't reach the top k, so the terms left (frequent words, long columns) only add to the chunks
         already found, and chunks that can't reach the k-th best even with all the terms left are dropped.
+
+        Scores are kept for the rows of ``runs`` only, side by side (a search scoped to 20 documents of a million
+        chunks adds up 10,000 scores, not the million rows between its first document and its last).
         """
         if seg not in self.columns:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
@@ -564,17 +567,32 @@ class _Query:
         starts, ends = runs
         base, end = int(starts[0]), int(ends[-1])
         whole = len(starts) == 1 and base == 0 and end == seg.size
-        scores = np.zeros(end - base)  # a chunk's score is positive once a term matched it
+        single = len(starts) == 1
+        offsets = np.cumsum(ends - starts) - (ends - starts)  # where each run's rows begin among the scores
+
+        def place(rows: np.ndarray) -> np.ndarray:  # rows (within the runs) -> their places among the scores
+            if single:
+                return rows - base if base else rows
+            run = np.searchsorted(starts, rows, side="right") - 1
+            return offsets[run] + (rows - starts[run])
+
+        def row_of(places: np.ndarray) -> np.ndarray:
+            if single:
+                return places + base
+            run = np.searchsorted(offsets, places, side="right") - 1
+            return starts[run] + (places - offsets[run])
+
+        def within(a: int, b: int) -> np.ndarray:  # the positions in seg.rows of a column's rows within the runs
+            column = seg.rows[a:b]
+            return _spans(np.searchsorted(column, starts) + a, np.searchsorted(column, ends) + a)
+
+        scores = np.zeros(int((ends - starts).sum()))  # a chunk's score is positive once a term matched it
         scanned, floor, done = 0, 0.0, 0.0
         while scanned < len(terms) and weights[scanned] > 0 and float(weights[scanned:].sum()) >= floor:
             a, b = int(col_starts[scanned]), int(col_ends[scanned])
-            if whole:
-                at: slice | np.ndarray = slice(a, b)
-            else:
-                column = seg.rows[a:b]
-                at = _spans(np.searchsorted(column, starts) + a, np.searchsorted(column, ends) + a)
+            at: slice | np.ndarray = slice(a, b) if whole else within(a, b)
             rows = seg.rows[at]
-            scores[rows - base if base else rows] += self._contribution(seg, float(weights[scanned]), seg.tf[at], rows)
+            scores[place(rows)] += self._contribution(seg, float(weights[scanned]), seg.tf[at], rows)
             done += float(weights[scanned])
             scanned += 1
             if float(weights[scanned:].sum()) < done:  # else the k-th best so far can't outweigh the terms left
@@ -596,13 +614,15 @@ class _Query:
             column = seg.rows[a:b]
             lo, hi = np.searchsorted(column, [base, end]).tolist()
             if len(local) * 16 < hi - lo:  # few chunks left: look each up in the column
-                pos = np.minimum(np.searchsorted(column, local + base), b - a - 1)
-                hit = column[pos] == local + base
-                scores[local[hit]] += self._contribution(seg, weight, seg.tf[a + pos[hit]], local[hit] + base)
-            else:  # many: add the term to every chunk in range (the others are out already, and stay out)
-                rows = column[lo:hi]
-                scores[rows - base if base else rows] += self._contribution(seg, weight, seg.tf[a + lo:a + hi], rows)
-        return local + base, scores[local]
+                rows = row_of(local)
+                pos = np.minimum(np.searchsorted(column, rows), b - a - 1)
+                hit = column[pos] == rows
+                scores[local[hit]] += self._contribution(seg, weight, seg.tf[a + pos[hit]], rows[hit])
+            else:  # many: add the term to every chunk of the runs (the others are out already, and stay out)
+                at = slice(a + lo, a + hi) if single else within(a, b)
+                rows = seg.rows[at]
+                scores[place(rows)] += self._contribution(seg, weight, seg.tf[at], rows)
+        return row_of(local), scores[local]
 
     def at(self, seg: _Segment, rows: np.ndarray) -> np.ndarray:
         """The scores of some rows of ``seg``."""
