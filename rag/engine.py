@@ -493,12 +493,14 @@ class Engine:
             pass  # never indexed (it failed), or removed already
 
     def close(self) -> None:
-        """Release worker processes."""
+        """Release worker processes, and the ownership library's open connection."""
         self._stopping.set()
         if self._queue is not None:
             self._queue.close()
         if self._ingestor is not None:
             self._ingestor.close()
+        if self._access is not None:
+            self._access.library.close()
 
 
 def _needs_load(model: Any) -> bool:

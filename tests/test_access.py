@@ -300,3 +300,5 @@ def test_who_may_read_what_is_read_once_and_again_after_any_write(tmp_path: Path
     app.hold("bob", "doc-3", "notes.pdf")  # and this process's own writes
     assert set(app.holdings("bob")) == {"doc-3"} and set(app.holdings("carol")) == {"doc-2"}
     assert any("holdings" in r for r in reads)
+    app.close()  # as the engine does when it closes: a later read opens the connection again
+    assert app._reader is None and set(app.holdings("bob")) == {"doc-3"}

@@ -136,6 +136,10 @@ class Library:
             self._close_reader()
             raise StoreError(f"Can't read the library of owners: {storage_problem(self.path.parent, exc)}") from exc
 
+    def close(self) -> None:
+        """Close the connection kept for reading (the next read opens it again)."""
+        self._close_reader()
+
     def _close_reader(self) -> None:
         with self._lock:
             reader, self._reader, self._version = self._reader, None, None
