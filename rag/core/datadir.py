@@ -7,11 +7,12 @@ or "database or disk is full", at start or half-way through an ingest.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import socket
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from rag.core.errors import StoreError
 
@@ -104,3 +105,14 @@ def _kind(exc: BaseException) -> str:
     if code in _DENIED or "readonly database" in text or "read-only file system" in text:
         return "denied"
     return "other"
+
+
+def read_ahead(mapped: Any) -> None:
+    """Ask the system to read a memory-mapped file (an ``mmap.mmap``; None is ignored) into its cache in the
+    background, so that the first reads of it don't wait on the disk. A hint: where the system has no such call,
+    or refuses it, nothing happens."""
+    if mapped is not None and hasattr(mmap, "MADV_WILLNEED"):
+        try:
+            mapped.madvise(mmap.MADV_WILLNEED)
+        except (OSError, ValueError):
+            pass

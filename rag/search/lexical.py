@@ -51,7 +51,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from rag.core.datadir import atomic_write
+from rag.core.datadir import atomic_write, read_ahead
 from rag.text.languages import analyze
 
 log = logging.getLogger(__name__)
@@ -341,8 +341,7 @@ def _map_segment(path: Path) -> _Segment:
     the file (the system can drop and reread them) instead of being this process's own memory."""
     with path.open("rb") as fh:
         data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    if hasattr(mmap, "MADV_WILLNEED"):  # let the system read it ahead, so that early searches don't wait on the disk
-        data.madvise(mmap.MADV_WILLNEED)
+    read_ahead(data)
     header, a = _parse(data, _SEGMENT_MAGIC)
     if header.get("format") != _FORMAT:
         raise ValueError(f"format {header.get('format')}, expected {_FORMAT}")

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rag.core.config import Settings
-from rag.core.datadir import atomic_write, check_writable, has_ended, process_tag
+from rag.core.datadir import atomic_write, check_writable, has_ended, process_tag, read_ahead
 from rag.core.errors import StoreError
 from rag.core.records import Chunk, DocumentInfo, Passage, indexed_text
 from rag.search.lexical import LexicalIndex, TitleIndex, title_terms
@@ -346,7 +346,7 @@ class Store:
         for doc_id in ready:  # map each document's vector file now (the scoped scans and cross-scoring read them)
             if self._vectors_path(doc_id).exists():
                 mapped = self._matrices_for([doc_id])
-                _read_ahead(mapped[0][1] if mapped else None)
+                read_ahead(getattr(mapped[0][1], "_mmap", None) if mapped else None)
         stored = self.chunks.peek(1).get("embeddings")
         if stored is not None and len(stored):
             self.chunks.query(query_embeddings=[list(stored[0])], n_results=1, include=["distances"])
@@ -649,18 +649,6 @@ class Store:
             meta = dict(got["metadatas"][0])
             meta["heartbeat"] = time.time()
             self.registry.update(ids=[doc_id], metadatas=[meta])
-
-
-def _read_ahead(matrix: Any) -> None:
-    """Ask the system to read a memory-mapped file into its cache in the background (a hint; Linux)."""
-    import mmap
-
-    mapped = getattr(matrix, "_mmap", None)
-    if mapped is not None and hasattr(mmap, "MADV_WILLNEED"):
-        try:
-            mapped.madvise(mmap.MADV_WILLNEED)
-        except (OSError, ValueError):
-            pass
 
 
 def chunk_id(doc_id: str, index: int) -> str:
