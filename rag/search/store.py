@@ -21,6 +21,7 @@ document id is the hash of the PDF's bytes, so a cached file never goes stale: i
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -310,12 +311,8 @@ class Store:
 
         q = _unit(vector)
         out: dict[str, float] = {}
-        rows: dict[str, list[tuple[str, int]]] = {}
-        for cid in chunk_ids:
-            doc_id, index = split_chunk_id(cid)
-            rows.setdefault(doc_id, []).append((cid, index))
         missing: list[str] = []
-        for doc_id, wanted in rows.items():
+        for doc_id, wanted in _by_document(chunk_ids).items():
             matrices = self._matrices_for([doc_id])
             if matrices is None or matrices[0][1].shape[1] != q.shape[0]:
                 missing.extend(cid for cid, _ in wanted)
@@ -435,21 +432,24 @@ class Store:
 
         atomic_write(path, write)
 
+    def _stored(self, doc_id: str, what: str) -> list[tuple[str, Any, dict[str, Any]]]:
+        """A document's chunks as Chroma holds them, in order: (chunk id, its ``what``, "documents" or
+        "embeddings", and its metadata)."""
+        got = self.chunks.get(where={"doc_id": doc_id}, include=[what, "metadatas"])
+        return sorted(zip(got["ids"], got[what], got["metadatas"], strict=True), key=lambda r: int(r[2]["index"]))
+
     def _fetch_vectors(self, doc_id: str) -> bool:
         """Write the vector file of a document indexed elsewhere (another app instance, an older version) from
         its chunks in Chroma; False if the document has no complete set of chunks there."""
-        got = self.chunks.get(where={"doc_id": doc_id}, include=["embeddings", "metadatas"])
-        if not got["ids"]:
+        rows = self._stored(doc_id, "embeddings")
+        if not rows:
             return False
-        rows = sorted(zip(got["metadatas"], got["embeddings"], strict=True), key=lambda r: int(r[0]["index"]))
-        self._save_vectors(doc_id, [int(m["index"]) for m, _ in rows], [e for _, e in rows])
+        self._save_vectors(doc_id, [int(meta["index"]) for _, _, meta in rows], [e for _, e, _ in rows])
         return self._vectors_path(doc_id).exists()
 
     def chunk_texts(self, doc_id: str) -> tuple[list[str], list[str]]:
         """A document's chunk ids and the text BM25 indexes (header and text), read from Chroma, in order."""
-        got = self.chunks.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
-        rows = sorted(zip(got["ids"], got["documents"], got["metadatas"], strict=True),
-                      key=lambda r: int(r[2]["index"]))
+        rows = self._stored(doc_id, "documents")
         texts = [indexed_text(str(meta.get("context", "")), text) for _, text, meta in rows]
         return [cid for cid, _, _ in rows], texts
 
@@ -461,13 +461,9 @@ class Store:
         document that has none (indexed by an older version or another instance; see ``fill_passages``)."""
         if not ids:
             return {}
-        rows: dict[str, list[tuple[str, int]]] = {}
-        for cid in dict.fromkeys(ids):
-            doc_id, index = split_chunk_id(cid)
-            rows.setdefault(doc_id, []).append((cid, index))
         found: dict[str, tuple[str, dict[str, Any]]] = {}
         missing: list[str] = []
-        for doc_id, wanted in rows.items():
+        for doc_id, wanted in _by_document(ids).items():
             read = self._read_passages(doc_id, [index for _, index in wanted])
             if read is None:
                 missing.extend(cid for cid, _ in wanted)
@@ -495,10 +491,7 @@ class Store:
             return
         blobs = [json.dumps([text, meta], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
                  for text, meta in zip(texts, metadatas, strict=True)]
-        offsets, total = [], 0
-        for blob in [b"", *blobs]:
-            total += len(blob)
-            offsets.append(total)
+        offsets = [0, *itertools.accumulate(len(blob) for blob in blobs)]
         head = _PASSAGES_MAGIC + struct.pack(f"<Q{len(offsets)}Q", len(blobs), *offsets)
         atomic_write(path, lambda tmp: tmp.write_bytes(head + b"".join(blobs)))
 
@@ -527,21 +520,18 @@ class Store:
         finally:
             os.close(fd)
 
-    def fill_passages(self, limit: int | None = None) -> int:
+    def fill_passages(self) -> int:
         """Write the passage file of each ready document that lacks one (indexed before they were kept, or by
         another instance sharing a Chroma server), from its chunks in Chroma; how many were written. Run in the
         background as the app starts: until then such a document's passages are read from Chroma."""
         written = 0
         for doc_id in self.ready_ids():
-            if limit is not None and written >= limit:
-                break
             if self._passages_path(doc_id).exists():
                 continue
-            got = self.chunks.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
-            rows = sorted(zip(got["documents"], got["metadatas"], strict=True), key=lambda r: int(r[1]["index"]))
+            rows = self._stored(doc_id, "documents")
             if rows:
-                self._save_passages(doc_id, [int(m["index"]) for _, m in rows], [t for t, _ in rows],
-                                    [m for _, m in rows])
+                self._save_passages(doc_id, [int(meta["index"]) for _, _, meta in rows], [t for _, t, _ in rows],
+                                    [meta for _, _, meta in rows])
                 written += 1
         return written
 
@@ -649,6 +639,15 @@ class Store:
             meta = dict(got["metadatas"][0])
             meta["heartbeat"] = time.time()
             self.registry.update(ids=[doc_id], metadatas=[meta])
+
+
+def _by_document(chunk_ids: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
+    """Chunk ids (each once) by document, in the order given: doc_id -> [(chunk id, index)]."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for cid in dict.fromkeys(chunk_ids):
+        doc_id, index = split_chunk_id(cid)
+        out.setdefault(doc_id, []).append((cid, index))
+    return out
 
 
 def chunk_id(doc_id: str, index: int) -> str:
