@@ -114,7 +114,7 @@ class Store:
         self.files_dir = settings.data_dir / "files"
         self.lexical = LexicalIndex(settings.data_dir / "lexical" / index_name, source=self.chunk_texts)
         self.vectors_dir = settings.data_dir / "vectors" / index_name
-        self._matrices: dict[str, tuple[tuple[int, int], Any]] = {}  # doc_id -> (file stamp, memory-mapped rows)
+        self._matrices: dict[str, tuple[tuple[int, int], Any]] = {}  # key -> (file stamp, mapped rows); see _mapped
         self._matrices_lock = threading.Lock()
         self._ready: tuple[float, list[str]] | None = None  # (when read, ids); one registry read per question
         self._registry_seen: tuple[int, frozenset[str], float, list[str], str | None] | None = None  # _read_ready
